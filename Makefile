@@ -1,0 +1,61 @@
+# rlhf-nb — the two README commands:
+#   make book   set up, execute every notebook (default presets), build the site
+#   make test   set up, run every test (unit, notebooks in SMOKE mode, pairing, site in a browser)
+# Both create .venv when missing and install the project with the pinned constraints.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+export RLHF_NB_CACHE ?= $(CURDIR)/.cache
+export HF_HUB_OFFLINE := 1
+export HF_DATASETS_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export HF_HUB_DISABLE_TELEMETRY := 1
+export TOKENIZERS_PARALLELISM := false
+export PYDEVD_DISABLE_FILE_VALIDATION := 1
+export JUPYTER_PLATFORM_DIRS := 1
+
+.PHONY: book test setup lint format sync lock clean help
+
+help:
+	@echo "make book   - execute the notebooks and build the site (book/_build/html/index.html)"
+	@echo "make test   - lint + all tests (unit, notebooks with SMOKE=True, pairing, site in a browser)"
+	@echo "make sync   - regenerate every paired .ipynb from its .py (jupytext)"
+	@echo "make lock   - rewrite constraints.txt from the current .venv"
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --disable-pip-version-check -q -c constraints.txt -e ".[book,test]"
+	@touch $(STAMP)
+
+book: $(STAMP)
+	$(BIN)/python -m rlhf_nb._build execute --out build/executed
+	$(BIN)/python -m rlhf_nb._build site --executed build/executed --out book
+	@echo "Open: $(CURDIR)/book/_build/html/index.html"
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+sync: $(STAMP)
+	$(BIN)/jupytext --sync notebooks/[0-9][0-9]_*.py
+
+lock: $(STAMP)
+	@{ sed -n '1,/^# a multi-GB/p' constraints.txt; echo "# Regenerate with: make lock"; \
+	  $(BIN)/python -m pip freeze --exclude-editable | sed 's/^torch==\([0-9.]*\)+cpu/torch==\1/'; \
+	} > constraints.txt.new && mv constraints.txt.new constraints.txt
+
+clean:
+	rm -rf build book/_build .pytest_cache .ruff_cache

@@ -1,0 +1,279 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 01 · The MaxEnt optimal policy, derived and then checked
+#
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/rlhf-nb/rlhf-nb/blob/main/notebooks/01_maxent_optimal_policy.ipynb)
+#
+# Maximum-Entropy RL asks for the policy that maximises reward *plus* an entropy bonus. On a
+# finite set of responses we can write the answer in closed form, and — because the set is
+# finite — check every claim about it by computing it. This chapter derives the optimum, then
+# tests it against thousands of random competitors, its two temperature limits, and its twin:
+# KL-regularised RL towards a reference policy.
+
+# %% tags=["parameters"]
+SMOKE = False  # CI-sized run: seconds instead of minutes
+SEED = 0  # seeds Python, NumPy and torch
+DEVICE = "auto"  # "auto" (CUDA if present), "cpu" or "cuda"
+ALPHA = 1.0  # MaxEnt temperature alpha shown first, > 0
+N_RESPONSES = 8  # size of the response set Y, >= 2
+N_RANDOM = 5000  # random policies the optimum is compared with, >= 1
+
+# %% [markdown]
+# The next cell only does something in Colab: it installs this book's package (keeping Colab's
+# own torch). Everywhere else the package is already installed by `make book` / `make test`.
+
+# %%
+import subprocess
+import sys
+
+if "google.colab" in sys.modules:
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "rlhf-nb @ git+https://github.com/rlhf-nb/rlhf-nb",
+        ],
+        check=True,
+    )
+
+# %%
+import numpy as np
+import plotly.graph_objects as go
+
+import rlhf_nb
+from rlhf_nb import exact, plotting, widgets
+
+ctx = rlhf_nb.setup(seed=SEED, device=DEVICE, smoke=SMOKE)
+rlhf_nb.check_range("ALPHA", ALPHA, 0.0, None, low_inclusive=False)
+rlhf_nb.check_type("N_RESPONSES", N_RESPONSES, int)
+rlhf_nb.check_range("N_RESPONSES", N_RESPONSES, 2, 1000)
+rlhf_nb.check_type("N_RANDOM", N_RANDOM, int)
+rlhf_nb.check_range("N_RANDOM", N_RANDOM, 1, None)
+n_random = min(N_RANDOM, 500) if SMOKE else N_RANDOM
+rng = np.random.default_rng(SEED)
+print(f"device={ctx.device}  seed={ctx.seed}  smoke={ctx.smoke}  random policies={n_random}")
+
+# %% [markdown]
+# ## The objective and its optimum (Gibbs variational principle)
+#
+# A prompt $x$ is fixed throughout, so we drop it. A policy $\pi$ is a distribution over a finite
+# set $\mathcal Y$ of responses with rewards $r(y)$. MaxEnt RL maximises
+#
+# $$J_\alpha(\pi) = \mathbb{E}_{y\sim\pi}[r(y)] + \alpha H(\pi), \qquad
+#   H(\pi) = -\sum_y \pi(y)\log\pi(y) \;\text{(nats)}.$$
+#
+# Define $Z = \sum_y e^{r(y)/\alpha}$ and $\pi^*(y) = e^{r(y)/\alpha}/Z$, so that
+# $r(y) = \alpha\log\pi^*(y) + \alpha\log Z$. Substituting this into $J_\alpha$:
+#
+# $$J_\alpha(\pi) = \sum_y \pi(y)\big[\alpha\log\pi^*(y) + \alpha\log Z - \alpha\log\pi(y)\big]
+#   = \alpha\log Z - \alpha\,\mathrm{KL}(\pi\,\|\,\pi^*).$$
+#
+# KL is $\ge 0$ and zero only at $\pi = \pi^*$. So $\pi^*$ is the unique maximiser, and the
+# maximum is the *soft value* $V^* = \alpha\log Z$. No Lagrangian needed — and the identity
+# holds for **every** $\pi$, which is what we check first.
+
+# %%
+rewards = rng.normal(0.0, 1.5, size=N_RESPONSES)
+pi_star = exact.maxent_policy(rewards, ALPHA)
+v_star = exact.soft_value(rewards, ALPHA)
+j_star = exact.maxent_objective(pi_star, rewards, ALPHA)
+competitors = rng.dirichlet(np.full(N_RESPONSES, 0.5), size=n_random)
+j_random = np.array([exact.maxent_objective(q, rewards, ALPHA) for q in competitors])
+identity_gap = max(
+    abs(
+        exact.maxent_objective(q, rewards, ALPHA)
+        - (v_star - ALPHA * exact.kl_divergence(q, pi_star))
+    )
+    for q in competitors
+)
+print(f"J(π*) = {j_star:.6f}   α log Z = {v_star:.6f}   difference = {j_star - v_star:.1e}")
+print(
+    f"best of {n_random} random policies: J = {j_random.max():.6f}"
+    f"  (short by {j_star - j_random.max():.4f})"
+)
+print(f"max over random q of |J(q) − (α log Z − α KL(q‖π*))| = {identity_gap:.1e}")
+
+# %%
+plotting.static_figure(
+    [go.Histogram(x=j_random, nbinsx=60, name="random policies")],
+    title=f"J_α of {n_random} random policies vs the optimum (α = {ALPHA:g})",
+    xaxis_title="J_α(π) = E[r] + α H(π)",
+    yaxis_title="count",
+    shapes=[
+        dict(type="line", x0=j_star, x1=j_star, y0=0, y1=1, yref="paper", line=dict(color="red"))
+    ],
+    annotations=[
+        dict(x=j_star, y=1, yref="paper", text="π* (α log Z)", showarrow=False, xanchor="right")
+    ],
+).show()
+
+# %% [markdown]
+# ## The two limits of the temperature
+#
+# As $\alpha\to0$ the entropy bonus vanishes and $\pi^*$ concentrates on $\arg\max_y r(y)$. As
+# $\alpha\to\infty$ the reward is drowned and $\pi^*$ tends to uniform, $H\to\log|\mathcal Y|$.
+
+# %%
+alphas = np.geomspace(0.02, 50.0, 9 if SMOKE else 41)
+policies = np.array([exact.maxent_policy(rewards, a) for a in alphas])
+entropies = np.array([exact.entropy(p) for p in policies])
+best = int(np.argmax(rewards))
+print(f"α = {alphas[0]:.3g}: π*(argmax) = {policies[0, best]:.6f}")
+print(f"α = {alphas[-1]:.3g}: H(π*) = {entropies[-1]:.4f} nats, log|Y| = {np.log(N_RESPONSES):.4f}")
+plotting.static_figure(
+    [
+        go.Scatter(x=alphas, y=policies[:, best], name="π*(argmax r)"),
+        go.Scatter(x=alphas, y=entropies / np.log(N_RESPONSES), name="H(π*) / log|Y|"),
+    ],
+    title="From argmax to uniform",
+    xaxis_title="α",
+    xaxis_type="log",
+    yaxis_title="fraction",
+).show()
+
+# %% [markdown]
+# ## MaxEnt RL *is* KL-regularised RL — towards the uniform policy
+#
+# KL-regularised RL, the objective behind PPO-RLHF and DPO, maximises
+# $\mathbb{E}_\pi[r] - \beta\,\mathrm{KL}(\pi\|\pi_{\text{ref}})$; by the same algebra its
+# optimum is
+#
+# $$\pi^*_{\text{KL}}(y) = \frac{\pi_{\text{ref}}(y)\, e^{r(y)/\beta}}{Z_{\text{ref}}}.$$
+#
+# For the uniform policy $U(y) = 1/|\mathcal Y|$,
+# $\;H(\pi) = \log|\mathcal Y| - \mathrm{KL}(\pi\|U)$, so
+#
+# $$J_\alpha(\pi) = \mathbb{E}_\pi[r] - \alpha\,\mathrm{KL}(\pi\|U) + \alpha\log|\mathcal Y|:$$
+#
+# the same objective up to a constant. **MaxEnt RL is KL-regularised RL whose anchor has moved
+# from the SFT model to "any string"** — everything the SFT model knew about which responses are
+# plausible is dropped from the regulariser. Chapter 03 shows what that costs when responses have
+# lengths.
+
+# %%
+uniform = np.full(N_RESPONSES, 1.0 / N_RESPONSES)
+entropy_gap = max(
+    abs(exact.entropy(q) - (np.log(N_RESPONSES) - exact.kl_divergence(q, uniform)))
+    for q in competitors
+)
+uniform_ref_gap = np.max(np.abs(exact.kl_policy(rewards, uniform, ALPHA) - pi_star))
+print(f"max |H(q) − (log|Y| − KL(q‖U))| over random q = {entropy_gap:.1e}")
+print(f"max |π*_KL(ref = U, β = α) − π*_MaxEnt| = {uniform_ref_gap:.1e}")
+
+# %% [markdown]
+# Now give the KL-regularised objective a *real* reference: an "SFT model" that puts most of its
+# mass on a few plausible responses (here the second- and third-best, standing in for fluent
+# answers). Move the temperature and compare the two optima: as it rises, the KL optimum returns
+# to the reference; the MaxEnt optimum spreads over everything.
+
+# %%
+order = np.argsort(-rewards)
+sft = np.full(N_RESPONSES, 0.02)
+sft[order[1:3]] = 1.0
+sft /= sft.sum()
+labels = [f"y{i} (r={r:+.2f})" for i, r in enumerate(rewards)]
+
+
+def optimum_bars(alpha):
+    """Bars for the reference, the MaxEnt optimum and the KL optimum at temperature alpha."""
+    return [
+        go.Bar(x=labels, y=sft, name="π_ref (SFT)", marker_color="lightgray"),
+        go.Bar(x=labels, y=exact.maxent_policy(rewards, alpha), name="MaxEnt π* ∝ exp(r/α)"),
+        go.Bar(
+            x=labels, y=exact.kl_policy(rewards, sft, alpha), name="KL π* ∝ π_ref exp(r/β), β=α"
+        ),
+    ]
+
+
+def optimum_figure(alpha):
+    return plotting.static_figure(
+        optimum_bars(alpha),
+        title=f"MaxEnt vs KL-regularised optimum at α = β = {alpha:.3g}",
+        yaxis_title="probability",
+        yaxis_range=[0, 1.05],
+        barmode="group",
+    )
+
+
+# %% [markdown]
+# In a live kernel, drag the slider:
+
+# %%
+box = widgets.live_figure(optimum_figure, alpha=widgets.log_slider("α = β", ALPHA, 0.02, 50.0))
+
+# %% [markdown]
+# On the static site, this version carries every frame in the page:
+
+# %%
+start = int(np.argmin(np.abs(np.log(alphas) - np.log(ALPHA))))
+fig = plotting.slider_figure(
+    "α = β",
+    alphas,
+    optimum_bars,
+    title="MaxEnt vs KL-regularised optimum",
+    yaxis_title="probability",
+    yrange=(0, 1.05),
+    active=start,
+)
+fig.update_layout(barmode="group")
+fig.show()
+
+# %%
+kl_to_ref = {
+    name: np.array([exact.kl_divergence(policy(a), sft) for a in alphas])
+    for name, policy in (
+        ("MaxEnt", lambda a: exact.maxent_policy(rewards, a)),
+        ("KL-regularised", lambda a: exact.kl_policy(rewards, sft, a)),
+    )
+}
+for name, kl in kl_to_ref.items():
+    print(
+        f"{name:>15}: KL(π*‖π_ref) = {kl[0]:.3f} nats at α = {alphas[0]:.3g},"
+        f" {kl[-1]:.3f} nats at α = {alphas[-1]:.3g}"
+    )
+plotting.static_figure(
+    [go.Scatter(x=alphas, y=kl, name=name) for name, kl in kl_to_ref.items()],
+    title="Distance of each optimum from the SFT reference",
+    xaxis_title="α = β",
+    xaxis_type="log",
+    yaxis_title="KL(π* ‖ π_ref), nats",
+).show()
+
+# %% [markdown]
+# The KL optimum returns to $\pi_{\text{ref}}$ as $\beta$ grows; the MaxEnt optimum goes to
+# uniform, which is far from the SFT model whatever the temperature.
+#
+# ## Checkpoints
+# What you should have seen: $\pi^*$ is the Gibbs policy; its value is $\alpha\log Z$; the identity
+# $J(q) = \alpha\log Z - \alpha\mathrm{KL}(q\|\pi^*)$ holds for every random policy, so none beats
+# $\pi^*$; $\alpha\to0$ gives argmax and $\alpha\to\infty$ uniform; MaxEnt equals KL-regularisation
+# towards uniform; and only the KL optimum stays near the SFT reference at high temperature.
+
+# %%
+assert abs(pi_star.sum() - 1) < 1e-12 and abs(j_star - v_star) < 1e-9
+assert identity_gap < 1e-9 and j_random.max() < j_star
+assert policies[0, best] > 0.99 and np.max(np.abs(policies[-1] - uniform)) < 0.05
+assert np.all(np.diff(entropies) > 0), "entropy of π* must increase with α"
+assert entropy_gap < 1e-12 and uniform_ref_gap < 1e-12
+assert kl_to_ref["KL-regularised"][-1] < 0.01 < kl_to_ref["MaxEnt"][-1]
+assert np.all(kl_to_ref["MaxEnt"] > 0.5)
+assert (
+    len(fig.frames) == len(alphas)
+    and fig.layout.sliders[0].steps[start].label == fig.frames[start].name
+)
+print("checkpoints passed")

@@ -1,0 +1,373 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 02 · SimPO as MaxEnt RL — and where the derivation breaks
+#
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/rlhf-nb/rlhf-nb/blob/main/notebooks/02_simpo_as_maxent.ipynb)
+#
+# The paper's central observation is that SimPO, a reference-free offline preference loss, is what
+# you get by plugging the MaxEnt optimum of chapter 01 into a Bradley–Terry preference model —
+# the same move that turns KL-regularised RL into DPO. Its reviewers objected to one step: SimPO
+# divides the log-probability by the response length, and then the partition function no longer
+# cancels. Here every step is computed on a space small enough to enumerate, so the objection
+# becomes a number, and so does a variant (our own) in which the cancellation does hold.
+
+# %% tags=["parameters"]
+SMOKE = False  # CI-sized run: seconds instead of minutes
+SEED = 0  # seeds Python, NumPy and torch
+DEVICE = "auto"  # "auto" (CUDA if present), "cpu" or "cuda"
+BETA = 2.0  # SimPO's beta (reward units per nat per token), > 0
+GAMMA = 0.5  # SimPO target margin gamma (reward units), >= 0
+VOCAB = 3  # tokens in the toy vocabulary, EOS included, in [2, 6]
+MAX_LEN = 4  # longest response in tokens, in [2, 6]
+
+# %% [markdown]
+# The next cell only does something in Colab: it installs this book's package (keeping Colab's
+# own torch). Everywhere else the package is already installed by `make book` / `make test`.
+
+# %%
+import subprocess
+import sys
+
+if "google.colab" in sys.modules:
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "rlhf-nb @ git+https://github.com/rlhf-nb/rlhf-nb",
+        ],
+        check=True,
+    )
+
+# %%
+
+import numpy as np
+import plotly.graph_objects as go
+import torch
+from scipy.optimize import brentq
+from scipy.special import expit
+
+import rlhf_nb
+from rlhf_nb import exact, lengthnorm, losses, plotting, widgets
+from rlhf_nb.sequences import SequenceSpace
+
+ctx = rlhf_nb.setup(seed=SEED, device=DEVICE, smoke=SMOKE)
+rlhf_nb.check_range("BETA", BETA, 0.0, None, low_inclusive=False)
+rlhf_nb.check_range("GAMMA", GAMMA, 0.0, None)
+for name, value in (("VOCAB", VOCAB), ("MAX_LEN", MAX_LEN)):
+    rlhf_nb.check_type(name, value, int)
+    rlhf_nb.check_range(name, value, 2, 6)
+rng = np.random.default_rng(SEED)
+space = SequenceSpace(VOCAB, MAX_LEN)
+rewards = rng.normal(0.0, 1.0, size=space.size)  # a reward model's scores r(x, y), one prompt x
+print(f"device={ctx.device}  seed={ctx.seed}  smoke={ctx.smoke}")
+print(f"{space}; lengths {space.lengths.min()}..{space.lengths.max()} tokens")
+
+# %% [markdown]
+# ## 1. Reward reparameterisation
+#
+# Chapter 01: the MaxEnt optimum is $\pi^*(y\mid x) = e^{r(x,y)/\alpha}/Z(x)$. Take logs and solve
+# for the reward:
+#
+# $$r(x,y) = \alpha\log\pi^*(y\mid x) + \alpha\log Z(x).$$
+#
+# The reward is the policy's log-probability, scaled, plus a term that depends on the prompt only.
+
+# %%
+ALPHA = BETA / MAX_LEN  # a constant temperature for sections 1-3
+pi_star = exact.maxent_policy(rewards, ALPHA)
+log_z = space.log_partition(rewards, ALPHA)
+reparam_gap = np.max(np.abs(exact.implied_reward(pi_star, ALPHA, log_z) - rewards))
+print(f"α = {ALPHA:g}: log Z = {log_z:.4f} nats; max |α log π* + α log Z − r| = {reparam_gap:.1e}")
+
+# %% [markdown]
+# ## 2. Substitution into Bradley–Terry and Plackett–Luce: $Z$ cancels
+#
+# Bradley–Terry says $P(y_w \succ y_l) = \sigma(r(y_w) - r(y_l))$. Substitute the reparameterised
+# reward: the $\alpha\log Z(x)$ terms are equal and cancel,
+#
+# $$P(y_w\succ y_l) = \sigma\big(\alpha\log\pi^*(y_w) - \alpha\log\pi^*(y_l)\big),$$
+#
+# so a preference dataset can be fitted by the policy alone: no reward model, no reference. The same
+# holds for a Plackett–Luce ranking $y_{(1)}\succ\dots\succ y_{(K)}$, whose probability
+# $\prod_k e^{r(y_{(k)})}/\sum_{j\ge k}e^{r(y_{(j)})}$ is unchanged when every reward shifts by the
+# same $\alpha\log Z$. Checked on every pair of the space and on random rankings:
+
+# %%
+w, l = (a.ravel() for a in np.triu_indices(space.size, 1))
+swap = rewards[w] < rewards[l]  # orient each pair so that y_w is the preferred response
+w, l = np.where(swap, l, w), np.where(swap, w, l)
+policy_score = ALPHA * np.log(pi_star)
+bt_gap = np.max(
+    np.abs(exact.bt_prob(rewards[w], rewards[l]) - exact.bt_prob(policy_score[w], policy_score[l]))
+)
+pl_gap = max(
+    abs(exact.pl_log_prob(rewards, rk) - exact.pl_log_prob(policy_score, rk))
+    for rk in (rng.permutation(space.size)[:5] for _ in range(200))
+)
+print(f"{w.size} pairs: max |P_BT(r) − P_BT(α log π*)| = {bt_gap:.1e}")
+print(f"200 top-5 rankings: max |log P_PL(r) − log P_PL(α log π*)| = {pl_gap:.1e}")
+
+# %% [markdown]
+# ## 3. DPO, and the reference-free MaxEnt loss as DPO with a uniform reference
+#
+# KL-regularised RL has optimum $\pi^*(y) = \pi_{\text{ref}}(y)e^{r(y)/\beta}/Z$, so
+# $r = \beta\log\frac{\pi^*}{\pi_{\text{ref}}} + \beta\log Z$, and Bradley–Terry gives DPO's loss
+#
+# $$\mathcal L_{\text{DPO}} = -\log\sigma\Big(\beta\log\tfrac{\pi(y_w)}{\pi_{\text{ref}}(y_w)}
+#    - \beta\log\tfrac{\pi(y_l)}{\pi_{\text{ref}}(y_l)}\Big).$$
+#
+# The MaxEnt loss of section 2, $-\log\sigma(\alpha\log\pi(y_w) - \alpha\log\pi(y_l))$, is DPO with
+# $\pi_{\text{ref}}$ uniform over $\mathcal Y$ (the two reference terms are equal and cancel) — the
+# tensor version of chapter 01's "MaxEnt is KL towards uniform". Checked with `rlhf_nb.losses`
+# (whose tests check it against TRL's `DPOTrainer`) on the sequence log-probs of a random policy:
+
+# %%
+policy_logps = torch.tensor(space.log_probs(space.random_logits(rng)))
+uniform_ref = torch.full_like(policy_logps, -np.log(space.size))
+maxent_l = losses.maxent_bt_loss(policy_logps[w], policy_logps[l], ALPHA)
+dpo_uniform = losses.dpo_loss(
+    policy_logps[w], policy_logps[l], uniform_ref[w], uniform_ref[l], ALPHA
+)
+loss_gap = (maxent_l - dpo_uniform).abs().max().item()
+print(f"max |MaxEnt-BT loss − DPO(uniform ref)| over {w.size} pairs = {loss_gap:.1e}")
+
+# %% [markdown]
+# ## 4. SimPO: a length-normalised temperature and a target margin
+#
+# SimPO (Meng et al., 2024) scores a response by its *average* token log-probability and asks the
+# winner to beat the loser by a margin $\gamma$:
+#
+# $$\mathcal L_{\text{SimPO}} = -\log\sigma\Big(\tfrac{\beta}{|y_w|}\log\pi(y_w)
+#    - \tfrac{\beta}{|y_l|}\log\pi(y_l) - \gamma\Big).$$
+#
+# Read against section 2, this is the MaxEnt loss with a per-response temperature
+# $\alpha_y = \beta/|y|$. The paper's derivation substitutes that temperature into the
+# reparameterisation, $r(y) = \frac{\beta}{|y|}\log\pi(y) + \frac{\beta}{|y|}\log Z$. This is exact
+# for a definite policy — $\pi_g(y) = e^{|y|\,r(y)/\beta}/Z_g$, the Gibbs policy with temperature
+# $\beta/|y|$ — but now the Bradley–Terry difference keeps the partition function:
+#
+# $$r(y_w) - r(y_l) = \underbrace{\tfrac{\beta}{|y_w|}\log\pi_g(y_w)
+#   - \tfrac{\beta}{|y_l|}\log\pi_g(y_l)}_{\text{SimPO logit }(\gamma=0)}
+#   + \underbrace{\beta\Big(\tfrac{1}{|y_w|}-\tfrac{1}{|y_l|}\Big)\log Z_g(x)}_{\text{residual}}.$$
+#
+# ## 5. The reviewers' objection, computed
+#
+# The residual vanishes only when $|y_w| = |y_l|$ (or $\log Z_g = 0$). How large is it on our space?
+
+
+# %%
+def residual_stats(beta):
+    """SimPO logit, residual and true reward gap over all preference pairs, at temperature beta."""
+    pi_g, log_zg = lengthnorm.substituted_gibbs(rewards, space.lengths, beta)
+    logit = lengthnorm.simpo_logit(pi_g, space.lengths, beta, w, l)
+    residual = lengthnorm.simpo_residual(rewards, space.lengths, beta, w, l)
+    return pi_g, log_zg, logit, residual
+
+
+pi_g, log_zg, logit, residual = residual_stats(BETA)
+gap = rewards[w] - rewards[l]
+differ = space.lengths[w] != space.lengths[l]
+decomposition_gap = np.max(np.abs(gap - (logit + residual)))
+rel = np.abs(residual[differ]) / np.abs(logit[differ])
+wrong_sign = np.mean(logit <= 0)  # SimPO (gamma = 0) prefers the loser
+print(
+    f"β = {BETA:g}: log Z_g = {log_zg:.3f} nats;"
+    f" max |gap − (logit + residual)| = {decomposition_gap:.1e}"
+)
+print(
+    f"pairs with |y_w| ≠ |y_l|: {differ.sum()} of {w.size}; with equal lengths the residual is "
+    f"{np.abs(residual[~differ]).max():.1f}"
+)
+print(f"median |residual| / |SimPO logit| over unequal-length pairs: {np.median(rel):.2f}")
+print(f"median |residual| / reward gap: {np.median(np.abs(residual[differ]) / gap[differ]):.2f}")
+print(f"pairs whose SimPO logit has the wrong sign (γ = 0): {wrong_sign:.1%}")
+
+# %% [markdown]
+# The residual is not a small correction: it is as large as the logit itself. A second way to see
+# that it cannot be absorbed: Bradley–Terry only identifies rewards up to an additive constant $c$,
+# yet $\log Z_g = \log\sum_y e^{|y|(r(y)+c)/\beta}$ moves with $c$ — and with it the residual. For
+# one particular offset $\log Z_g = 0$ and the residual vanishes for every pair:
+
+# %%
+offsets = np.linspace(-3.0, 1.0, 9 if SMOKE else 41)
+log_zg_by_offset = np.array(
+    [lengthnorm.substituted_gibbs(rewards + c, space.lengths, BETA)[1] for c in offsets]
+)
+c_zero = brentq(
+    lambda c: lengthnorm.substituted_gibbs(rewards + c, space.lengths, BETA)[1], -20.0, 20.0
+)
+res_at_zero = lengthnorm.simpo_residual(rewards + c_zero, space.lengths, BETA, w, l)
+print(
+    f"offset c = {c_zero:.4f} makes log Z_g = 0;"
+    f" max |residual| there = {np.abs(res_at_zero).max():.1e}"
+)
+plotting.static_figure(
+    [go.Scatter(x=offsets, y=log_zg_by_offset, name="log Z_g")],
+    title="The residual's log Z_g depends on an offset Bradley–Terry cannot see",
+    xaxis_title="reward offset c (r → r + c)",
+    yaxis_title="log Z_g, nats",
+).show()
+
+# %% [markdown]
+# **SimPO's preference probability vs the true one.** Each point is a pair $(y_w, y_l)$: on the
+# x-axis the Bradley–Terry probability from the true rewards, on the y-axis what SimPO's logit says
+# for the policy $\pi_g$, with margin $\gamma$. Points on the diagonal would mean the
+# substitution is exact; equal-length pairs (blue) are exact at $\gamma = 0$.
+
+# %%
+bt_true = exact.bt_prob(rewards[w], rewards[l])
+length_gap = (space.lengths[w] - space.lengths[l]).astype(float)
+
+
+def pair_traces(beta, gamma):
+    _, _, logit_b, _ = residual_stats(beta)
+    simpo_p = expit(logit_b - gamma)
+    return [
+        go.Scatter(x=bt_true[~differ], y=simpo_p[~differ], mode="markers", name="|y_w| = |y_l|",
+                   marker=dict(size=5, color="royalblue")),
+        go.Scatter(x=bt_true[differ], y=simpo_p[differ], mode="markers", name="|y_w| ≠ |y_l|",
+                   marker=dict(size=5, color=length_gap[differ], colorscale="RdBu", cmid=0,
+                               colorbar=dict(title="|y_w|−|y_l|"))),
+        go.Scatter(x=[0.5, 1], y=[0.5, 1], mode="lines", name="exact", line=dict(color="gray")),
+    ]  # fmt: skip
+
+
+def pair_figure(beta, gamma):
+    return plotting.static_figure(
+        pair_traces(beta, gamma),
+        title=f"SimPO preference vs true Bradley–Terry (β = {beta:.3g}, γ = {gamma:.3g})",
+        xaxis_title="σ(r(y_w) − r(y_l))",
+        yaxis_title="σ(SimPO logit − γ) under π_g",
+        yaxis_range=[0, 1.02],
+    )
+
+
+# %% [markdown]
+# In a live kernel, move $\beta$ and $\gamma$:
+
+# %%
+import ipywidgets
+
+box = widgets.live_figure(
+    pair_figure,
+    beta=widgets.log_slider("β", BETA, 0.25, 8.0),
+    gamma=ipywidgets.FloatSlider(value=GAMMA, min=0.0, max=3.0, step=0.1, description="γ",
+                                 continuous_update=False),
+)  # fmt: skip
+
+# %% [markdown]
+# On the static site: one slider for $\beta$ (at $\gamma$ = `GAMMA`), one for $\gamma$ (at
+# $\beta$ = `BETA`).
+
+# %%
+betas = np.geomspace(0.25, 8.0, 5 if SMOKE else 16)
+gammas = np.linspace(0.0, 3.0, 4 if SMOKE else 16)
+layout = dict(
+    xaxis_title="σ(r(y_w) − r(y_l))", yaxis_title="σ(SimPO logit − γ) under π_g", yrange=(0, 1.02)
+)
+beta_start = int(np.argmin(np.abs(np.log(betas / BETA))))
+fig_beta = plotting.slider_figure(
+    "β", betas, lambda b: pair_traces(b, GAMMA), title=f"SimPO vs Bradley–Terry, γ = {GAMMA:g}",
+    active=beta_start, **layout,
+)  # fmt: skip
+fig_beta.show()
+fig_gamma = plotting.slider_figure(
+    "γ",
+    gammas,
+    lambda g: pair_traces(BETA, g),
+    title=f"SimPO vs Bradley–Terry, β = {BETA:g}",
+    **layout,
+)
+fig_gamma.show()
+
+# %% [markdown]
+# ## 6. A variant where the cancellation holds (this book's derivation, not the paper's)
+#
+# Instead of substituting $\alpha_y = \beta/|y|$ into the constant-temperature solution, put the
+# length-normalised temperature into the *objective* and solve that:
+#
+# $$\max_\pi\; \sum_y \pi(y)\Big[r(y) - \tfrac{\beta}{|y|}\log\pi(y)\Big]
+#   \quad\text{s.t.}\quad \sum_y\pi(y) = 1.$$
+#
+# The objective is concave in $\pi$ (each term $-\pi\log\pi$ is concave and $\beta/|y|>0$).
+# Setting the derivative of the Lagrangian to zero gives, for every $y$,
+#
+# $$r(y) - \tfrac{\beta}{|y|}\big(\log\pi(y) + 1\big) = \lambda
+#   \quad\Longrightarrow\quad \log\pi(y) = \tfrac{|y|\,(r(y)-\lambda)}{\beta} - 1,$$
+#
+# with one multiplier $\lambda$, fixed by $\sum_y\pi(y)=1$ (a 1-D root: the sum falls monotonically
+# in $\lambda$). Because $\lambda$ is the *same* for every response, it cancels in the difference:
+#
+# $$r(y_w) - r(y_l) = \tfrac{\beta}{|y_w|}\log\pi(y_w) - \tfrac{\beta}{|y_l|}\log\pi(y_l)
+#   + \beta\Big(\tfrac{1}{|y_w|} - \tfrac{1}{|y_l|}\Big).$$
+#
+# This is SimPO's logit exactly, with the constant margin $-\gamma$ replaced by a *length offset*
+# $\beta(1/|y_w| - 1/|y_l|)$: a positive margin when the winner is longer, a negative one when it
+# is shorter, zero for equal lengths. SimPO's $\gamma$ reads as a stand-in for this offset.
+
+# %%
+pi_ln, lam = lengthnorm.length_normalised_optimum(rewards, space.lengths, BETA)
+stationarity = np.ptp(rewards - BETA / space.lengths * (np.log(pi_ln) + 1.0))
+identity_gap = np.max(
+    np.abs(lengthnorm.length_offset_logit(pi_ln, space.lengths, BETA, w, l) - gap)
+)
+j_opt = lengthnorm.length_normalised_objective(pi_ln, rewards, space.lengths, BETA)
+j_rand = max(
+    lengthnorm.length_normalised_objective(q, rewards, space.lengths, BETA)
+    for q in rng.dirichlet(np.full(space.size, 0.5), size=200 if SMOKE else 2000)
+)
+offset = BETA * (1.0 / space.lengths[w] - 1.0 / space.lengths[l])
+print(
+    f"λ = {lam:.6f}; Σπ − 1 = {pi_ln.sum() - 1:.1e};"
+    f" spread of r − (β/|y|)(log π + 1) = {stationarity:.1e}"
+)
+print(f"objective at the optimum {j_opt:.4f} vs best random policy {j_rand:.4f}")
+print(f"max |length-offset logit − reward gap| over {w.size} pairs = {identity_gap:.1e}")
+print(
+    f"the offset's range over pairs: {offset.min():+.3f} .. {offset.max():+.3f} reward units "
+    f"(SimPO uses one constant −γ = {-GAMMA:+.3f})"
+)
+
+# %%
+lens = np.arange(1, MAX_LEN + 1)
+plotting.static_figure(
+    [go.Heatmap(x=lens, y=lens, z=BETA * (1.0 / lens[None, :] - 1.0 / lens[:, None]),
+                colorscale="RdBu", zmid=0, colorbar=dict(title="offset"))],
+    title=f"The length offset β(1/|y_w| − 1/|y_l|) that replaces −γ (β = {BETA:g})",
+    xaxis_title="|y_w| (tokens)", yaxis_title="|y_l| (tokens)",
+).show()  # fmt: skip
+
+# %% [markdown]
+# ## Checkpoints
+# What you should have seen: the reparameterised reward reproduces $r$; $Z$ cancels in
+# Bradley–Terry and Plackett–Luce; the MaxEnt loss equals DPO with a uniform reference; with
+# SimPO's temperature $\beta/|y|$ substituted, the reward gap is the SimPO logit plus a residual
+# that is zero for equal lengths, non-zero otherwise, as large as the logit, and removable only by an
+# arbitrary reward offset; and the length-normalised objective's optimum makes the identity exact,
+# with a length offset in place of $\gamma$.
+
+# %%
+assert reparam_gap < 1e-9 and bt_gap < 1e-12 and pl_gap < 1e-9 and loss_gap < 1e-12
+assert decomposition_gap < 1e-9
+assert np.all(residual[~differ] == 0.0) and np.all(np.abs(residual[differ]) > 1e-3)
+assert np.median(rel) > 0.1, "the residual should be comparable to the SimPO logit"
+assert np.abs(res_at_zero).max() < 1e-9
+assert stationarity < 1e-9 and abs(pi_ln.sum() - 1) < 1e-12 and identity_gap < 1e-9
+assert j_rand <= j_opt
+assert len(fig_beta.frames) == len(betas) and len(fig_gamma.frames) == len(gammas)
+print("checkpoints passed")

@@ -1,0 +1,367 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 03 · KL and entropy estimators, and why an entropy bonus buys length
+#
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/rlhf-nb/rlhf-nb/blob/main/notebooks/03_estimators_and_length.ipynb)
+#
+# Online RLHF never sees KL or entropy: it sees *samples*, and per-sample estimators of them.
+# This chapter computes, exactly, how the three standard KL estimators behave as the policy moves
+# away from its reference, what gradient each one produces depending on whether it is put in the
+# reward or in the loss, and how the two entropy estimators compare. It ends with the length
+# effect behind the paper's failure mode: an entropy bonus measured per *sequence* pays for every
+# extra token.
+
+# %% tags=["parameters"]
+SMOKE = False  # CI-sized run: seconds instead of minutes
+SEED = 0  # seeds Python, NumPy and torch
+DEVICE = "auto"  # "auto" (CUDA if present), "cpu" or "cuda"
+ALPHA = 0.2  # entropy temperature shown first, > 0
+TOKEN_COST = 0.15  # reward lost per generated token in the length example, >= 0
+N_SAMPLES = 256  # samples per Monte Carlo check, >= 2
+VOCAB = 4  # tokens in the toy vocabulary, EOS included, in [3, 6]
+MAX_LEN = 5  # longest response in tokens, in [2, 6]
+
+# %% [markdown]
+# The next cell only does something in Colab: it installs this book's package (keeping Colab's
+# own torch). Everywhere else the package is already installed by `make book` / `make test`.
+
+# %%
+import subprocess
+import sys
+
+if "google.colab" in sys.modules:
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "rlhf-nb @ git+https://github.com/rlhf-nb/rlhf-nb",
+        ],
+        check=True,
+    )
+
+# %%
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import torch
+
+import rlhf_nb
+from rlhf_nb import estimators, exact, lengthnorm, plotting, widgets
+from rlhf_nb.sequences import SequenceSpace
+
+ctx = rlhf_nb.setup(seed=SEED, device=DEVICE, smoke=SMOKE)
+rlhf_nb.check_range("ALPHA", ALPHA, 0.0, None, low_inclusive=False)
+rlhf_nb.check_range("TOKEN_COST", TOKEN_COST, 0.0, None)
+rlhf_nb.check_type("N_SAMPLES", N_SAMPLES, int)
+rlhf_nb.check_range("N_SAMPLES", N_SAMPLES, 2, None)
+rlhf_nb.check_type("VOCAB", VOCAB, int)
+rlhf_nb.check_range("VOCAB", VOCAB, 3, 6)
+rlhf_nb.check_type("MAX_LEN", MAX_LEN, int)
+rlhf_nb.check_range("MAX_LEN", MAX_LEN, 2, 6)
+rng = np.random.default_rng(SEED)
+print(f"device={ctx.device}  seed={ctx.seed}  smoke={ctx.smoke}")
+
+# %% [markdown]
+# ## 1. Three KL estimators, bias and variance computed exactly
+#
+# For $y\sim\pi$ and $d = \log\pi_{\text{ref}}(y) - \log\pi(y)$ (Schulman, 2020):
+#
+# $$k_1 = -d,\qquad k_2 = \tfrac12 d^2,\qquad k_3 = (e^{d} - 1) - d.$$
+#
+# $\mathbb E_\pi[k_1] = \mathrm{KL}(\pi\|\pi_{\text{ref}})$ exactly; $k_3$ adds
+# $e^d - 1$, whose mean is $\sum_y \pi_{\text{ref}}(y) - 1 = 0$, so it is unbiased too, and it is
+# never negative; $k_2$ is biased, but close to KL when $\pi\approx\pi_{\text{ref}}$. On a
+# categorical every mean and variance is a finite sum. We move $\pi_t = \mathrm{softmax}(\theta_0 +
+# t\,\delta)$ away from $\pi_{\text{ref}} = \mathrm{softmax}(\theta_0)$:
+
+# %%
+n = 10
+theta0, direction = rng.normal(0, 1, n), rng.normal(0, 1, n)
+ref = exact.maxent_policy(theta0, 1.0)
+ts = np.linspace(0.0, 3.0, 7 if SMOKE else 31)
+rows = []
+for t in ts:
+    pi_t = exact.maxent_policy(theta0 + t * direction, 1.0)
+    kl = estimators.exact_kl(pi_t, ref)
+    for name, (mean, var) in estimators.estimator_moments(pi_t, ref).items():
+        rows.append(dict(t=t, estimator=name, kl=kl, bias=mean - kl, std=np.sqrt(var)))
+moments = pd.DataFrame(rows)
+table = moments[moments.t.isin(ts[:: max(1, len(ts) // 6)])].pivot(index="t", columns="estimator")
+print(table[["bias", "std"]].round(4).to_string())
+
+# %%
+for col, title in (("bias", "bias = E[k] − KL (nats)"), ("std", "std of one sample (nats)")):
+    plotting.static_figure(
+        [
+            go.Scatter(x=g.kl, y=g[col], name=name, mode="lines+markers")
+            for name, g in moments.groupby("estimator")
+        ],
+        title=f"KL estimators: {title}",
+        xaxis_title="exact KL(π_t ‖ π_ref), nats",
+        yaxis_title=title,
+    ).show()
+
+# %% [markdown]
+# Near the reference $k_3$ is the clear winner — unbiased, non-negative, and with a fraction of
+# $k_1$'s spread. Far from it the picture flips: $k_3$ contains the ratio
+# $\pi_{\text{ref}}/\pi$, which is huge on responses the policy has abandoned, and its variance
+# overtakes $k_1$'s, while $k_2$'s bias grows with the distance. An online run whose KL keeps
+# growing (chapter 05) is measured by an estimator that degrades as it grows.
+#
+# A Monte Carlo check at the far end ($t$ = 3): the batch mean of `N_SAMPLES` samples lands within
+# a few standard errors of the exact mean — and $k_2$'s exact mean is *not* the KL.
+
+# %%
+pi_far = exact.maxent_policy(theta0 + ts[-1] * direction, 1.0)
+ys = rng.choice(n, size=N_SAMPLES, p=pi_far)
+lp, lref = np.log(pi_far[ys]), np.log(ref[ys])
+exact_far = estimators.estimator_moments(pi_far, ref)
+z_scores = {}
+for name, k in (("k1", estimators.k1), ("k2", estimators.k2), ("k3", estimators.k3)):
+    mean, var = exact_far[name]
+    z_scores[name] = (k(lp, lref).mean() - mean) / np.sqrt(var / N_SAMPLES)
+    print(
+        f"{name}: batch mean {k(lp, lref).mean():.4f}  exact mean {mean:.4f}  z = {z_scores[name]:+.2f}"
+    )
+print(f"exact KL = {estimators.exact_kl(pi_far, ref):.4f} nats")
+
+# %% [markdown]
+# ## 2. In the reward or in the loss? The gradient each placement produces
+#
+# The estimator's value is only half the story; what matters for training is its gradient. With
+# samples held fixed (no gradient through the sampling):
+#
+# * **in the reward** (PPO-style, $r - \beta k$): $k$ reaches $\theta$ through REINFORCE,
+#   $\mathbb E_\pi[k\,\nabla\log\pi]$;
+# * **in the loss** (GRPO-style, $+\beta k$ differentiated directly): $\mathbb E_\pi[\nabla k]$.
+#
+# On a categorical both are exact sums. The target is
+# $\nabla_\theta\mathrm{KL}(\pi_\theta\|\pi_{\text{ref}}) = \pi\odot(\log\pi - \log\pi_{\text{ref}} -
+# \mathrm{KL})$. Two placements are exact ($k_1$ in the reward, $k_2$ in the loss); $k_1$ in the loss
+# has zero expected gradient ($\mathbb E_\pi[\nabla\log\pi] = 0$); and $k_3$ in the loss gives the
+# gradient of the *forward* KL, $\mathrm{KL}(\pi_{\text{ref}}\|\pi)$.
+
+# %%
+theta = torch.tensor(theta0 + direction, dtype=torch.float64)
+ref_logp = torch.tensor(np.log(ref))
+true_grad = estimators.true_kl_gradient(theta, ref_logp)
+forward_grad = estimators.true_kl_gradient(theta, ref_logp, "forward")
+grad_rows = []
+for name in estimators.ESTIMATORS:
+    for placement in estimators.PLACEMENTS:
+        g = estimators.kl_gradient(theta, ref_logp, name, placement)
+        grad_rows.append(
+            dict(
+                estimator=name,
+                placement=placement,
+                rel_error=((g - true_grad).norm() / true_grad.norm()).item(),
+                cosine=torch.nn.functional.cosine_similarity(g, true_grad, dim=0).item(),
+                rel_error_vs_forward_kl=((g - forward_grad).norm() / forward_grad.norm()).item(),
+            )
+        )
+grads = pd.DataFrame(grad_rows).set_index(["estimator", "placement"])
+print(grads.round(6).to_string())
+
+# %% [markdown]
+# ## 3. Entropy estimators over sequences
+#
+# Chapter 04 onwards measures entropy on sampled responses. Two unbiased estimators of the
+# sequence entropy $H(\pi) = -\mathbb E_\pi[\log\pi(y)]$:
+#
+# * the sampled surprisal $-\log\pi(y)$;
+# * the sum of *exact* per-step entropies along the sampled path,
+#   $\sum_t H\big(\pi(\cdot\mid y_{<t})\big)$ — unbiased by the chain rule, and lower-variance
+#   because each step's draw is averaged out.
+#
+# On the enumerable space (chapter 02) both expectations and variances are exact sums:
+
+# %%
+space = SequenceSpace(VOCAB, MAX_LEN)
+logits = space.random_logits(rng, scale=1.5)
+p_seq = space.probs(logits)
+H = space.entropy(logits)
+surprisal = estimators.sequence_entropy_sample(space.log_probs(logits))
+token_sum = estimators.token_entropy_sum(space.step_logits(logits), space.mask)
+ent_stats = pd.DataFrame(
+    {
+        "mean": [p_seq @ surprisal, p_seq @ token_sum],
+        "bias": [p_seq @ surprisal - H, p_seq @ token_sum - H],
+        "std": [np.sqrt(p_seq @ (surprisal - H) ** 2), np.sqrt(p_seq @ (token_sum - H) ** 2)],
+    },
+    index=["−log π(y)", "Σ_t H(π(·|y<t))"],
+)
+print(f"{space}; exact H(π) = {H:.4f} nats per sequence")
+print(ent_stats.round(6).to_string())
+draws = space.sample(logits, N_SAMPLES, rng)
+plotting.static_figure(
+    [
+        go.Histogram(x=surprisal[draws], name="−log π(y)", opacity=0.6),
+        go.Histogram(x=token_sum[draws], name="Σ_t H(π(·|y<t))", opacity=0.6),
+    ],
+    title=f"{N_SAMPLES} sampled entropy estimates (exact H = {H:.3f} nats)",
+    xaxis_title="estimate, nats per sequence",
+    yaxis_title="count",
+    barmode="overlay",
+).show()
+
+# %% [markdown]
+# ## 4. Why an entropy bonus buys length
+#
+# Let $U(y) = V^{-|y|}$ be the *token-uniform* policy (every token, EOS included, drawn uniformly;
+# chapter 02's space is built so that this is a distribution). Then
+# $\mathrm{KL}(\pi\|U) = -H(\pi) + \log V\;\mathbb E_\pi|y|$, i.e.
+#
+# $$\alpha H(\pi) = -\alpha\,\mathrm{KL}(\pi\|U) + \alpha\log V\cdot\mathbb E_\pi|y|.$$
+#
+# A sequence-level entropy bonus is a KL penalty towards "any string" **plus a reward of
+# $\alpha\log V$ nats per expected token**. A reward model that does not penalise length strongly
+# enough will be outbid. We check the identity, then solve the MaxEnt problem exactly over all
+# sequences for a reward that prefers a *short* correct answer: $r(y) = 1$ if the first token is
+# the right one (token 1), minus `TOKEN_COST` per token. The best response is "1, EOS" (2 tokens).
+# We compare two bonuses: sequence-level $\alpha H(\pi)$ and the token-averaged
+# $-\mathbb E_\pi[\frac{\alpha}{|y|}\log\pi(y)]$ (chapter 02's length-normalised objective, solved
+# exactly there).
+
+# %%
+identity_gap = abs(
+    ALPHA * space.entropy(logits)
+    - (
+        -ALPHA * space.kl(logits, space.uniform_logits())
+        + ALPHA * np.log(VOCAB) * space.expected_length(logits)
+    )
+)
+print(f"|αH − (−α KL(π‖U) + α log V · E|y|)| = {identity_gap:.1e}")
+
+first = np.array([y[0] for y in space.sequences])
+length_reward = np.where(first == 1, 1.0, 0.0) - TOKEN_COST * space.lengths
+answer = space.prefixes.index((1,))  # the state after the correct first token
+alphas = np.geomspace(0.01, 5.0, 9 if SMOKE else 41)
+
+
+def optima(alpha):
+    """Exact optima of the two objectives over all sequences, as probability vectors (S,)."""
+    seq_level = exact.maxent_policy(length_reward, alpha)
+    tok_avg, _ = lengthnorm.length_normalised_optimum(length_reward, space.lengths, alpha)
+    return seq_level, tok_avg
+
+
+def eos_after_answer(p):
+    """π(EOS | the correct first token), read off the optimum as an autoregressive policy."""
+    return float(np.exp(space.token_log_probs(space.logits_from_probs(p))[answer, 0]))
+
+
+curves = {"sequence-level αH": [], "token-averaged": []}
+eos = {"sequence-level αH": [], "token-averaged": []}
+for a in alphas:
+    for key, p in zip(curves, optima(a), strict=True):
+        curves[key].append(p @ space.lengths)
+        eos[key].append(eos_after_answer(p))
+curves = {k: np.array(v) for k, v in curves.items()}
+for key in curves:
+    print(f"{key:>18}: E|y| = {curves[key][0]:.2f} tokens at α = {alphas[0]:.3g}, "
+          f"{curves[key][-1]:.2f} at α = {alphas[-1]:.3g}; P(EOS | '1') {eos[key][0]:.3f} → {eos[key][-1]:.3f}")  # fmt: skip
+
+# %%
+plotting.static_figure(
+    [go.Scatter(x=alphas, y=v, name=k) for k, v in curves.items()]
+    + [go.Scatter(x=alphas, y=v, name=f"P(EOS | '1'), {k}", yaxis="y2", line=dict(dash="dot"))
+       for k, v in eos.items()],
+    title="Expected length of the exact MaxEnt optimum, and its EOS probability after the answer",
+    xaxis_title="α", xaxis_type="log", yaxis_title="E|y| (tokens)",
+    yaxis2=dict(title="P(EOS | '1')", overlaying="y", side="right", range=[0, 1.05]),
+).show()  # fmt: skip
+
+# %% [markdown]
+# The length distribution of each optimum as $\alpha$ moves — live, then as a static-site slider:
+
+# %%
+lens = np.arange(1, MAX_LEN + 1)
+
+
+def length_bars(alpha):
+    return [
+        go.Bar(x=lens, y=[p[space.lengths == k].sum() for k in lens], name=name)
+        for name, p in zip(curves, optima(alpha), strict=True)
+    ]
+
+
+def length_figure(alpha):
+    return plotting.static_figure(
+        length_bars(alpha),
+        title=f"P(|y| = n) under the exact optimum, α = {alpha:.3g}",
+        xaxis_title="|y| (tokens, EOS included)",
+        yaxis_title="probability",
+        yaxis_range=[0, 1.05],
+        barmode="group",
+    )
+
+
+box = widgets.live_figure(length_figure, alpha=widgets.log_slider("α", ALPHA, 0.01, 5.0))
+
+# %%
+start = int(np.argmin(np.abs(np.log(alphas / ALPHA))))
+fig = plotting.slider_figure(
+    "α", alphas, length_bars, title="Length distribution of the exact optimum",
+    xaxis_title="|y| (tokens)", yaxis_title="probability", yrange=(0, 1.05), active=start,
+)  # fmt: skip
+fig.update_layout(barmode="group")
+fig.show()
+
+# %% [markdown]
+# At small $\alpha$ both optima answer "1, EOS". Once $\alpha$ passes roughly
+# `TOKEN_COST`$/\log(V-1)$ — where one more content token multiplies the number of responses by
+# $V-1$ — the sequence-level bonus outbids the per-token cost and the optimum runs to the length
+# limit, still starting with the right answer but no longer stopping. The token-averaged bonus
+# divides the surprisal by $|y|$ and buys far less length.
+
+# %%
+threshold = TOKEN_COST / np.log(VOCAB - 1)
+print(f"TOKEN_COST / log(V−1) = {threshold:.3f}")
+
+# %% [markdown]
+# ## Checkpoints
+# What you should have seen: $k_1$ and $k_3$ unbiased and $k_2$ biased away from the reference;
+# $k_3$'s spread far below $k_1$'s near the reference and above it far away; $k_1$-in-reward and $k_2$-in-loss give the exact KL gradient,
+# $k_1$-in-loss gives zero and $k_3$-in-loss the forward-KL gradient; both entropy estimators
+# unbiased, the per-step sum with lower variance; the token-uniform identity exact; and the
+# sequence-level entropy bonus making the optimum long while the token-averaged one keeps it shorter.
+
+# %%
+far = moments[moments.t == ts[-1]].set_index("estimator")
+near = moments[moments.t == ts[1]].set_index("estimator")
+assert moments.query("estimator != 'k2'").bias.abs().max() < 1e-9
+assert abs(far.loc["k2", "bias"]) > 0.01
+assert (
+    near.loc["k3", "std"] < near.loc["k1", "std"] / 2
+    and far.loc["k3", "std"] > far.loc["k1", "std"]
+)
+assert all(abs(z) < 5 for z in z_scores.values())
+assert (
+    grads.loc[("k1", "reward"), "rel_error"] < 1e-9
+    and grads.loc[("k2", "loss"), "rel_error"] < 1e-9
+)
+assert grads.loc[("k1", "loss"), "rel_error"] > 1 - 1e-9  # zero gradient: error = |true| / |true|
+assert grads.loc[("k3", "loss"), "rel_error_vs_forward_kl"] < 1e-9
+assert ent_stats.bias.abs().max() < 1e-9 and ent_stats["std"].iloc[1] < ent_stats["std"].iloc[0]
+assert identity_gap < 1e-9
+seq_len, tok_len = curves["sequence-level αH"], curves["token-averaged"]
+assert abs(seq_len[0] - 2) < 1e-3 and abs(tok_len[0] - 2) < 1e-3, "cold optimum: '1, EOS'"
+assert np.all(np.diff(seq_len) > -1e-9) and seq_len[-1] > MAX_LEN - 0.5
+assert np.all(tok_len <= seq_len + 1e-9) and tok_len[-1] < seq_len[-1] - 0.5
+assert len(fig.frames) == len(alphas)
+print("checkpoints passed")

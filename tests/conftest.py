@@ -1,0 +1,36 @@
+"""Shared test set-up: offline, one torch thread, a private cache, and the smoke-executed notebooks."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SMOKE_DIR = ROOT / "build" / "smoke"
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("RLHF_NB_CACHE", str(ROOT / ".cache"))
+
+try:
+    import torch
+
+    torch.set_num_threads(1)
+except ImportError:  # pragma: no cover - torch is a hard dependency
+    pass
+
+
+@pytest.fixture(scope="session")
+def root() -> Path:
+    return ROOT
+
+
+@pytest.fixture(scope="session")
+def smoke_dir() -> Path:
+    """Where ``test_notebooks.py`` writes the smoke-executed notebooks (the site test reads them)."""
+    SMOKE_DIR.mkdir(parents=True, exist_ok=True)
+    return SMOKE_DIR

@@ -1,0 +1,75 @@
+"""Every chapter executes under papermill with SMOKE=True, and bad parameters fail early."""
+
+from __future__ import annotations
+
+import time
+
+import nbformat
+import papermill as pm
+import pytest
+
+from rlhf_nb._build import execute, notebook_sources
+
+SOURCES = notebook_sources()
+
+
+@pytest.mark.notebook
+@pytest.mark.parametrize("source", SOURCES, ids=[s.stem for s in SOURCES])
+def test_notebook_executes_in_smoke_mode(source, smoke_dir):
+    t0 = time.perf_counter()
+    out = execute(source, smoke_dir, smoke=True, timeout=600)
+    seconds = time.perf_counter() - t0
+    nb = nbformat.read(out, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(c.get("execution_count") for c in code), "every code cell ran"
+    errors = [o for c in code for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    assert not errors
+    print(f"{source.name}: {seconds:.1f} s (SMOKE)")
+
+
+def test_every_notebook_follows_the_conventions():
+    import jupytext
+
+    assert SOURCES, "no notebooks found"
+    for src in SOURCES:
+        nb = jupytext.read(src)
+        tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+        assert len(tagged) == 1, f"{src.name}: exactly one cell tagged 'parameters'"
+        for name in ("SMOKE", "SEED", "DEVICE"):
+            assert f"{name} =" in tagged[0].source, f"{src.name}: parameters cell lacks {name}"
+        first_md = nb.cells[0].source
+        assert "colab-badge.svg" in first_md and f"notebooks/{src.stem}.ipynb" in first_md, (
+            f"{src.name}: the first cell must carry an Open-in-Colab badge for this notebook"
+        )
+        text = "\n".join(c.source for c in nb.cells)
+        assert '"google.colab" in sys.modules' in text, f"{src.name}: Colab set-up cell missing"
+        assert "rlhf_nb.setup(" in text, f"{src.name}: must call rlhf_nb.setup()"
+        assert "## Checkpoints" in text, f"{src.name}: must end with a Checkpoints section"
+        assert "assert " in nb.cells[-1].source, f"{src.name}: last cell must assert"
+
+
+@pytest.mark.notebook
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        ({"SEED": -1}, "SEED must be in"),
+        ({"SEED": "zero"}, "SEED must be int"),
+        ({"DEVICE": "tpu"}, "DEVICE must be one of"),
+        ({"SMOKE": "yes"}, "SMOKE must be bool"),
+    ],
+)
+def test_bad_parameter_fails_in_the_first_cells(params, message, tmp_path):
+    """A wrong parameter stops the notebook at set-up with a message naming it."""
+    source = SOURCES[0]
+    with pytest.raises(pm.PapermillExecutionError) as err:
+        execute(source, tmp_path, smoke=True, parameters=params, timeout=120)
+    assert message in str(err.value)
+    nb = nbformat.read(tmp_path / f"{source.stem}.ipynb", as_version=4)
+    failed = [
+        i
+        for i, c in enumerate(nb.cells)
+        if c.cell_type == "code"
+        and any(o.get("output_type") == "error" for o in c.get("outputs", []))
+    ]
+    code_index = [i for i, c in enumerate(nb.cells) if c.cell_type == "code"]
+    assert failed and code_index.index(failed[0]) <= 4, "the error must come from the set-up cells"

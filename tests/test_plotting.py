@@ -1,0 +1,55 @@
+"""The plotting layer: slider figures carry every frame; widgets redraw from the same function."""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+import pytest
+
+from rlhf_nb import exact, plotting, widgets
+
+
+def bars(alpha):
+    return [go.Bar(x=list("abc"), y=exact.maxent_policy([1.0, 0.0, -1.0], alpha))]
+
+
+def test_slider_figure_has_one_frame_per_value_and_matching_steps():
+    values = [0.1, 1.0, 10.0]
+    fig = plotting.slider_figure("α", values, bars, yrange=(0, 1), active=1)
+    assert [f.name for f in fig.frames] == ["0.1", "1", "10"]
+    assert [s.label for s in fig.layout.sliders[0].steps] == ["0.1", "1", "10"]
+    # The initial data is the active frame's data.
+    np.testing.assert_allclose(fig.data[0].y, exact.maxent_policy([1.0, 0.0, -1.0], 1.0))
+    assert fig.layout.sliders[0].active == 1
+
+
+def test_slider_figure_rejects_bad_input():
+    with pytest.raises(ValueError, match="values must hold at least one"):
+        plotting.slider_figure("α", [], bars)
+    with pytest.raises(ValueError, match="active must be in"):
+        plotting.slider_figure("α", [1.0], bars, active=3)
+    with pytest.raises(ValueError, match="different numbers of traces"):
+        plotting.slider_figure("n", [1, 2], lambda n: bars(1.0) * n)
+
+
+def test_live_figure_redraws_on_change():
+    seen = []
+
+    def make(alpha):
+        seen.append(alpha)
+        return plotting.static_figure(bars(alpha))
+
+    slider = widgets.log_slider("α", 1.0, 0.1, 10.0)
+    box = widgets.live_figure(make, alpha=slider)
+    assert seen == [1.0]
+    box.children[0].value = 2.0
+    assert seen[-1] == pytest.approx(2.0)
+    (shown,) = box.children[-1].outputs  # the Output holds exactly the latest figure
+    assert "application/vnd.plotly.v1+json" in shown["data"]
+
+
+def test_log_slider_validates_its_range():
+    with pytest.raises(ValueError, match="value must be in"):
+        widgets.log_slider("α", 50.0, 0.1, 10.0)
+    with pytest.raises(ValueError, match="low must be in"):
+        widgets.log_slider("α", 1.0, 0.0, 10.0)

@@ -1,0 +1,99 @@
+"""The site, built from the smoke-executed notebooks, checked page by page in headless Chromium.
+
+Runs after test_notebooks.py (pytest orders files by name); notebooks missing from build/smoke
+are executed here. Without Chromium the checks are skipped with a visible reason, unless
+RLHF_NB_REQUIRE_BROWSER=1 (set by .ci/run), where they fail.
+"""
+
+from __future__ import annotations
+
+import os
+import textwrap
+
+import pytest
+
+from rlhf_nb import _sitecheck
+from rlhf_nb._build import ROOT, build_site, execute, notebook_sources
+
+SITE = ROOT / "build" / "site-smoke"
+SCREENS = ROOT / "book" / "_build" / "screens"
+
+
+def _need_browser():
+    reason = _sitecheck.browser_available()
+    if reason:
+        if os.environ.get("RLHF_NB_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"browser check required but Chromium is {reason}")
+        pytest.skip(f"BROWSER CHECKS SKIPPED — Chromium {reason}")
+
+
+@pytest.fixture(scope="module")
+def site(smoke_dir):
+    for src in notebook_sources():
+        if not (smoke_dir / f"{src.stem}.ipynb").exists():
+            execute(src, smoke_dir, smoke=True, timeout=600)
+    index = build_site(smoke_dir, SITE)
+    return index.parent
+
+
+@pytest.mark.site
+def test_site_has_a_page_per_chapter(site):
+    for src in notebook_sources():
+        assert (site / "chapters" / f"{src.stem}.html").exists()
+    assert (site / "_static" / "mathjax" / "tex-chtml.js").exists(), (
+        "MathJax must be served locally"
+    )
+
+
+@pytest.mark.site
+def test_every_page_renders_in_chromium(site, smoke_dir):
+    _need_browser()
+    reports = _sitecheck.check_pages(site, screens=SCREENS, notebooks=smoke_dir)
+    chapters = [r for r in reports if r.page.startswith("chapters/")]
+    assert len(chapters) == len(notebook_sources())
+    for r in reports:
+        assert r.problems == [], f"{r.page}: {r.problems}"
+        assert r.screenshot is not None and r.screenshot.stat().st_size > 10_000
+    for r in chapters:
+        assert r.figures == r.figures_expected and r.figures >= 1, f"{r.page}: no plotly figure"
+        assert r.math >= 1, f"{r.page}: no math on the page"
+    print("\n".join(f"{r.page}: {r.figures} figures, {r.math} math" for r in chapters))
+
+
+PLOTLY_DIV = '<div class="plotly-graph-div" id="p" style="height:300px"></div>'
+
+
+def _page(tmp_path, name, body):
+    (tmp_path / name).write_text(f"<!doctype html><html><body>{body}</body></html>")
+    return name
+
+
+@pytest.mark.site
+def test_check_fails_without_plotly_js(tmp_path):
+    """A page whose plotly.js is missing or broken must be reported, not passed."""
+    _need_browser()
+    figure = textwrap.dedent(f"""{PLOTLY_DIV}
+        <script>Plotly.newPlot('p', [{{y: [1, 2, 3]}}]);</script>""")
+    pages = [
+        _page(tmp_path, "no_plotly.html", figure),
+        _page(tmp_path, "math_untypeset.html", '<span class="math">\\(x^2\\)</span>'),
+    ]
+    reports = {r.page: r for r in _sitecheck.check_pages(tmp_path, pages, timeout=3)}
+    bad = reports["no_plotly.html"]
+    assert bad.figures == 1 and bad.figures_rendered == 0
+    assert any("not rendered" in p for p in bad.problems)
+    assert any("Plotly is not defined" in e for e in bad.js_errors)
+    assert any("not typeset" in p for p in reports["math_untypeset.html"].problems)
+
+
+@pytest.mark.site
+def test_check_passes_a_page_with_plotly_js(tmp_path):
+    """The same page with plotly.js inlined passes: the check is about rendering, not markup."""
+    _need_browser()
+    from plotly.offline import get_plotlyjs
+
+    body = f"<script>{get_plotlyjs()}</script>{PLOTLY_DIV}"
+    body += "<script>Plotly.newPlot('p', [{y: [1, 2, 3]}]);</script>"
+    name = _page(tmp_path, "ok.html", body)
+    (rep,) = _sitecheck.check_pages(tmp_path, [name], timeout=10)
+    assert rep.figures == rep.figures_rendered == 1 and rep.problems == []
