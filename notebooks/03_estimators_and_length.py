@@ -338,7 +338,7 @@ print(f"TOKEN_COST / log(V−1) = {threshold:.3f}")
 # What you should have seen: $k_1$ and $k_3$ unbiased and $k_2$ biased away from the reference;
 # $k_3$'s spread far below $k_1$'s near the reference and above it far away; $k_1$-in-reward and $k_2$-in-loss give the exact KL gradient,
 # $k_1$-in-loss gives zero and $k_3$-in-loss the forward-KL gradient; both entropy estimators
-# unbiased, the per-step sum with lower variance; the token-uniform identity exact; and the
+# unbiased, the per-step sum with lower variance on this policy (usual, not guaranteed); the token-uniform identity exact; and the
 # sequence-level entropy bonus making the optimum long while the token-averaged one keeps it shorter.
 
 # %%

@@ -136,8 +136,9 @@ def sequence_entropy_sample(seq_logp):
 def token_entropy_sum(step_logits, mask):
     """sum_t H(pi(. | y_<t)) along sampled sequences: exact per-step entropies (notebook 03).
 
-    Unbiased for H(pi) by the chain rule, with lower variance than -log pi(y) (the randomness
-    of each drawn token is averaged out). step_logits: (N, T, V); mask: (N, T), 1 on real steps.
+    Unbiased for H(pi) by the chain rule; the randomness of each drawn token is averaged out,
+    which usually (not always: each term conditions on a different prefix) lowers the variance
+    relative to -log pi(y). step_logits: (N, T, V); mask: (N, T), 1 on real steps.
     NumPy or torch. Returns shape (N,), nats per sequence.
     """
     if tuple(np.shape(step_logits))[:2] != tuple(np.shape(mask)):

@@ -37,6 +37,12 @@ def log_slider(
     )
 
 
+def _bundle(obj) -> dict:
+    """The display bundle of a plotly figure under the current renderer (else its repr)."""
+    bundle = obj._repr_mimebundle_() if hasattr(obj, "_repr_mimebundle_") else None
+    return bundle or {"text/plain": repr(obj)}
+
+
 def live_figure(make_figure: Callable[..., object], **controls: widgets.Widget) -> widgets.VBox:
     """Show ``make_figure(**values)`` and redraw it whenever a control changes.
 
@@ -51,9 +57,11 @@ def live_figure(make_figure: Callable[..., object], **controls: widgets.Widget) 
     def redraw(_=None):
         # Set the Output's content directly rather than `with out: fig.show()`: capturing
         # display calls while a cell runs made nbclient (papermill) intermittently lose the
-        # cell's execute reply and hang until its timeout.
-        out.outputs = ()
-        out.append_display_data(make_figure(**{k: w.value for k, w in controls.items()}))
+        # cell's execute reply and hang until its timeout. The bundle is built here because
+        # IPython's formatter would call the figure's _ipython_display_, which shows it in the
+        # running cell instead of inside the widget.
+        fig = make_figure(**{k: w.value for k, w in controls.items()})
+        out.outputs = ({"output_type": "display_data", "data": _bundle(fig), "metadata": {}},)
 
     for w in controls.values():
         w.observe(redraw, names="value")

@@ -6,6 +6,7 @@ import numpy as np
 import plotly.graph_objects as go
 import pytest
 
+import rlhf_nb
 from rlhf_nb import exact, plotting, widgets
 
 
@@ -33,6 +34,7 @@ def test_slider_figure_rejects_bad_input():
 
 
 def test_live_figure_redraws_on_change():
+    rlhf_nb.setup()  # the notebook renderer, as in every chapter
     seen = []
 
     def make(alpha):

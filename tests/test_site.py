@@ -64,7 +64,8 @@ PLOTLY_DIV = '<div class="plotly-graph-div" id="p" style="height:300px"></div>'
 
 
 def _page(tmp_path, name, body):
-    (tmp_path / name).write_text(f"<!doctype html><html><body>{body}</body></html>")
+    head = '<head><link rel="icon" href="data:,"></head>'  # no favicon request
+    (tmp_path / name).write_text(f"<!doctype html><html>{head}<body>{body}</body></html>")
     return name
 
 

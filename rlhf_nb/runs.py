@@ -1,0 +1,165 @@
+"""One format for every training run, online (``rlhf_nb.online``) or offline (``rlhf_nb.offline``).
+
+A :class:`Run` is a config, a history (a ``pandas.DataFrame``, one row per logged step), a status
+and the trained policy. The same plotting code (``rlhf_nb.run_plots``) draws any of them, and the
+same on-disk cache stores finished runs so that the book re-renders without re-training.
+
+History columns shared by all runs (NaN where a run does not measure a quantity at a step):
+
+=============  ==================================================================  =============
+column         meaning                                                             unit
+=============  ==================================================================  =============
+step           optimiser steps taken when the row was logged                       count
+gold           mean gold reward of the policy's samples                            reward units
+proxy          mean proxy-RM reward of the policy's samples                        RM logits
+kl_k1          mean over samples of sum_t log(pi/pi_sft)  (k1, sequence level)     nats/sequence
+kl_k3          mean over samples of sum_t k3 per token (Schulman)                  nats/sequence
+entropy_token  mean per-token entropy of the policy along its samples              nats/token
+entropy_seq    mean of -log pi(y|x) over samples (sequence entropy estimate)       nats/sequence
+length         mean response length (tokens, EOS included when produced)           tokens
+eos_rate       fraction of samples that ended with EOS within the budget           fraction
+win_rate       P(gold(sample) > gold(reference)) on the fixed eval prompts         fraction
+seconds        wall time of the step                                               s
+=============  ==================================================================  =============
+
+Runs may add their own columns (``loss``, ``grad_norm``, ``margin``, ``accuracy``...).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import shutil
+import tempfile
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from rlhf_nb.config import default_cache_dir
+
+STATUSES = ("running", "finished", "diverged", "interrupted")
+COLUMNS = (
+    "step", "gold", "proxy", "kl_k1", "kl_k3", "entropy_token", "entropy_seq",
+    "length", "eos_rate", "win_rate", "seconds",
+)  # fmt: skip
+
+
+@dataclass
+class Run:
+    """A training run.
+
+    Attributes:
+        config: the run's config dataclass (``OnlineConfig`` / ``OfflineConfig``).
+        history: one row per logged step; at least :data:`COLUMNS` (NaN where not measured).
+        status: ``"finished"``, ``"diverged"`` (non-finite loss/reward; ``message`` says where),
+            ``"interrupted"`` (KeyboardInterrupt; resumable) or ``"running"``.
+        policy: the trained model (``None`` when loaded from the cache without weights).
+        message: a human-readable note on how the run ended.
+        samples: step -> a few decoded samples, to show what the policy learned.
+    """
+
+    config: Any
+    history: pd.DataFrame
+    status: str = "running"
+    policy: Any = None
+    message: str = ""
+    samples: dict[int, list[str]] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.status not in STATUSES:
+            raise ValueError(f"status must be one of {STATUSES}, got {self.status!r}")
+
+    @property
+    def label(self) -> str:
+        """A short legend label (the config's ``label()`` when it has one)."""
+        fn = getattr(self.config, "label", None)
+        return fn() if callable(fn) else type(self.config).__name__
+
+    def final(self, column: str) -> float:
+        """The last non-NaN value of a history column."""
+        s = self.history[column].dropna()
+        return float(s.iloc[-1]) if len(s) else float("nan")
+
+
+def config_key(config: Any, *extra: Any) -> str:
+    """A stable hash of a config dataclass plus e.g. the testbed key: the run's cache key."""
+    payload = json.dumps(
+        [type(config).__name__, dataclasses.asdict(config), *map(str, extra)],
+        sort_keys=True,
+        default=str,
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def save_run(run: Run, path: Path, *, weights: bool = False) -> Path:
+    """Write ``run`` to ``path`` atomically (temp folder, then rename): history as CSV, config,
+    status, message and samples as JSON, the policy via ``save_pretrained`` when ``weights``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))
+    run.history.to_csv(tmp / "history.csv", index=False)
+    meta = {
+        "config_type": type(run.config).__name__,
+        "config": dataclasses.asdict(run.config),
+        "status": run.status,
+        "message": run.message,
+        "samples": {str(k): v for k, v in run.samples.items()},
+    }
+    (tmp / "run.json").write_text(json.dumps(meta, indent=1, default=str))
+    if weights and run.policy is not None:
+        run.policy.save_pretrained(tmp / "policy")
+    shutil.rmtree(path, ignore_errors=True)
+    tmp.rename(path)
+    return path
+
+
+def load_run(path: Path, config_cls: type | None = None) -> Run:
+    """Read a run written by :func:`save_run` (the policy is loaded only if weights were saved)."""
+    path = Path(path)
+    meta = json.loads((path / "run.json").read_text())
+    config = config_cls(**meta["config"]) if config_cls is not None else meta["config"]
+    policy = None
+    if (path / "policy").exists():
+        from transformers import AutoModelForCausalLM
+
+        policy = AutoModelForCausalLM.from_pretrained(path / "policy")
+    return Run(
+        config=config,
+        history=pd.read_csv(path / "history.csv"),
+        status=meta["status"],
+        policy=policy,
+        message=meta["message"],
+        samples={int(k): v for k, v in meta["samples"].items()},
+    )
+
+
+def cached_run(
+    kind: str,
+    key: str,
+    train: Callable[[], Run],
+    *,
+    config_cls: type | None = None,
+    cache_dir: Path | None = None,
+    refresh: bool = False,
+) -> Run:
+    """Return the cached run ``cache_dir/runs/<kind>/<key>`` or train, cache and return it.
+
+    Only finished or diverged runs are cached (an interrupted run is resumed, not reused). An
+    unreadable cache entry is retrained with a warning, never a crash.
+    """
+    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    path = root / "runs" / kind / key
+    if path.exists() and not refresh:
+        try:
+            return load_run(path, config_cls)
+        except Exception as exc:  # noqa: BLE001 - any unreadable entry means "retrain"
+            warnings.warn(f"run cache {path} unreadable ({exc}); retraining", stacklevel=2)
+    run = train()
+    if run.status in ("finished", "diverged"):
+        save_run(run, path)
+    return run

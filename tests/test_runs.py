@@ -1,0 +1,69 @@
+"""The shared Run format: cache round-trip, bad status refused, broken cache retrained."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from rlhf_nb.runs import COLUMNS, Run, cached_run, config_key, load_run, save_run
+
+
+@dataclass
+class Cfg:
+    lr: float = 1e-3
+    alpha: float = 0.0
+
+    def label(self):
+        return f"lr={self.lr:g} α={self.alpha:g}"
+
+
+def make_run(cfg=None, status="finished"):
+    hist = pd.DataFrame({c: np.arange(3, dtype=float) for c in COLUMNS})
+    hist.loc[1, "win_rate"] = np.nan
+    return Run(cfg or Cfg(), hist, status=status, message="ok", samples={0: ["a b"], 2: ["c"]})
+
+
+def test_round_trip(tmp_path):
+    run = make_run()
+    back = load_run(save_run(run, tmp_path / "r"), Cfg)
+    pd.testing.assert_frame_equal(back.history, run.history)
+    assert (back.config, back.status, back.message, back.samples) == (
+        run.config, run.status, run.message, run.samples,
+    )  # fmt: skip
+    assert back.label == "lr=0.001 α=0" and back.final("win_rate") == 2.0
+
+
+def test_bad_status_is_refused():
+    with pytest.raises(ValueError, match="status must be one of"):
+        make_run(status="done")
+
+
+def test_config_key_is_stable_and_sensitive():
+    assert config_key(Cfg()) == config_key(Cfg())
+    assert config_key(Cfg()) != config_key(Cfg(alpha=0.1))
+    assert config_key(Cfg()) != config_key(Cfg(), "testbed-b")
+
+
+def test_cached_run_trains_once_and_survives_corruption(tmp_path):
+    calls = []
+
+    def train():
+        calls.append(1)
+        return make_run()
+
+    a = cached_run("test", "k", train, config_cls=Cfg, cache_dir=tmp_path)
+    b = cached_run("test", "k", train, config_cls=Cfg, cache_dir=tmp_path)
+    assert len(calls) == 1
+    pd.testing.assert_frame_equal(a.history, b.history)
+    (tmp_path / "runs" / "test" / "k" / "run.json").write_text("{not json")
+    with pytest.warns(UserWarning, match="unreadable"):
+        cached_run("test", "k", train, config_cls=Cfg, cache_dir=tmp_path)
+    assert len(calls) == 2
+
+
+def test_interrupted_runs_are_not_cached(tmp_path):
+    cached_run("test", "i", lambda: make_run(status="interrupted"), cache_dir=tmp_path)
+    assert not (tmp_path / "runs" / "test" / "i").exists()
