@@ -1,4 +1,4 @@
-"""Shared test set-up: offline, one torch thread, a private cache, and the smoke-executed notebooks."""
+"""Shared test set-up: offline, one torch thread, a private cache, smoke-executed notebooks."""
 
 from __future__ import annotations
 
@@ -31,6 +31,6 @@ def root() -> Path:
 
 @pytest.fixture(scope="session")
 def smoke_dir() -> Path:
-    """Where ``test_notebooks.py`` writes the smoke-executed notebooks (the site test reads them)."""
+    """Where ``test_notebooks.py`` writes smoke-executed notebooks (the site test reads them)."""
     SMOKE_DIR.mkdir(parents=True, exist_ok=True)
     return SMOKE_DIR
