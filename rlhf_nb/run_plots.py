@@ -1,0 +1,257 @@
+"""Plots and tables of :class:`rlhf_nb.runs.Run` histories, shared by the online (05) and offline
+(06) chapters.
+
+Every function takes a list of runs (online or offline, anything with the shared history
+``COLUMNS``) and draws one column against ``step``. Legends carry each run's label and its final
+win rate against the references, as in the paper's figures. The slider version
+(:func:`sweep_figure`) precomputes one frame per sweep value so it works on the static site.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from rlhf_nb import plotting
+
+COLORS = (
+    "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+    "#bcbd22", "#17becf",
+)  # fmt: skip
+TITLES = {
+    "gold": "gold reward",
+    "proxy": "proxy reward (RM logit)",
+    "kl_k1": "KL to SFT, k1 (nats/seq)",
+    "kl_k3": "KL to SFT, k3 (nats/seq)",
+    "entropy_token": "entropy (nats/token)",
+    "entropy_seq": "−log π(y|x) (nats/seq)",
+    "length": "response length (tokens)",
+    "eos_rate": "EOS rate",
+    "win_rate": "win rate vs reference",
+    "seconds": "seconds per step",
+}
+
+
+def run_label(run, *, win_rate: bool = True) -> str:
+    """``run.label`` plus ``(win 63%)``: its last measured win rate; ``†`` marks a diverged run."""
+    label = run.label
+    if win_rate and "win_rate" in run.history:
+        w = run.final("win_rate")
+        if not math.isnan(w):
+            label += f" (win {100 * w:.0f}%)"
+    if run.status == "diverged":
+        label += " †"
+    return label
+
+
+def history_traces(
+    runs: Sequence,
+    y: str,
+    *,
+    x: str = "step",
+    labels: Sequence[str] | None = None,
+    colors: Sequence[str] | None = None,
+    dash: str | None = None,
+    win_rate: bool = True,
+    showlegend: bool = True,
+    legendgroup: bool = True,
+) -> list[go.Scatter]:
+    """One line trace per run: ``history[y]`` against ``history[x]`` (NaN rows dropped).
+
+    Args:
+        runs: runs whose histories hold columns ``x`` and ``y``.
+        labels: legend names (default :func:`run_label`).
+        colors: one colour per run (default the book's cycle :data:`COLORS`).
+        dash: plotly dash style for all traces (``"dot"``, ``"dash"``...).
+        legendgroup: group traces by label, so toggling a run in one panel toggles it everywhere.
+    """
+    traces = []
+    for i, run in enumerate(runs):
+        h = run.history
+        if y not in h or x not in h:
+            raise KeyError(f"run {run.label!r} has no column {y!r} or {x!r}; has {list(h)}")
+        h = h[[x, y]].dropna()
+        name = labels[i] if labels is not None else run_label(run, win_rate=win_rate)
+        color = (colors or COLORS)[i % len(colors or COLORS)]
+        traces.append(
+            go.Scatter(
+                x=h[x].tolist(),
+                y=h[y].tolist(),
+                mode="lines",
+                name=name,
+                line=dict(color=color, dash=dash),
+                legendgroup=name if legendgroup else None,
+                showlegend=showlegend,
+            )
+        )
+    return traces
+
+
+def history_figure(
+    runs: Sequence,
+    y: str = "gold",
+    *,
+    x: str = "step",
+    title: str = "",
+    yaxis_title: str | None = None,
+    labels: Sequence[str] | None = None,
+    colors: Sequence[str] | None = None,
+    win_rate: bool = True,
+    height: int = 420,
+) -> go.Figure:
+    """``history[y]`` vs step for several runs in one panel, win rates in the legend."""
+    traces = history_traces(runs, y, x=x, labels=labels, colors=colors, win_rate=win_rate)
+    return plotting.static_figure(
+        traces,
+        title=title,
+        xaxis_title=x,
+        yaxis_title=yaxis_title or TITLES.get(y, y),
+        height=height,
+    )
+
+
+def panels_figure(
+    runs: Sequence,
+    ys: Sequence[str] = ("proxy", "gold", "kl_k1"),
+    *,
+    x: str = "step",
+    title: str = "",
+    labels: Sequence[str] | None = None,
+    colors: Sequence[str] | None = None,
+    win_rate: bool = True,
+    height: int = 380,
+) -> go.Figure:
+    """Side-by-side panels, one per column in ``ys``, same runs and colours in each (one legend)."""
+    fig = make_subplots(rows=1, cols=len(ys), subplot_titles=[TITLES.get(c, c) for c in ys])
+    for j, col in enumerate(ys):
+        for t in history_traces(
+            runs, col, x=x, labels=labels, colors=colors, win_rate=win_rate, showlegend=j == 0
+        ):
+            fig.add_trace(t, row=1, col=j + 1)
+        fig.update_xaxes(title_text=x, row=1, col=j + 1)
+    fig.update_layout(template=plotting.TEMPLATE, title=title, height=height)
+    return fig
+
+
+def sweep_figure(
+    sweep: Mapping[object, Sequence],
+    y: str = "gold",
+    *,
+    param: str = "lr",
+    x: str = "step",
+    title: str = "",
+    yaxis_title: str | None = None,
+    yrange: tuple[float, float] | None = None,
+    active: int = 0,
+    colors: Sequence[str] | None = None,
+    win_rate: bool = True,
+    height: int = 420,
+) -> go.Figure:
+    """A plotly-slider figure over a sweep: one frame per key of ``sweep`` (e.g. a learning rate),
+    each drawing that key's runs. Every value must hold the same number of runs (plotly swaps
+    traces frame by frame). ``yrange`` defaults to the range of ``y`` over all frames."""
+    keys = list(sweep)
+    counts = {len(sweep[k]) for k in keys}
+    if len(counts) > 1:
+        raise ValueError(f"every sweep value must hold the same number of runs, got {counts}")
+    if yrange is None:
+        vals = pd.concat([r.history[y] for k in keys for r in sweep[k]]).dropna()
+        pad = 0.05 * float(vals.max() - vals.min() or 1.0)
+        yrange = (float(vals.min()) - pad, float(vals.max()) + pad)
+
+    def make_traces(key):
+        return history_traces(sweep[key], y, x=x, colors=colors, win_rate=win_rate)
+
+    return plotting.slider_figure(
+        param,
+        keys,
+        make_traces,
+        title=title,
+        xaxis_title=x,
+        yaxis_title=yaxis_title or TITLES.get(y, y),
+        yrange=yrange,
+        active=active,
+        height=height,
+    )
+
+
+def summary_table(
+    runs: Sequence, *, gold: str = "gold", kl: str = "kl_k1", smooth: int = 1
+) -> pd.DataFrame:
+    """One row per run: start / peak (and its step) / final gold, final proxy, KL, length, EOS
+    rate, win rate and status. ``gold`` and ``kl`` name the columns to summarise; ``smooth > 1``
+    takes gold's start, peak and final from a centred rolling mean over that many logged rows
+    (a per-step batch mean is noisy, and the max of noise is biased upward); same for proxy
+    and KL."""
+    rows = []
+    for run in runs:
+        h = run.history
+        g = h[["step", gold]].dropna()
+        if smooth > 1:
+            g = g.assign(**{gold: g[gold].rolling(smooth, center=True, min_periods=1).mean()})
+        p = h[["proxy"]].dropna() if "proxy" in h else pd.DataFrame(columns=["proxy"])
+        k = h[[kl]].dropna() if kl in h else pd.DataFrame(columns=[kl])
+        if smooth > 1:
+            p = p.rolling(smooth, center=True, min_periods=1).mean()
+            if len(k) >= smooth:  # a run that measured KL only once or twice keeps its values
+                k = k.rolling(smooth, center=True, min_periods=1).mean()
+        peak = g[gold].idxmax() if len(g) else None
+        rows.append(
+            {
+                "run": run.label,
+                "status": run.status,
+                "steps": int(h["step"].max()) if len(h) else 0,
+                f"{gold}_start": float(g[gold].iloc[0]) if len(g) else math.nan,
+                f"{gold}_peak": float(g.loc[peak, gold]) if peak is not None else math.nan,
+                "peak_step": int(g.loc[peak, "step"]) if peak is not None else -1,
+                f"{gold}_final": float(g[gold].iloc[-1]) if len(g) else math.nan,
+                "proxy_start": _first(p, "proxy"),
+                "proxy_final": _first(p.iloc[::-1], "proxy"),
+                f"{kl}_final": _first(k.iloc[::-1], kl),
+                "length_final": run.final("length") if "length" in h else math.nan,
+                "eos_final": run.final("eos_rate") if "eos_rate" in h else math.nan,
+                "win_final": run.final("win_rate") if "win_rate" in h else math.nan,
+            }
+        )
+    return pd.DataFrame(rows).set_index("run")
+
+
+def _first(h: pd.DataFrame, col: str) -> float:
+    s = h[col].dropna() if col in h else pd.Series(dtype=float)
+    return float(s.iloc[0]) if len(s) else math.nan
+
+
+def samples_table(run, steps: Sequence[int] | None = None, n: int = 3) -> pd.DataFrame:
+    """A few decoded samples the run stored (``run.samples``) at ``steps`` (default: all)."""
+    steps = sorted(run.samples) if steps is None else list(steps)
+    rows = [
+        {"step": s, "sample": i, "text": t}
+        for s in steps
+        for i, t in enumerate(run.samples.get(s, [])[:n])
+    ]
+    return pd.DataFrame(rows, columns=["step", "sample", "text"])
+
+
+def live_history(
+    columns: Sequence[str] = ("proxy", "gold", "kl_k1"), *, title: str = "live run"
+) -> tuple[go.FigureWidget, Callable[[pd.DataFrame], None]]:
+    """A plotly ``FigureWidget`` with one panel per column and an ``update(history)`` callback that
+    redraws it (pass it as a training callback in a live kernel)."""
+    fig = go.FigureWidget(
+        make_subplots(rows=1, cols=len(columns), subplot_titles=[TITLES.get(c, c) for c in columns])
+    )
+    for j, _ in enumerate(columns):
+        fig.add_scatter(x=[], y=[], mode="lines", showlegend=False, row=1, col=j + 1)
+    fig.update_layout(template=plotting.TEMPLATE, title=title, height=320)
+
+    def update(history: pd.DataFrame) -> None:
+        with fig.batch_update():
+            for j, col in enumerate(columns):
+                h = history[["step", col]].dropna()
+                fig.data[j].x, fig.data[j].y = h["step"].tolist(), h[col].tolist()
+
+    return fig, update

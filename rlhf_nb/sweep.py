@@ -1,0 +1,192 @@
+"""Run many online configs in parallel processes, each cached on disk (notebook 05's sweep).
+
+A run is cached under ``<cache>/runs/online/<config_key(config, testbed folder)>`` by
+:func:`rlhf_nb.runs.cached_run`, so the book re-renders without re-training and a reader can
+re-run any single curve with :func:`cached_train`. Workers are separate processes (``spawn``),
+each pinned to one torch thread: on a 2-core machine two single-thread workers beat one
+two-thread process.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from rlhf_nb.config import default_cache_dir
+from rlhf_nb.online_config import OnlineConfig
+from rlhf_nb.runs import Run, cached_run, config_key
+
+KIND = "online"
+
+
+def run_key(config: OnlineConfig, testbed_name: str) -> str:
+    """The cache key of ``config`` trained on the testbed folder ``testbed_name``."""
+    return config_key(config, testbed_name)
+
+
+def cached_train(testbed, config: OnlineConfig, *, cache_dir=None, refresh: bool = False) -> Run:
+    """:func:`rlhf_nb.online.train`, cached (finished or diverged runs only; no weights)."""
+    from rlhf_nb.online import train
+
+    return cached_run(
+        KIND,
+        run_key(config, testbed.path.name),
+        lambda: train(testbed, config, progress=False),
+        config_cls=OnlineConfig,
+        cache_dir=cache_dir,
+        refresh=refresh,
+    )
+
+
+def _worker(args) -> tuple[int, float]:
+    i, config, preset, testbed_seed, cache_dir, refresh = args
+    import torch
+
+    torch.set_num_threads(1)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from rlhf_nb import testbed as tb_mod
+
+    t0 = time.perf_counter()
+    tb = tb_mod.build(preset, seed=testbed_seed, cache_dir=cache_dir)
+    cached_train(tb, config, cache_dir=cache_dir, refresh=refresh)
+    return i, time.perf_counter() - t0
+
+
+def run_sweep(
+    configs: Sequence[OnlineConfig],
+    *,
+    preset: str = "tiny",
+    testbed_seed: int = 0,
+    workers: int = 2,
+    cache_dir: str | Path | None = None,
+    refresh: bool = False,
+    verbose: bool = True,
+) -> list[Run]:
+    """Train every config not cached yet, ``workers`` at a time in spawned processes, then load
+    and return all runs in the order given (without policies).
+
+    Args:
+        configs: the runs of the sweep.
+        preset, testbed_seed: which testbed (``rlhf_nb.testbed.build``); built once, cached.
+        workers: parallel processes (1 runs in this process, e.g. for debugging).
+        refresh: retrain even when cached.
+    """
+    from rlhf_nb import testbed as tb_mod
+
+    tb = tb_mod.build(preset, seed=testbed_seed, cache_dir=cache_dir)
+    base = Path(cache_dir or default_cache_dir()) / "runs" / KIND
+    todo = [
+        (i, c, preset, testbed_seed, cache_dir, refresh)
+        for i, c in enumerate(configs)
+        if refresh or not (base / run_key(c, tb.path.name)).exists()
+    ]
+    t0 = time.perf_counter()
+    if todo and workers > 1:
+        with mp.get_context("spawn").Pool(min(workers, len(todo))) as pool:
+            for i, sec in pool.imap_unordered(_worker, todo):
+                if verbose:
+                    print(f"  trained {configs[i].label()} in {sec:.0f} s", flush=True)
+    else:
+        for job in todo:
+            i, sec = _worker(job)
+            if verbose:
+                print(f"  trained {configs[i].label()} in {sec:.0f} s", flush=True)
+    if verbose and todo:
+        print(f"sweep: {len(todo)} runs trained in {time.perf_counter() - t0:.0f} s", flush=True)
+    return [cached_train(tb, c, cache_dir=cache_dir) for c in configs]
+
+
+# The book's sweep (notebook 05): learning rates, entropy coefficients and KL coefficients.
+LRS = (3e-4, 1e-4)  # "aggressive" and "conservative" for the tiny policy
+ALPHAS = (0.0, 0.02, 0.05, 0.2)  # sequence-level entropy bonus, 0 = no regulariser at all
+BETAS = (0.05, 0.2)  # KL-regularised baselines (k1 in the reward)
+STEPS = {3e-4: 200, 1e-4: 600}  # the conservative rate needs a 3x longer run to collapse
+
+
+def book_configs(smoke: bool = False, seed: int = 0) -> dict[str, list[OnlineConfig]]:
+    """The runs of notebook 05: ``{"alpha@<lr>": [α sweep], "kl": [β sweep], "token": [...]}``.
+
+    SMOKE: 8 steps of 8 prompts x 4, two α, one β, so the notebook runs in seconds.
+    """
+    if smoke:
+        small = dict(steps=8, prompts_per_step=8, eval_interval=4, n_eval_prompts=16, seed=seed)
+        lrs, alphas, betas, steps = LRS, (0.0, 0.2), (0.05,), {lr: 8 for lr in LRS}
+    else:
+        small, lrs, alphas, betas, steps = dict(seed=seed), LRS, ALPHAS, BETAS, STEPS
+    out = {
+        f"alpha@{lr:g}": [
+            OnlineConfig(regularizer="entropy", alpha=a, lr=lr, **{**small, "steps": steps[lr]})
+            for a in alphas
+        ]
+        for lr in lrs
+    }
+    hi = lrs[0]
+    out["kl"] = [
+        OnlineConfig(regularizer="kl", beta=b, lr=hi, **{**small, "steps": steps[hi]})
+        for b in betas
+    ]
+    out["token"] = [
+        OnlineConfig(
+            regularizer="entropy_token", alpha=0.05, lr=hi, **{**small, "steps": steps[hi]}
+        )
+    ]
+    return out
+
+
+def live_widget(testbed, runs, *, steps: int = 40, alpha: float = 0.05, lr: float = 3e-4):
+    """α and learning-rate sliders and a button that trains a short live run (sequence-level
+    entropy bonus, no KL) and overlays its gold and KL on ``runs`` (the cached sweep).
+
+    Nothing trains until the button is pressed, so rendering the widget (papermill) is instant.
+    Returns the ``VBox`` (displayed by the caller) and the figure.
+    """
+    import ipywidgets as w
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    from rlhf_nb import run_plots, widgets
+    from rlhf_nb.online import train
+
+    a_box = w.FloatSlider(value=alpha, min=0.0, max=0.3, step=0.01, description="α")
+    lr_box = widgets.log_slider("lr", lr, 1e-5, 1e-3)
+    button = w.Button(description=f"train {steps} steps")
+    cols = ("gold", "kl_k1")
+    fig = go.FigureWidget(
+        make_subplots(rows=1, cols=2, subplot_titles=[run_plots.TITLES[c] for c in cols])
+    )
+    for j, col in enumerate(cols):
+        for t in run_plots.history_traces(runs, col, showlegend=j == 0):
+            t.opacity = 0.35
+            fig.add_trace(t, row=1, col=j + 1)
+    live = []
+    for j in range(2):
+        line = dict(color="black", width=3)
+        fig.add_scatter(x=[], y=[], mode="lines+markers", name="live run", line=line,
+                        showlegend=j == 0, row=1, col=j + 1)  # fmt: skip
+        live.append(fig.data[-1])
+    fig.update_layout(
+        template="plotly_white", height=380, title="live run (black) over the cached sweep"
+    )
+
+    def update(history):
+        with fig.batch_update():
+            for trace, col in zip(live, cols):
+                h = history[["step", col]].dropna()
+                trace.x, trace.y = h["step"].tolist(), h[col].tolist()
+
+    def on_click(_):
+        button.disabled = True
+        try:
+            cfg = OnlineConfig(
+                regularizer="entropy", alpha=a_box.value, lr=lr_box.value, steps=steps
+            )
+            run = train(testbed, cfg, callback=update, progress=False)
+            update(run.history)
+        finally:
+            button.disabled = False
+
+    button.on_click(on_click)
+    return w.VBox([w.HBox([a_box, lr_box, button]), fig]), fig

@@ -1,0 +1,150 @@
+"""An independent cross-check of notebook 05 with TRL's ``GRPOTrainer``, a library we did not write.
+
+Same testbed, same SFT start, the proxy RM as the reward function; ``beta=0, entropy_coef=α``
+is the entropy-regularised, anchor-free run, ``beta>0`` the KL-regularised one (GRPO puts the k3
+estimator in the loss). The reward function also records the gold reward of every completion,
+and a callback measures KL to SFT (k1) on the completions of the step, so the result is a
+:class:`rlhf_nb.runs.Run` that ``rlhf_nb.run_plots`` draws like ours.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass
+
+import datasets
+import pandas as pd
+import torch
+
+from rlhf_nb.config import check_range
+from rlhf_nb.models import quiet
+from rlhf_nb.runs import COLUMNS, Run
+
+
+@dataclass
+class GRPOCheckConfig:
+    """A small GRPO run (TRL 1.16 ``GRPOConfig`` fields in brackets).
+
+    Attributes:
+        beta: KL coefficient [``beta``], k3 per token in the loss (0: no anchor).
+        entropy_coef: token-level entropy bonus [``entropy_coef``].
+        lr: learning rate [``learning_rate``], constant.
+        steps: optimiser steps [``max_steps``].
+        prompts_per_step: prompts per step; the batch is ``prompts_per_step * k`` completions.
+        k: completions per prompt [``num_generations``].
+        seed: seeds the prompts and TRL [``seed``].
+    """
+
+    beta: float = 0.0
+    entropy_coef: float = 0.0
+    lr: float = 3e-4
+    steps: int = 100
+    prompts_per_step: int = 16
+    k: int = 4
+    seed: int = 0
+
+    def __post_init__(self):
+        check_range("beta", self.beta, 0.0, None)
+        check_range("entropy_coef", self.entropy_coef, 0.0, None)
+        check_range("lr", self.lr, 0.0, None, low_inclusive=False)
+        check_range("steps", self.steps, 1, None)
+        check_range("k", self.k, 2, None)
+
+    def label(self) -> str:
+        return f"TRL GRPO β={self.beta:g}, entropy_coef={self.entropy_coef:g}, lr={self.lr:.0e}"
+
+
+def grpo_trainer(testbed, config: GRPOCheckConfig, *, output_dir: str | None = None, **overrides):
+    """A ``GRPOTrainer`` on the testbed (CPU, fp32, no logging); ``overrides`` go to GRPOConfig.
+
+    Returns ``(trainer, log)``, ``log`` a list the reward function appends
+    ``(gold mean, proxy mean)`` to at every generation batch.
+    """
+    from trl import GRPOConfig, GRPOTrainer
+
+    rng = random.Random(config.seed)
+    n = config.steps * config.prompts_per_step
+    prompts = testbed.task.documents(n, rng, exclude=set(testbed.eval_prompts))
+    log: list[tuple[float, float]] = []
+
+    def proxy_reward(prompts, completions, **_):
+        proxy = testbed.proxy_reward(list(prompts), [c.strip() for c in completions])
+        gold = testbed.gold_reward(list(prompts), [c.strip() for c in completions])
+        log.append((gold.mean().item(), proxy.mean().item()))
+        return proxy.tolist()
+
+    args = GRPOConfig(
+        output_dir=output_dir or tempfile.mkdtemp(prefix="grpo-"),
+        beta=config.beta,
+        entropy_coef=config.entropy_coef,
+        learning_rate=config.lr,
+        lr_scheduler_type="constant",
+        warmup_steps=0,
+        max_steps=config.steps,
+        per_device_train_batch_size=config.prompts_per_step * config.k,
+        num_generations=config.k,
+        max_completion_length=testbed.max_new_tokens,
+        temperature=1.0,
+        top_k=0,
+        seed=config.seed,
+        use_cpu=True,
+        bf16=False,
+        report_to="none",
+        logging_steps=1,
+        save_strategy="no",
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+        **overrides,
+    )
+    with quiet(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # transformers 5 renames, not ours to fix
+        trainer = GRPOTrainer(
+            model=str(testbed.sft_path),
+            reward_funcs=proxy_reward,
+            args=args,
+            train_dataset=datasets.Dataset.from_dict({"prompt": prompts}),
+            processing_class=testbed.tokenizer,
+        )
+    from transformers.trainer_callback import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)  # it prints every log dict when tqdm is disabled
+    return trainer, log
+
+
+def grpo_run(testbed, config: GRPOCheckConfig, *, eval_prompts: int = 64) -> Run:
+    """Train with TRL GRPO and return a :class:`Run` (gold/proxy per step from the reward
+    function; KL to SFT (k1), entropy and win rate measured on ``eval_prompts`` held-out prompts
+    at the start and end)."""
+    from rlhf_nb.online import rollout, token_logprobs
+
+    trainer, log = grpo_trainer(testbed, config)
+    t0 = time.perf_counter()
+    with quiet(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        trainer.train()
+    seconds = (time.perf_counter() - t0) / config.steps
+    policy = trainer.model.eval()
+    rows = [{"step": i, "gold": g, "proxy": p, "seconds": seconds} for i, (g, p) in enumerate(log)]
+    hist = pd.DataFrame(rows, columns=list(COLUMNS))
+    prompts = testbed.eval_prompts[:eval_prompts]
+    with torch.random.fork_rng():
+        torch.manual_seed(config.seed)
+        batch = rollout(policy, testbed.tokenizer, prompts, 1, testbed.max_new_tokens)
+        with torch.no_grad():
+            logp, ent = token_logprobs(policy, batch)
+            ref, _ = token_logprobs(testbed.sft_policy, batch)
+    m = batch["response_mask"]
+    last = hist.index[-1]
+    hist.loc[last, "kl_k1"] = ((logp - ref) * m).sum(-1).mean().item()
+    hist.loc[last, "entropy_token"] = ((ent * m).sum() / m.sum()).item()
+    hist.loc[last, "length"] = batch["length"].mean().item()
+    hist.loc[last, "eos_rate"] = batch["eos"].float().mean().item()
+    hist.loc[last, "win_rate"] = testbed.win_rate(prompts, batch["texts"])
+    hist.loc[0, "kl_k1"] = 0.0
+    status = "finished" if all(math.isfinite(g) for g, _ in log) else "diverged"
+    samples = {config.steps: [f"{x} {y}" for x, y in zip(prompts[:4], batch["texts"][:4])]}
+    return Run(config, hist, status, policy, f"{len(log)} GRPO steps", samples)

@@ -1,0 +1,140 @@
+"""Offline DPO/SimPO (rlhf_nb.offline) on the smoke testbed.
+
+The equivalence tests take one collated batch of the *real* trainers (TRL's own tokenisation of
+the testbed's preference pairs), let TRL compute its training loss on it, and compare with
+``rlhf_nb.losses`` applied to log-probs that we compute ourselves from the same pairs' text
+(``rlhf_nb.offline_eval.sequence_logps``: our tokenisation, our forward pass). Agreement checks the
+loss *and* that TRL trains on the sequences we think it does (prompt, space, response, EOS).
+"""
+
+import math
+import warnings
+
+import pytest
+import torch
+
+from rlhf_nb import losses, offline, testbed
+from rlhf_nb.offline import OFFLINE_COLUMNS, OfflineConfig
+from rlhf_nb.offline_eval import sequence_logps
+
+N = 12  # pairs in the compared batch
+
+
+@pytest.fixture(scope="module")
+def tb():
+    return testbed.build("smoke")
+
+
+def first_pairs(tb, n=N):
+    d = tb.preference_data[:n]
+    return d["prompt"], d["chosen"], d["rejected"]
+
+
+def trl_loss(trainer, rows):
+    batch = trainer.data_collator(rows)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return trainer.compute_loss(trainer.model, batch).item()
+
+
+@pytest.mark.parametrize("length_normalize, gamma", [(True, 0.0), (True, 1.3), (False, 0.0)])
+def test_simpo_trainer_optimises_our_loss(tb, length_normalize, gamma):
+    cfg = OfflineConfig(method="simpo", beta=2.5, gamma=gamma, length_normalize=length_normalize)
+    trainer = offline.make_trainer(tb, cfg)
+    rows = [trainer.train_dataset[i] for i in range(N)]
+    assert [r["prompt"] for r in rows] == list(first_pairs(tb)[0])  # same pairs, same order
+    p, c, r = first_pairs(tb)
+    cs, ca = sequence_logps(trainer.model, tb.tokenizer, p, c)
+    rs, ra = sequence_logps(trainer.model, tb.tokenizer, p, r)
+    if length_normalize:
+        ours = losses.simpo_loss(ca, ra, cfg.beta, gamma)
+    else:
+        ours = losses.maxent_bt_loss(cs, rs, cfg.beta)  # summed log-probs: notebook 02's loss
+    assert abs(trl_loss(trainer, rows) - ours.mean().item()) < 1e-5
+
+
+def test_dpo_trainer_optimises_our_loss(tb):
+    cfg = OfflineConfig(method="dpo", beta=0.3)
+    trainer = offline.make_trainer(tb, cfg)
+    with torch.no_grad():  # move the policy off its reference, so the log-ratios are not 0
+        g = torch.Generator().manual_seed(0)
+        for w in trainer.model.parameters():
+            w.add_(0.05 * torch.randn(w.shape, generator=g))
+    keys = ("prompt_ids", "chosen_ids", "rejected_ids")
+    rows = [{k: trainer.train_dataset[i][k] for k in keys} for i in range(N)]
+    p, c, r = first_pairs(tb)
+    cs, _ = sequence_logps(trainer.model, tb.tokenizer, p, c)
+    rs, _ = sequence_logps(trainer.model, tb.tokenizer, p, r)
+    rcs, _ = sequence_logps(tb.sft_policy, tb.tokenizer, p, c)
+    rrs, _ = sequence_logps(tb.sft_policy, tb.tokenizer, p, r)
+    ours = losses.dpo_loss(cs, rs, rcs, rrs, cfg.beta).mean().item()
+    assert abs(ours - math.log(2)) > 1e-3  # non-trivial: policy != reference
+    assert abs(trl_loss(trainer, rows) - ours) < 1e-5
+
+
+@pytest.mark.parametrize("method", ["dpo", "simpo"])
+def test_trainer_runs_and_history_has_the_documented_columns(tb, method, tmp_path):
+    cfg = OfflineConfig(method=method, steps=6, eval_interval=3, n_eval_prompts=16,
+                        n_heldout_pairs=32, warmup_steps=0)  # fmt: skip
+    run = offline.cached(tb, cfg, cache_dir=tmp_path)
+    h = run.history
+    assert run.status == "finished", run.message
+    assert tuple(h.columns) == OFFLINE_COLUMNS
+    assert h["step"].tolist() == [0, 3, 6]
+    first, last = h.iloc[0], h.iloc[-1]
+    assert first["kl_k1"] == 0 and first["kl_k3"] == 0  # step 0 is the SFT policy itself
+    assert last["kl_k1"] > 0 and last["kl_k3"] > 0
+    assert h[["rewards_chosen", "margin", "accuracy", "loss"]].iloc[1:].notna().all().all()
+    assert ((h["win_rate"] >= 0) & (h["win_rate"] <= 1)).all() and (h["length"] >= 1).all()
+    # TRL's margin is its rewards_chosen - rewards_rejected (interval means of the same batches)
+    diff = h["rewards_chosen"] - h["rewards_rejected"] - h["margin"]
+    assert diff.abs().max() < 1e-5
+    if method == "dpo":  # implicit reward beta log(pi/pi_sft) is 0 for the SFT policy
+        assert first["heldout_margin"] == 0 and first["heldout_loss"] == pytest.approx(math.log(2))
+    assert set(run.samples) == {0, 3, 6}
+    again = offline.cached(tb, cfg, cache_dir=tmp_path)  # from the cache: same history
+    assert again.policy is None and again.config == cfg
+    assert (again.history.fillna(-9).values == h.fillna(-9).values).all()
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(method="ipo"), "method must be one of"),
+        (dict(beta=0.0), "beta must be in (0.0, inf)"),
+        (dict(beta=-1.0), "beta must be in"),
+        (dict(gamma=-0.5), "gamma must be in [0.0, inf)"),
+        (dict(lr=0.0), "lr must be in (0.0, 1.0]"),
+        (dict(lr=float("nan")), "lr must be in"),
+        (dict(steps=0), "steps must be in [1, inf)"),
+        (dict(length_normalize=False), "gamma must be 0 with length_normalize=False"),
+        (dict(method="dpo", length_normalize=False), "length_normalize=False is a SimPO"),
+        (dict(device="tpu"), "device must be one of"),
+    ],
+)
+def test_invalid_config_is_rejected_before_any_work(kwargs, message):
+    with pytest.raises(ValueError) as err:
+        OfflineConfig(**kwargs)
+    assert message in str(err.value)
+
+
+def test_bad_types_are_rejected():
+    with pytest.raises(TypeError, match="steps must be int"):
+        OfflineConfig(steps=2.5)
+    with pytest.raises(TypeError, match="config must be OfflineConfig"):
+        offline.train(None, {"method": "dpo"})
+
+
+def test_online_simpo_runs_with_the_same_history(tb):
+    from rlhf_nb import online_pairs
+
+    cfg = online_pairs.OnlineSimPOConfig(steps=4, eval_interval=2, batch_size=8,
+                                         n_eval_prompts=16, n_heldout_pairs=32)  # fmt: skip
+    run = online_pairs.train(tb, cfg)
+    h = run.history
+    assert run.status == "finished" and tuple(h.columns) == OFFLINE_COLUMNS
+    assert h["step"].tolist() == [0, 2, 4] and h["kl_k1"].iloc[0] == 0 and h["kl_k1"].iloc[-1] > 0
+    assert ((h["accuracy"].iloc[1:] >= 0) & (h["accuracy"].iloc[1:] <= 1)).all()
+    assert run.label.startswith("online SimPO")
+    with pytest.raises(ValueError, match="method must be 'simpo'"):
+        online_pairs.OnlineSimPOConfig(method="dpo")

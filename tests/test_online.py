@@ -1,0 +1,216 @@
+"""The online RLOO loop (rlhf_nb.online): validation, equations, reproducibility, reliability."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+import torch
+
+from rlhf_nb import online, testbed
+from rlhf_nb.online import OnlineConfig, rloo_advantages, shaped_reward
+from rlhf_nb.runs import COLUMNS
+
+SMALL = dict(steps=4, prompts_per_step=4, k=2, eval_interval=2, n_eval_prompts=8)
+
+
+@pytest.fixture(scope="module")
+def tb():
+    return testbed.build("smoke")
+
+
+def _same(a: pd.DataFrame, b: pd.DataFrame) -> None:
+    """Histories equal in every column but wall time."""
+    pd.testing.assert_frame_equal(a.drop(columns="seconds"), b.drop(columns="seconds"))
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(regularizer="entropy", alpha=-0.1), "alpha must be in"),
+        (dict(regularizer="kl", beta=-1.0), "beta must be in"),
+        (dict(lr=0.0), "lr must be in"),
+        (dict(k=1), "k must be in"),
+        (dict(steps=0), "steps must be in"),
+        (dict(regularizer="entropy+magic"), "regularizer must be one of"),
+        (dict(alpha=0.1), "alpha=0.1 has no effect"),
+        (dict(lr=float("nan")), "lr must be in"),
+    ],
+)
+def test_invalid_config_fails_before_any_work(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        OnlineConfig(**kwargs)
+
+
+def test_steps_must_be_int():
+    with pytest.raises(TypeError, match="steps must be int"):
+        OnlineConfig(steps=2.5)
+
+
+def test_label_and_combination():
+    cfg = OnlineConfig(regularizer="entropy+kl", alpha=0.05, beta=0.1, lr=1e-4)
+    assert cfg.regularizers == ("entropy", "kl")
+    assert cfg.label() == "α=0.05 (seq), β=0.1 (kl), lr=1e-04"
+
+
+def test_rloo_advantages_sum_to_zero_and_match_the_definition():
+    g = torch.Generator().manual_seed(0)
+    r = torch.randn(5 * 4, generator=g, dtype=torch.float64)
+    a = rloo_advantages(r, 4)
+    assert torch.allclose(a.view(5, 4).sum(1), torch.zeros(5, dtype=torch.float64), atol=1e-12)
+    rv = r.view(5, 4)
+    for p in range(5):
+        for i in range(4):
+            others = [rv[p, j] for j in range(4) if j != i]
+            assert math.isclose(a[4 * p + i].item(), (rv[p, i] - sum(others) / 3).item())
+
+
+def test_shaped_reward_hand_checked():
+    r = torch.tensor([1.0, -2.0, 0.5])
+    seq_logp = torch.tensor([-3.0, -10.0, -0.5])  # log π(y|x)
+    k1_seq = torch.tensor([0.2, 4.0, -0.1])  # Σ_t log π/π_ref
+    # entropy: r - α log π(y|x), α = 0.1
+    want = torch.tensor([1.0 + 0.3, -2.0 + 1.0, 0.5 + 0.05])
+    assert torch.allclose(shaped_reward(r, seq_logp, k1_seq, alpha=0.1, beta=0.0), want)
+    # kl: r - β Σ_t log π/π_ref, β = 0.5
+    want = torch.tensor([1.0 - 0.1, -2.0 - 2.0, 0.5 + 0.05])
+    assert torch.allclose(shaped_reward(r, seq_logp, k1_seq, alpha=0.0, beta=0.5), want)
+
+
+def test_token_logprobs_match_the_sampler(tb):
+    """log π(y_t|·) recomputed by a forward pass equals the scores ``generate`` sampled from
+    (checks the left-padding position ids), and the policy equals SFT at step 0, so k1 = 0."""
+    torch.manual_seed(0)
+    policy = tb.load_sft_policy()
+    prompts = tb.eval_prompts[:6]
+    enc = tb.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+    out = policy.generate(
+        **enc, max_new_tokens=8, do_sample=True, top_k=0, top_p=1.0, output_logits=True,
+        return_dict_in_generate=True, pad_token_id=0, eos_token_id=1,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    batch = online.rollout(policy, tb.tokenizer, prompts, 1, 8)
+    assert torch.equal(batch["ids"], out.sequences)
+    logp, _ = online.token_logprobs(policy, batch)
+    n = enc["input_ids"].shape[1]
+    gen = torch.stack(out.logits, 1).log_softmax(-1)
+    gen = gen.gather(-1, out.sequences[:, n:, None]).squeeze(-1)
+    mask = batch["response_mask"][:, n - 1 :].bool()
+    assert torch.allclose(logp[:, n - 1 :][mask], gen[mask], atol=1e-4)
+    ref_logp, _ = online.token_logprobs(tb.sft_policy, batch)
+    assert torch.allclose(((logp - ref_logp) * batch["response_mask"]).sum(-1), torch.zeros(6))
+
+
+def test_history_columns_and_equations_of_the_loop(tb):
+    cfg = OnlineConfig(regularizer="entropy", alpha=0.2, **SMALL)
+    run = online.train(tb, cfg, progress=False, checkpoint_dir=None)
+    h = run.history
+    assert run.status == "finished" and list(h.columns[: len(COLUMNS)]) == list(COLUMNS)
+    assert list(h["step"]) == list(range(cfg.steps + 1))
+    assert h["kl_k1"].iloc[0] == pytest.approx(0.0, abs=1e-5)  # step 0: policy == SFT
+    assert h["kl_k3"].iloc[0] == pytest.approx(0.0, abs=1e-5)
+    # the shaped reward is r - α log π(y|x): its batch mean is proxy + α entropy_seq
+    assert h["reward_shaped"].to_numpy() == pytest.approx(
+        (h["proxy"] + cfg.alpha * h["entropy_seq"]).to_numpy(), rel=1e-5, abs=1e-5
+    )
+    assert h["win_rate"].notna().tolist() == [True, False, True, False, True]
+    assert ((h["eos_rate"] >= 0) & (h["eos_rate"] <= 1)).all() and (h["length"] >= 1).all()
+    assert (h["kl_k3"] >= 0).all() and (h["entropy_token"] > 0).all()
+    assert run.samples and run.policy is not None
+
+
+def test_kl_shaping_in_the_loop(tb):
+    cfg = OnlineConfig(regularizer="kl", beta=0.5, **SMALL)
+    h = online.train(tb, cfg, progress=False).history
+    assert h["reward_shaped"].to_numpy() == pytest.approx(
+        (h["proxy"] - cfg.beta * h["kl_k1"]).to_numpy(), rel=1e-5, abs=1e-5
+    )
+
+
+def test_same_seed_same_history(tb):
+    cfg = OnlineConfig(regularizer="entropy+kl_loss", alpha=0.05, beta=0.1, **SMALL)
+    a = online.train(tb, cfg, progress=False)
+    b = online.train(tb, cfg, progress=False)
+    _same(a.history, b.history)
+    c = online.train(tb, OnlineConfig(regularizer="entropy+kl_loss", alpha=0.05, beta=0.1,
+                                      **{**SMALL, "seed": 1}), progress=False)  # fmt: skip
+    assert not a.history["proxy"].equals(c.history["proxy"])
+
+
+def test_checkpoint_and_resume_reproduce_the_uninterrupted_run(tb, tmp_path):
+    cfg = OnlineConfig(regularizer="entropy_token", alpha=0.05, checkpoint_interval=2,
+                       **{**SMALL, "steps": 6})  # fmt: skip
+    full = online.train(tb, cfg, progress=False, checkpoint_dir=tmp_path / "a")
+
+    def stop_at_4(history):
+        if history["step"].iloc[-1] == 4:
+            raise KeyboardInterrupt
+
+    cut = online.train(tb, cfg, progress=False, checkpoint_dir=tmp_path / "b", callback=stop_at_4)
+    assert cut.status == "interrupted" and list(cut.history["step"]) == [0, 1, 2, 3, 4]
+    _same(cut.history, full.history.iloc[:5])  # the interrupted run kept its history
+    resumed = online.train(tb, cfg, resume=True, progress=False, checkpoint_dir=tmp_path / "b")
+    assert resumed.status == "finished"
+    _same(resumed.history, full.history)
+    for p, q in zip(resumed.policy.parameters(), full.policy.parameters()):
+        assert torch.equal(p, q)
+
+
+def test_non_finite_reward_ends_the_run_as_diverged(tb):
+    calls = []
+
+    def reward(prompts, responses):
+        calls.append(1)
+        r = tb.proxy_reward(prompts, responses)
+        return r * float("nan") if len(calls) == 3 else r
+
+    run = online.train(tb, OnlineConfig(**SMALL), progress=False, reward_fn=reward)
+    assert run.status == "diverged" and "step 2" in run.message
+    assert list(run.history["step"]) == [0, 1, 2] and run.history["gold"].notna().all()
+
+
+def test_huge_learning_rate_ends_as_diverged_not_a_crash(tb):
+    cfg = OnlineConfig(**{**SMALL, "steps": 3}, lr=1e6, grad_clip=float("inf"))
+    run = online.train(tb, cfg, progress=False)
+    assert run.status == "diverged" and "step 1" in run.message  # NaN weights after step 0
+    assert list(run.history["step"]) == [0]
+
+
+def test_sweep_in_processes_matches_in_process_training_and_caches(tb, tmp_path):
+    from rlhf_nb import sweep
+
+    cfgs = [OnlineConfig(**{**SMALL, "steps": 2}, lr=lr) for lr in (1e-4, 2e-4)]
+    runs = sweep.run_sweep(cfgs, preset="smoke", workers=2, refresh=True, verbose=False)
+    assert [r.config for r in runs] == cfgs and all(r.status == "finished" for r in runs)
+    _same(runs[1].history, online.train(tb, cfgs[1], progress=False).history)
+    again = sweep.cached_train(tb, cfgs[0])  # loads, does not retrain
+    pd.testing.assert_frame_equal(again.history, runs[0].history)
+
+
+def _fake_run(label_alpha: float, gold: list[float], status: str = "finished"):
+    from rlhf_nb.runs import Run
+
+    n = len(gold)
+    h = pd.DataFrame({c: [float("nan")] * n for c in COLUMNS})
+    h["step"], h["gold"], h["proxy"], h["kl_k1"] = range(n), gold, range(n), range(n)
+    h.loc[n - 1, "win_rate"] = 0.25
+    return Run(OnlineConfig(regularizer="entropy", alpha=label_alpha), h, status)
+
+
+def test_run_plots_legends_frames_and_summary():
+    from rlhf_nb import run_plots
+
+    a, b = _fake_run(0.0, [1.0, 3.0, 0.0, 0.0]), _fake_run(0.1, [1.0, 1.0, 1.0, 1.0], "diverged")
+    assert run_plots.run_label(a) == "α=0 (seq), lr=3e-04 (win 25%)"
+    assert run_plots.run_label(b).endswith("†")
+    fig = run_plots.sweep_figure({1e-3: [a, b], 1e-4: [b, a]}, "gold", param="lr")
+    assert len(fig.frames) == 2 and all(len(f.data) == 2 for f in fig.frames)
+    assert fig.layout.yaxis.range[0] < 0.0 and fig.layout.yaxis.range[1] > 3.0
+    with pytest.raises(ValueError, match="same number of runs"):
+        run_plots.sweep_figure({1: [a], 2: [a, b]}, "gold")
+    t = run_plots.summary_table([a])
+    assert (t.gold_peak.iloc[0], t.peak_step.iloc[0], t.gold_final.iloc[0]) == (3.0, 1, 0.0)
+    t3 = run_plots.summary_table([a], smooth=3)  # centred mean of 3: [2, 4/3, 1, 0]
+    assert t3.gold_peak.iloc[0] == pytest.approx(2.0) and t3.gold_final.iloc[0] == 0.0
+    assert len(run_plots.panels_figure([a, b], ("gold", "kl_k1")).data) == 4
