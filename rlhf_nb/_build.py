@@ -108,17 +108,17 @@ def build_site(executed: Path, out: Path, *, quiet: bool = True) -> Path:
 
     The chapters are the current ``notebooks/NN_slug.py`` (stale files in ``executed`` are ignored).
 
-    ``book/`` (config, intro, static files) is copied to ``out/_src`` together with the executed
-    notebooks, and ``jupyter-book build`` writes ``out/_build/html``.
+    ``book/`` (config, intro, static files) is copied to ``build/src-<out>`` together with the
+    executed notebooks, and ``jupyter-book build`` writes ``out/_build/html``.
     """
     stems = [p.stem for p in notebook_sources()]
     notebooks = [executed / f"{stem}.ipynb" for stem in stems]
     missing = [nb.name for nb in notebooks if not nb.exists()]
     if missing:
         raise FileNotFoundError(f"not executed yet in {executed}: {missing} (run the execute step)")
-    src = out / "_src"
+    src = ROOT / "build" / f"src-{Path(out).resolve().name}"  # staging, git-ignored
     shutil.rmtree(src, ignore_errors=True)
-    shutil.copytree(BOOK, src, ignore=shutil.ignore_patterns("_build", "_src", "chapters"))
+    shutil.copytree(BOOK, src, ignore=shutil.ignore_patterns("_build", "chapters"))
     (src / "chapters").mkdir()
     for nb in notebooks:
         executed_nb = json.loads(nb.read_text())
