@@ -58,6 +58,8 @@ class PageReport:
     figures_expected: int | None = None
     math: int = 0
     math_rendered: int = 0
+    sliders: int = 0
+    sliders_working: int = 0
     js_errors: list[str] = field(default_factory=list)
     screenshot: Path | None = None
 
@@ -72,6 +74,8 @@ class PageReport:
             out.append(
                 f"{self.figures} plotly figures on the page, notebook has {self.figures_expected}"
             )
+        if self.sliders_working < self.sliders:
+            out.append(f"{self.sliders - self.sliders_working}/{self.sliders} sliders do nothing")
         if self.math_rendered < self.math:
             out.append(f"{self.math - self.math_rendered}/{self.math} math elements not typeset")
         return out
@@ -123,6 +127,32 @@ return {
   math_rendered: [...math].filter(m => m.querySelector('mjx-container')).length,
   height: document.documentElement.scrollHeight,
 };
+"""
+
+
+# Move every plotly slider (of two steps or more) to another step, as a reader's click does (the
+# step's own method and args), and count the sliders whose figure actually changed.
+_SLIDERS = """
+const done = arguments[arguments.length - 1];
+const gds = [...document.querySelectorAll('.plotly-graph-div')]
+  .filter(gd => gd.layout && gd.layout.sliders && gd.layout.sliders.length
+    && gd.layout.sliders[0].steps.length > 1);  // a one-step slider has nowhere to go
+const snap = gd => JSON.stringify([gd.data.map(t => [t.x, t.y, t.z, t.visible]), gd.layout.title]);
+(async () => {
+  let working = 0;
+  for (const gd of gds) {
+    const s = gd.layout.sliders[0];
+    const step = s.steps[((s.active || 0) + 1) % s.steps.length];
+    const before = snap(gd);
+    try {
+      const fn = {animate: Plotly.animate, update: Plotly.update, restyle: Plotly.restyle,
+                  relayout: Plotly.relayout}[step.method];
+      await fn(gd, ...step.args);
+      if (snap(gd) !== before) working++;
+    } catch (e) { console.warn('slider step failed', e); }
+  }
+  done({sliders: gds.length, sliders_working: working});
+})();
 """
 
 
@@ -181,6 +211,9 @@ def check_pages(
                 for e in driver.get_log("browser")
                 if e["level"] == "SEVERE" and not any(ok in e["message"] for ok in OFFLINE_OK)
             ]
+            if s["figures_rendered"]:
+                moved = driver.execute_async_script(_SLIDERS)
+                rep.sliders, rep.sliders_working = moved["sliders"], moved["sliders_working"]
             if screens is not None:
                 driver.set_window_size(1280, min(max(s["height"], 800), 12000))
                 rep.screenshot = screens / (page.replace("/", "__").removesuffix(".html") + ".png")

@@ -57,7 +57,8 @@ def test_every_page_renders_in_chromium(site, smoke_dir):
     for r in chapters:
         assert r.figures == r.figures_expected and r.figures >= 1, f"{r.page}: no plotly figure"
         assert r.math >= 1, f"{r.page}: no math on the page"
-    print("\n".join(f"{r.page}: {r.figures} figures, {r.math} math" for r in chapters))
+    assert sum(r.sliders for r in chapters) >= len(chapters) - 1, "plotly sliders are missing"
+    print("\n".join(f"{r.page}: {r.figures} figures, {r.sliders} sliders" for r in chapters))
 
 
 PLOTLY_DIV = '<div class="plotly-graph-div" id="p" style="height:300px"></div>'
@@ -98,3 +99,23 @@ def test_check_passes_a_page_with_plotly_js(tmp_path):
     name = _page(tmp_path, "ok.html", body)
     (rep,) = _sitecheck.check_pages(tmp_path, [name], timeout=10)
     assert rep.figures == rep.figures_rendered == 1 and rep.problems == []
+
+
+@pytest.mark.site
+def test_check_moves_sliders_and_flags_a_dead_one(tmp_path):
+    """A slider whose steps point at frames the page does not carry is reported."""
+    _need_browser()
+    import plotly.graph_objects as go
+    from plotly.offline import get_plotlyjs
+
+    from rlhf_nb import plotting
+
+    good = plotting.slider_figure("a", [1.0, 2.0], lambda a: [go.Scatter(y=[0, a])])
+    dead = go.Figure(good)
+    dead.frames = []  # the steps still name frames "1" and "2"
+    body = f"<script>{get_plotlyjs()}</script>"
+    for name, fig in (("good", good), ("dead", dead)):
+        body += fig.to_html(full_html=False, include_plotlyjs=False, div_id=name)
+    (rep,) = _sitecheck.check_pages(tmp_path, [_page(tmp_path, "s.html", body)], timeout=10)
+    assert (rep.figures_rendered, rep.sliders, rep.sliders_working) == (2, 2, 1)
+    assert "1/2 sliders do nothing" in rep.problems
