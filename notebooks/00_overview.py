@@ -58,18 +58,9 @@ ALPHA = 1.0  # temperature shown first, > 0
 import subprocess
 import sys
 
-if "google.colab" in sys.modules:
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "-q",
-            "rlhf-nb @ git+https://github.com/rlhf-nb/rlhf-nb",
-        ],
-        check=True,
-    )
+if "google.colab" in sys.modules:  # Colab only; Colab keeps its own torch
+    pip = [sys.executable, "-m", "pip", "install", "-q"]
+    subprocess.run([*pip, "rlhf-nb @ git+https://github.com/rlhf-nb/rlhf-nb"], check=True)
 
 # %%
 import numpy as np

@@ -38,18 +38,9 @@ N_RANDOM = 5000  # random policies the optimum is compared with, >= 1
 import subprocess
 import sys
 
-if "google.colab" in sys.modules:
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "-q",
-            "rlhf-nb @ git+https://github.com/rlhf-nb/rlhf-nb",
-        ],
-        check=True,
-    )
+if "google.colab" in sys.modules:  # Colab only; Colab keeps its own torch
+    pip = [sys.executable, "-m", "pip", "install", "-q"]
+    subprocess.run([*pip, "rlhf-nb @ git+https://github.com/rlhf-nb/rlhf-nb"], check=True)
 
 # %%
 import numpy as np

@@ -40,18 +40,9 @@ MAX_LEN = 4  # longest response in tokens, in [2, 6]
 import subprocess
 import sys
 
-if "google.colab" in sys.modules:
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "-q",
-            "rlhf-nb @ git+https://github.com/rlhf-nb/rlhf-nb",
-        ],
-        check=True,
-    )
+if "google.colab" in sys.modules:  # Colab only; Colab keeps its own torch
+    pip = [sys.executable, "-m", "pip", "install", "-q"]
+    subprocess.run([*pip, "rlhf-nb @ git+https://github.com/rlhf-nb/rlhf-nb"], check=True)
 
 # %%
 

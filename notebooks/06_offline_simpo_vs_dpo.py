@@ -55,18 +55,9 @@ LIVE_STEPS = 60  # steps of the live run started by the widget button
 import subprocess
 import sys
 
-if "google.colab" in sys.modules:
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "-q",
-            "rlhf-nb @ git+https://github.com/rlhf-nb/rlhf-nb",
-        ],
-        check=True,
-    )
+if "google.colab" in sys.modules:  # Colab only; Colab keeps its own torch
+    pip = [sys.executable, "-m", "pip", "install", "-q"]
+    subprocess.run([*pip, "rlhf-nb @ git+https://github.com/rlhf-nb/rlhf-nb"], check=True)
 
 # %%
 import time

@@ -37,7 +37,7 @@ from transformers import PrinterCallback, ProgressCallback, TrainerCallback
 from rlhf_nb.config import check_choice, check_range, check_type
 from rlhf_nb.models import quiet
 from rlhf_nb.offline_eval import policy_metrics, preference_metrics, sequence_logps
-from rlhf_nb.runs import COLUMNS, Run, cached_run, config_key
+from rlhf_nb.runs import COLUMNS, Run, cached_training
 
 METHODS = ("dpo", "simpo")
 DEFAULT_BETA = {"dpo": 0.1, "simpo": 2.0}
@@ -282,8 +282,7 @@ def train(testbed, config: OfflineConfig, *, on_eval: Callable | None = None) ->
 
 def cached(testbed, config: OfflineConfig, *, refresh: bool = False, cache_dir=None) -> Run:
     """:func:`train`, cached under ``runs/offline/<hash of config and testbed>`` (history only)."""
-    key = config_key(config, testbed.path.name)
-    return cached_run(
-        "offline", key, lambda: train(testbed, config), config_cls=OfflineConfig,
+    return cached_training(
+        "offline", testbed, config, lambda: train(testbed, config),
         cache_dir=cache_dir, refresh=refresh,
     )  # fmt: skip

@@ -29,7 +29,7 @@ from rlhf_nb import losses
 from rlhf_nb.models import quiet
 from rlhf_nb.offline import EvalCallback, OfflineConfig, progress_bar
 from rlhf_nb.offline_eval import sequence_logps
-from rlhf_nb.runs import Run, cached_run, config_key
+from rlhf_nb.runs import Run, cached_training
 
 
 @dataclass
@@ -112,8 +112,7 @@ def train(testbed, config: OnlineSimPOConfig, *, on_eval: Callable | None = None
 
 def cached(testbed, config: OnlineSimPOConfig, *, refresh: bool = False, cache_dir=None) -> Run:
     """:func:`train`, cached under ``runs/online_simpo/<hash of config and testbed>``."""
-    key = config_key(config, testbed.path.name)
-    return cached_run(
-        "online_simpo", key, lambda: train(testbed, config), config_cls=OnlineSimPOConfig,
+    return cached_training(
+        "online_simpo", testbed, config, lambda: train(testbed, config),
         cache_dir=cache_dir, refresh=refresh,
     )  # fmt: skip

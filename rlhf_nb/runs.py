@@ -138,6 +138,24 @@ def load_run(path: Path, config_cls: type | None = None) -> Run:
     )
 
 
+def cached_training(
+    kind: str,
+    testbed,
+    config: Any,
+    train: Callable[[], Run],
+    *,
+    cache_dir: Path | None = None,
+    refresh: bool = False,
+) -> Run:
+    """:func:`cached_run` keyed by ``config`` and the testbed it trains on: the one cache that
+    online, online-SimPO and offline runs share (``runs/<kind>/<config_key(config, testbed)>``).
+    ``train`` is called without arguments only on a cache miss."""
+    key = config_key(config, testbed.path.name)
+    return cached_run(
+        kind, key, train, config_cls=type(config), cache_dir=cache_dir, refresh=refresh
+    )
+
+
 def cached_run(
     kind: str,
     key: str,

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from rlhf_nb.config import default_cache_dir
 from rlhf_nb.online_config import OnlineConfig
-from rlhf_nb.runs import Run, cached_run, config_key
+from rlhf_nb.runs import Run, cached_training, config_key
 
 KIND = "online"
 
@@ -31,11 +31,11 @@ def cached_train(testbed, config: OnlineConfig, *, cache_dir=None, refresh: bool
     """:func:`rlhf_nb.online.train`, cached (finished or diverged runs only; no weights)."""
     from rlhf_nb.online import train
 
-    return cached_run(
+    return cached_training(
         KIND,
-        run_key(config, testbed.path.name),
+        testbed,
+        config,
         lambda: train(testbed, config, progress=False),
-        config_cls=OnlineConfig,
         cache_dir=cache_dir,
         refresh=refresh,
     )
