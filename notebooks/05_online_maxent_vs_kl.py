@@ -52,6 +52,7 @@ import time
 
 import numpy as np
 import pandas as pd
+import torch
 from IPython.display import Code, display
 from scipy.stats import spearmanr
 
@@ -81,6 +82,36 @@ print(f"device={ctx.device} seed={ctx.seed} smoke={ctx.smoke} testbed={tb.path.n
 src = inspect.getsource(online.train)
 core = src[src.index("            # 1. fresh") : src.index("            row = {")]
 display(Code(inspect.cleandoc("\n" + core), language="python"))
+
+# %% [markdown]
+# ### Each prompt once per group
+#
+# The $k$ samples of a prompt share it, so steps 1–3 run each prompt through a model once and
+# repeat its keys and values $k$ times (`rlhf_nb.models.prompt_cache`) before the responses are
+# generated, scored or differentiated. That is an exact rewrite of one forward pass over the
+# full sequences, not an approximation; the checkpoint below compares the two on a fresh batch.
+# It is also where our step saves time against TRL's `GRPOTrainer`, which runs every prompt $k$
+# times (`benchmarks/online_step.py` measures the ratio).
+
+# %%
+demo_policy = tb.load_sft_policy()
+with torch.random.fork_rng():
+    torch.manual_seed(SEED)
+    demo = online.rollout(demo_policy, tb.tokenizer, tb.eval_prompts[:32], 4, tb.max_new_tokens)
+    with torch.no_grad():
+        shared_logp, _ = online.token_logprobs(demo_policy, demo)
+        full_logp, _ = online.token_logprobs_full(demo_policy, demo)
+n_prompts, prompt_width = demo["prompt_ids"].shape
+n_seqs, width = demo["ids"].shape
+tokens_full = n_seqs * width
+tokens_shared = n_prompts * prompt_width + n_seqs * (width - prompt_width)
+logp_gap = ((shared_logp - full_logp) * demo["response_mask"]).abs().max().item()
+print(
+    f"{n_prompts} prompts x 4 samples, {width} tokens per sequence ({prompt_width} of prompt): "
+    f"{tokens_full} token positions per forward pass the plain way, {tokens_shared} with each "
+    f"prompt once ({tokens_shared / tokens_full:.0%}); largest log-prob gap {logp_gap:.1e} nats"
+)
+assert logp_gap < 1e-4 and tokens_shared < tokens_full  # checkpoint: exact, and less work
 
 # %% [markdown]
 # ## The sweep

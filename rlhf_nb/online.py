@@ -12,6 +12,12 @@
 5. RLOO advantages A_i = R_i - mean_{j≠i} R_j over the k samples of a prompt;
 6. policy-gradient loss -mean_i A_i · log π(y_i|x_i), one Adam step.
 
+The k samples of a prompt share it, so steps 1-3 run each prompt through a model once and repeat
+its keys and values k times (:func:`rlhf_nb.models.prompt_cache`). That is an exact rewrite of
+one forward pass over the full sequences (:func:`token_logprobs_full`; tests compare samples,
+log-probs, gradients and RM scores), not an approximation, and it is where the step saves time
+against TRL's ``GRPOTrainer``, which runs every prompt k times (``benchmarks/online_step.py``).
+
 The history (``rlhf_nb.runs.COLUMNS`` plus ``loss``, ``grad_norm``, ``reward_shaped``) logs the
 samples drawn at step s, i.e. the policy after s updates.
 """
@@ -29,15 +35,17 @@ from tqdm.auto import tqdm
 
 from rlhf_nb import estimators
 from rlhf_nb.config import default_cache_dir
-from rlhf_nb.models import quiet
+from rlhf_nb.models import cache_kwarg, positions, prompt_cache, quiet
 from rlhf_nb.online_config import REGULARIZERS, OnlineConfig
 from rlhf_nb.runs import COLUMNS, Run, config_key
 
 __all__ = [
     "REGULARIZERS",
     "OnlineConfig",
+    "prompt_cache",
     "rollout",
     "token_logprobs",
+    "token_logprobs_full",
     "rloo_advantages",
     "shaped_reward",
     "train",
@@ -48,17 +56,29 @@ __all__ = [
 def rollout(policy, tokenizer, prompts: list[str], k: int, max_new_tokens: int) -> dict:
     """Sample ``k`` responses per prompt (prompt-major) with ``generate`` and a KV cache.
 
+    The prompt (all but its last token) is prefilled once per prompt and its cache repeated k
+    times (:func:`prompt_cache`), so ``generate`` only decodes; the samples are identical to
+    generating from k copies of each prompt with the same seed (tested).
+
     Returns ``ids`` [B, T] (left-padded prompt, then response, then pad), ``attention_mask`` [B, T]
     (1 on prompt and response tokens up to and including the first EOS), ``response_mask``
     [B, T-1] (aligned with ``ids[:, 1:]``: 1 where the token is a response token), ``texts``
-    (decoded without EOS), ``eos`` [B] bool and ``length`` [B] (response tokens incl. EOS).
+    (decoded without EOS), ``eos`` [B] bool, ``length`` [B] (response tokens incl. EOS), and the
+    shared prompts: ``prompt_ids``/``prompt_mask`` [P, Lp] and ``k``.
     """
-    expanded = [p for p in prompts for _ in range(k)]
-    enc = tokenizer(expanded, return_tensors="pt", padding=True, add_special_tokens=False)
-    enc = enc.to(next(policy.parameters()).device)
+    enc = tokenizer(prompts, return_tensors="pt", padding=True, padding_side="left",
+                    add_special_tokens=False)  # fmt: skip
+    device = next(policy.parameters()).device
+    pid, pmask = enc["input_ids"].to(device), enc["attention_mask"].to(device)
     policy.eval()
+    shared = {}
+    if pid.shape[1] > 1:  # prefill all but the last prompt token; generate feeds that one
+        _, cache = prompt_cache(policy, pid[:, :-1], pmask[:, :-1], k)
+        shared[cache_kwarg(policy)] = cache
     ids = policy.generate(
-        **enc,
+        input_ids=pid.repeat_interleave(k, 0),
+        attention_mask=pmask.repeat_interleave(k, 0),
+        **shared,
         max_new_tokens=max_new_tokens,
         do_sample=True,
         temperature=1.0,
@@ -68,14 +88,15 @@ def rollout(policy, tokenizer, prompts: list[str], k: int, max_new_tokens: int) 
         pad_token_id=tokenizer.pad_token_id,
         eos_token_id=tokenizer.eos_token_id,
     )
-    n_prompt = enc["input_ids"].shape[1]
+    n_prompt = pid.shape[1]
     new = ids[:, n_prompt:]
     is_eos = new == tokenizer.eos_token_id
     # a token is part of the response if no EOS came strictly before it
     before = torch.cumsum(is_eos.long(), dim=1) - is_eos.long()
     resp = before == 0
-    attn = torch.cat([enc["attention_mask"], resp.long()], dim=1)
-    response_mask = torch.cat([torch.zeros_like(enc["attention_mask"]), resp.long()], dim=1)
+    full_pmask = pmask.repeat_interleave(k, 0)
+    attn = torch.cat([full_pmask, resp.long()], dim=1)
+    response_mask = torch.cat([torch.zeros_like(full_pmask), resp.long()], dim=1)
     texts = tokenizer.batch_decode(new.masked_fill(~resp, tokenizer.pad_token_id),
                                    skip_special_tokens=True)  # fmt: skip
     return {
@@ -85,22 +106,49 @@ def rollout(policy, tokenizer, prompts: list[str], k: int, max_new_tokens: int) 
         "texts": [t.strip() for t in texts],
         "eos": is_eos.any(dim=1),
         "length": resp.sum(dim=1).float(),
+        "prompt_ids": pid,
+        "prompt_mask": pmask,
+        "k": k,
     }
 
 
 def token_logprobs(model, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
     """log π(y_t | x, y_<t) of each sampled token and the per-token entropy H(π(·|x, y_<t)).
 
-    Both [B, T-1], aligned with ``batch["response_mask"]`` (zero it out before summing). Position
-    ids follow the left padding, as in ``generate``.
+    Both [B, T-1], aligned with ``batch["response_mask"]`` (zero before the first response
+    position; mask before summing). Computed the way the sampler ran: each prompt once
+    (:func:`prompt_cache`), then the k responses on top of its cache; equal to one forward pass
+    over ``batch["ids"]``, gradient included (tested), at ~half the tokens.
     """
-    attn = batch["attention_mask"]
-    pos = (attn.cumsum(-1) - 1).clamp(min=0)
-    logits = model(input_ids=batch["ids"], attention_mask=attn, position_ids=pos).logits[:, :-1]
+    pid, pmask, k = batch["prompt_ids"], batch["prompt_mask"], batch["k"]
+    n_prompt = pid.shape[1]
+    out, cache = prompt_cache(model, pid, pmask, k)
+    attn, response = batch["attention_mask"], batch["ids"][:, n_prompt:]
+    rest = model(
+        input_ids=response,
+        attention_mask=attn,
+        position_ids=positions(attn)[:, n_prompt:],
+        use_cache=True,
+        **{cache_kwarg(model): cache},
+    )
+    # logits that predict response token t: the last prompt position, then response positions
+    logits = torch.cat([out.logits[:, -1:].repeat_interleave(k, 0), rest.logits[:, :-1]], dim=1)
     logp_all = torch.log_softmax(logits.float(), dim=-1)
-    logp = logp_all.gather(-1, batch["ids"][:, 1:, None]).squeeze(-1)
+    logp = logp_all.gather(-1, response[..., None]).squeeze(-1)
     entropy = -(logp_all.exp() * logp_all).sum(-1)
-    return logp, entropy
+    pad = (n_prompt - 1, 0)  # back to the [B, T-1] layout of response_mask
+    return torch.nn.functional.pad(logp, pad), torch.nn.functional.pad(entropy, pad)
+
+
+def token_logprobs_full(model, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """What :func:`token_logprobs` computes, the plain way: one forward pass over the full
+    left-padded sequences ``batch["ids"]``, every prompt once per sample. Slower; kept as the
+    reference the shared-prompt path is checked against (tests, notebook 05)."""
+    attn = batch["attention_mask"]
+    logits = model(input_ids=batch["ids"], attention_mask=attn, position_ids=positions(attn)).logits
+    logp_all = torch.log_softmax(logits[:, :-1].float(), dim=-1)
+    logp = logp_all.gather(-1, batch["ids"][:, 1:, None]).squeeze(-1)
+    return logp, -(logp_all.exp() * logp_all).sum(-1)
 
 
 def shaped_reward(r, seq_logp, k1_seq, alpha: float, beta: float) -> torch.Tensor:
@@ -148,7 +196,6 @@ def train(
     cfg, tok = config, testbed.tokenizer
     torch.manual_seed(cfg.seed)
     max_new = cfg.max_new_tokens or testbed.max_new_tokens
-    reward_fn = reward_fn or testbed.proxy_reward
     with quiet():
         policy = testbed.load_sft_policy().to(cfg.device)
     ref = testbed.sft_policy.to(cfg.device).eval()
@@ -185,7 +232,10 @@ def train(
                 break
             xs = [p for p in prompts for _ in range(cfg.k)]
             # 2. proxy reward r(x, y) (what is optimised) and gold (only logged)
-            r = reward_fn(xs, batch["texts"]).float().to(cfg.device)
+            if reward_fn is None:  # from the sampled ids, each prompt once for its k samples
+                r = testbed.proxy_reward_rollout(batch).float()
+            else:
+                r = reward_fn(xs, batch["texts"]).float().to(cfg.device)
             gold = testbed.gold_reward(xs, batch["texts"])
             # 3. log π(y_t|·) with gradient; log π_ref(y_t|·) without
             policy.train()

@@ -86,10 +86,17 @@ class Run:
         return float(s.iloc[-1]) if len(s) else float("nan")
 
 
+# Part of every run's cache key: bump it when a change to a training loop alters what it
+# produces for the same config (even by float rounding), so that stale cached runs are not shown.
+# 2: the online loop runs each prompt once per group (shared KV cache) and scores token ids.
+RUNS_CODE_VERSION = 2
+
+
 def config_key(config: Any, *extra: Any) -> str:
-    """A stable hash of a config dataclass plus e.g. the testbed key: the run's cache key."""
+    """A stable hash of a config dataclass plus e.g. the testbed key (and ``RUNS_CODE_VERSION``):
+    the run's cache key."""
     payload = json.dumps(
-        [type(config).__name__, dataclasses.asdict(config), *map(str, extra)],
+        [type(config).__name__, dataclasses.asdict(config), *map(str, extra), RUNS_CODE_VERSION],
         sort_keys=True,
         default=str,
     )

@@ -31,7 +31,7 @@ from transformers import (
 )
 
 from rlhf_nb.config import check_range, check_type, default_cache_dir
-from rlhf_nb.models import generate, quiet, reward_scores
+from rlhf_nb.models import generate, quiet, reward_scores, reward_scores_tokens
 from rlhf_nb.presets import CODE_VERSION, PRESETS, Preset, cache_key, resolve_preset, task_for
 from rlhf_nb.testbed_build import MARKER, build_into, checksum, verify
 
@@ -110,6 +110,19 @@ class Testbed:
         """Proxy RM score of each pair, float32 ``[N]`` (Bradley-Terry logit scale)."""
         _check_pairs(prompts, responses)
         return reward_scores(self.proxy_rm, self.tokenizer, list(prompts), list(responses))
+
+    def proxy_reward_rollout(self, batch: dict) -> torch.Tensor:
+        """``proxy_reward`` of a :func:`rlhf_nb.online.rollout` batch, from its token ids.
+
+        Skips decoding and re-tokenising and runs each prompt once for its k samples
+        (:func:`rlhf_nb.models.reward_scores_tokens`); equal to ``proxy_reward(prompts,
+        batch["texts"])`` to float rounding (tested). Float32 ``[N]``.
+        """
+        n_prompt = batch["prompt_ids"].shape[1]
+        return reward_scores_tokens(
+            self.proxy_rm, self.tokenizer, batch["prompt_ids"], batch["prompt_mask"],
+            batch["ids"][:, n_prompt:], batch["k"],
+        )  # fmt: skip
 
     def scores(self, prompts: list[str], responses: list[str]):
         """One row per pair: the response, the gold components, ``gold`` and ``proxy`` (a

@@ -77,31 +77,32 @@ def grpo_trainer(testbed, config: GRPOCheckConfig, *, output_dir: str | None = N
         log.append((gold.mean().item(), proxy.mean().item()))
         return proxy.tolist()
 
-    args = GRPOConfig(
-        output_dir=output_dir or tempfile.mkdtemp(prefix="grpo-"),
-        beta=config.beta,
-        entropy_coef=config.entropy_coef,
-        learning_rate=config.lr,
-        lr_scheduler_type="constant",
-        warmup_steps=0,
-        max_steps=config.steps,
-        per_device_train_batch_size=config.prompts_per_step * config.k,
-        num_generations=config.k,
-        max_completion_length=testbed.max_new_tokens,
-        temperature=1.0,
-        top_k=0,
-        seed=config.seed,
-        use_cpu=True,
-        bf16=False,
-        report_to="none",
-        logging_steps=1,
-        save_strategy="no",
-        disable_tqdm=True,
-        dataloader_num_workers=0,
-        **overrides,
-    )
     with quiet(), warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)  # transformers 5 renames, not ours to fix
+        # transformers 5 renames (e.g. gradient_checkpointing) that TRL's defaults trigger
+        warnings.simplefilter("ignore", FutureWarning)
+        args = GRPOConfig(
+            output_dir=output_dir or tempfile.mkdtemp(prefix="grpo-"),
+            beta=config.beta,
+            entropy_coef=config.entropy_coef,
+            learning_rate=config.lr,
+            lr_scheduler_type="constant",
+            warmup_steps=0,
+            max_steps=config.steps,
+            per_device_train_batch_size=config.prompts_per_step * config.k,
+            num_generations=config.k,
+            max_completion_length=testbed.max_new_tokens,
+            temperature=1.0,
+            top_k=0,
+            seed=config.seed,
+            use_cpu=True,
+            bf16=False,
+            report_to="none",
+            logging_steps=1,
+            save_strategy="no",
+            disable_tqdm=True,
+            dataloader_num_workers=0,
+            **overrides,
+        )
         trainer = GRPOTrainer(
             model=str(testbed.sft_path),
             reward_funcs=proxy_reward,

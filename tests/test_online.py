@@ -102,6 +102,72 @@ def test_token_logprobs_match_the_sampler(tb):
     assert torch.allclose(((logp - ref_logp) * batch["response_mask"]).sum(-1), torch.zeros(6))
 
 
+def _policies(tb):
+    """The SFT policy (short, well-formed samples) and a random one (samples pad/unk mid-response
+    and often no EOS within the budget): the shared-prompt paths must be exact on both."""
+    from rlhf_nb.models import new_policy
+
+    return [tb.load_sft_policy(), new_policy(tb.sft_policy.config, seed=3)]
+
+
+def test_rollout_shares_the_prompt_without_changing_samples(tb):
+    """Prefilling each prompt once and repeating its cache k times gives the very samples that
+    ``generate`` draws from k copies of the prompt under the same seed."""
+    prompts = tb.eval_prompts[:5]  # different lengths, so left padding is exercised
+    for policy in _policies(tb):
+        enc = tb.tokenizer([p for p in prompts for _ in range(3)], return_tensors="pt",
+                           padding=True, add_special_tokens=False)  # fmt: skip
+        torch.manual_seed(1)
+        plain = policy.generate(**enc, max_new_tokens=8, do_sample=True, top_k=0, top_p=1.0,
+                                pad_token_id=0, eos_token_id=1)  # fmt: skip
+        torch.manual_seed(1)
+        batch = online.rollout(policy, tb.tokenizer, prompts, 3, 8)
+        assert torch.equal(batch["ids"], plain)
+        assert torch.equal(batch["prompt_ids"].repeat_interleave(3, 0), enc["input_ids"])
+
+
+def test_shared_prompt_logprobs_and_gradient_equal_one_full_forward(tb):
+    """``token_logprobs`` (prompt once, k responses on its cache) equals a plain forward pass over
+    the full left-padded sequences: log-probs, entropies and the policy gradient."""
+    prompts = tb.eval_prompts[:5]
+    for policy in _policies(tb):
+        torch.manual_seed(2)
+        batch = online.rollout(policy, tb.tokenizer, prompts, 3, 8)
+        m = batch["response_mask"]
+        policy.train()
+        want_logp, want_ent = (x * m for x in online.token_logprobs_full(policy, batch))
+        policy.zero_grad()
+        (want_logp.sum() + want_ent.sum()).backward()
+        want_grad = [q.grad.clone() for q in policy.parameters()]
+        logp, ent = online.token_logprobs(policy, batch)
+        assert logp.shape == ent.shape == m.shape
+        assert torch.allclose(logp * m, want_logp, atol=1e-5)
+        assert torch.allclose(ent * m, want_ent, atol=1e-5)
+        policy.zero_grad()
+        ((logp * m).sum() + (ent * m).sum()).backward()
+        for q, g in zip(policy.parameters(), want_grad):
+            assert (q.grad - g).abs().max() <= 1e-4 * g.abs().max()  # relative to the largest
+
+
+def test_proxy_reward_from_ids_equals_scoring_the_decoded_text(tb):
+    """The loop scores rollouts from token ids (``Testbed.proxy_reward_rollout``); the RM must see
+    what ``proxy_reward`` sees for the decoded text, including pad/unk tokens sampled mid-response
+    (dropped by decoding) and responses cut off without an EOS."""
+    prompts = tb.eval_prompts[:6]
+    saw_special = saw_cut = False
+    for policy in _policies(tb):
+        torch.manual_seed(4)
+        batch = online.rollout(policy, tb.tokenizer, prompts, 4, 10)
+        resp = batch["ids"][:, batch["prompt_ids"].shape[1] :]
+        saw_special |= bool(torch.isin(resp[batch["response_mask"][:, -resp.shape[1] :] > 0],
+                                       torch.tensor([0, 2])).any())  # fmt: skip
+        saw_cut |= not bool(batch["eos"].all())
+        xs = [p for p in prompts for _ in range(4)]
+        want = tb.proxy_reward(xs, batch["texts"])
+        assert torch.allclose(tb.proxy_reward_rollout(batch), want, atol=1e-5)
+    assert saw_special and saw_cut  # the random policy exercised both cases
+
+
 def test_history_columns_and_equations_of_the_loop(tb):
     cfg = OnlineConfig(regularizer="entropy", alpha=0.2, **SMALL)
     run = online.train(tb, cfg, progress=False, checkpoint_dir=None)
