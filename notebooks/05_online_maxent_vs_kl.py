@@ -94,10 +94,12 @@ display(Code(inspect.cleandoc("\n" + core), language="python"))
 # times (`benchmarks/online_step.py` measures the ratio).
 
 # %%
-demo_policy = tb.load_sft_policy()
+demo_policy, demo_k = tb.load_sft_policy(), 4
 with torch.random.fork_rng():
     torch.manual_seed(SEED)
-    demo = online.rollout(demo_policy, tb.tokenizer, tb.eval_prompts[:32], 4, tb.max_new_tokens)
+    demo = online.rollout(
+        demo_policy, tb.tokenizer, tb.eval_prompts[:32], demo_k, tb.max_new_tokens
+    )
     with torch.no_grad():
         shared_logp, _ = online.token_logprobs(demo_policy, demo)
         full_logp, _ = online.token_logprobs_full(demo_policy, demo)
@@ -107,8 +109,8 @@ tokens_full = n_seqs * width
 tokens_shared = n_prompts * prompt_width + n_seqs * (width - prompt_width)
 logp_gap = ((shared_logp - full_logp) * demo["response_mask"]).abs().max().item()
 print(
-    f"{n_prompts} prompts x 4 samples, {width} tokens per sequence ({prompt_width} of prompt): "
-    f"{tokens_full} token positions per forward pass the plain way, {tokens_shared} with each "
+    f"{n_prompts} prompts x {demo_k} samples, {width} tokens per sequence "
+    f"({prompt_width} of prompt): {tokens_full} token positions per forward pass the plain way, {tokens_shared} with each "
     f"prompt once ({tokens_shared / tokens_full:.0%}); largest log-prob gap {logp_gap:.1e} nats"
 )
 assert logp_gap < 1e-4 and tokens_shared < tokens_full  # checkpoint: exact, and less work

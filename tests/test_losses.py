@@ -70,12 +70,12 @@ def dpo_trainer(tmp_path_factory):
             "rejected": [" e", " f f f", " a", " b"],
         }
     )
-    args = DPOConfig(
-        output_dir=str(tmp_path_factory.mktemp("dpo")), use_cpu=True, bf16=False,
-        report_to="none", per_device_train_batch_size=4, beta=0.1, seed=0,
-    )  # fmt: skip
-    with warnings.catch_warnings():
+    with warnings.catch_warnings():  # transformers 5 renames that TRL's defaults trigger
         warnings.simplefilter("ignore")
+        args = DPOConfig(
+            output_dir=str(tmp_path_factory.mktemp("dpo")), use_cpu=True, bf16=False,
+            report_to="none", per_device_train_batch_size=4, beta=0.1, seed=0,
+        )  # fmt: skip
         trainer = DPOTrainer(
             model=model, ref_model=copy.deepcopy(model), args=args, train_dataset=data,
             processing_class=tok,

@@ -13,7 +13,7 @@ import textwrap
 import pytest
 
 from rlhf_nb import _sitecheck
-from rlhf_nb._build import ROOT, build_site, execute, notebook_sources
+from rlhf_nb._build import ROOT, build_site, execute, notebook_sources, prepare_for_site
 
 SITE = ROOT / "build" / "site-smoke"
 SCREENS = ROOT / "book" / "_build" / "screens"
@@ -43,6 +43,29 @@ def test_site_has_a_page_per_chapter(site):
     assert (site / "_static" / "mathjax" / "tex-chtml.js").exists(), (
         "MathJax must be served locally"
     )
+
+
+def test_site_drops_progress_bar_redraws_and_keeps_real_stderr():
+    """A saved notebook keeps every redraw of a tqdm bar; the site page must not show them, but
+    a warning on stderr, and all stdout, stay."""
+    bar = "".join(f"\rDPO:  {i}%|#   | {i}/100 [00:0{i % 10}<00:09, 10.5it/s, gold=1.75]" for i in
+                  range(0, 100, 7))  # fmt: skip
+    outputs = [
+        {"output_type": "stream", "name": "stderr", "text": bar},
+        {"output_type": "stream", "name": "stderr", "text": ["\r", "          "]},
+        {"output_type": "stream", "name": "stderr", "text": "UserWarning: look at me\n"},
+        {"output_type": "stream", "name": "stderr", "text": bar + "\nRuntimeWarning: and me\n"},
+        {"output_type": "stream", "name": "stdout", "text": "trained in 3 s\n"},
+    ]
+    nb = {"cells": [{"cell_type": "code", "outputs": outputs, "source": ""}], "metadata": {}}
+    kept = prepare_for_site(nb)["cells"][0]["outputs"]
+    assert [o["text"] for o in kept] == [o["text"] for o in outputs[2:]]
+
+
+@pytest.mark.site
+def test_no_progress_bars_on_the_pages(site):
+    for page in (site / "chapters").glob("*.html"):
+        assert "it/s]" not in page.read_text(), f"{page.name} shows tqdm redraws"
 
 
 @pytest.mark.site
