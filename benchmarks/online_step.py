@@ -45,15 +45,16 @@ def main() -> None:
     a = ap.parse_args()
     torch.set_num_threads(1)
     tb = testbed.build(a.preset)
+    reg = dict(regularizer="kl", beta=a.beta) if a.beta > 0 else {}
     ours, trl = [], []
     for r in range(a.rounds):
-        reg = dict(regularizer="kl", beta=a.beta) if a.beta > 0 else {}
         cfg = online.OnlineConfig(
             steps=a.steps, prompts_per_step=a.prompts, k=a.k, eval_interval=10**6, seed=r, **reg
         )
         # final row only measures (no update) and row 0 also evaluates: drop both
         h = online.train(tb, cfg, progress=False).history
-        ours += h["seconds"].iloc[1:-1].tolist()
+        ours_r = h["seconds"].iloc[1:-1].tolist()
+        ours += ours_r
         gcfg = trl_check.GRPOCheckConfig(
             beta=a.beta, steps=a.steps, prompts_per_step=a.prompts, k=a.k, seed=r
         )
@@ -61,8 +62,9 @@ def main() -> None:
         timer = StepTimer()
         trainer.add_callback(timer)
         trainer.train()
-        trl += timer.times[1:]  # the first step includes dataloader start-up
-        mo, mt = statistics.median(ours), statistics.median(trl)
+        trl_r = timer.times[1:]  # the first step includes dataloader start-up
+        trl += trl_r
+        mo, mt = statistics.median(ours_r), statistics.median(trl_r)
         print(f"round {r}: ours {mo:.3f} s/step, TRL {mt:.3f} s/step")
     mo, mt = statistics.median(ours), statistics.median(trl)
     print(

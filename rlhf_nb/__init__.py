@@ -4,7 +4,23 @@ Notebooks narrate, call, plot and assert; the reusable logic lives here. Every n
 with :func:`setup`, which makes a run reproducible, offline and quiet (see ``rlhf_nb.config``).
 """
 
-from rlhf_nb.config import Context, check_choice, check_range, check_type, setup
+from rlhf_nb.config import (
+    Context,
+    check_choice,
+    check_int,
+    check_ints,
+    check_range,
+    check_type,
+    setup,
+)
 
-__all__ = ["Context", "setup", "check_choice", "check_range", "check_type"]
+__all__ = [
+    "Context",
+    "setup",
+    "check_choice",
+    "check_int",
+    "check_ints",
+    "check_range",
+    "check_type",
+]
 __version__ = "0.1.0"

@@ -14,6 +14,7 @@ built from *those* (Jupyter Book is told not to execute again).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -41,6 +42,8 @@ def execute(
 
     Parameters are injected after the cell tagged ``parameters``: ``SMOKE`` plus ``parameters``.
     The notebook runs with ``notebooks/`` as its working directory. Returns the executed path.
+    The kernel runs with ``TQDM_DISABLE=1``: progress bars are for live kernels; saved notebooks
+    would keep every redraw.
     """
     import jupytext
     import nbformat
@@ -52,17 +55,33 @@ def execute(
     src_ipynb = out_dir / f"{source.stem}.input.ipynb"
     nbformat.write(nb, src_ipynb)
     out = out_dir / f"{source.stem}.ipynb"
-    pm.execute_notebook(
-        str(src_ipynb),
-        str(out),
-        parameters={"SMOKE": smoke, **(parameters or {})},
-        kernel_name=KERNEL,
-        cwd=str(NOTEBOOKS),
-        progress_bar=False,
-        execution_timeout=timeout,
-    )
+    with _env(TQDM_DISABLE="1"):  # the kernel inherits os.environ
+        pm.execute_notebook(
+            str(src_ipynb),
+            str(out),
+            parameters={"SMOKE": smoke, **(parameters or {})},
+            kernel_name=KERNEL,
+            cwd=str(NOTEBOOKS),
+            progress_bar=False,
+            execution_timeout=timeout,
+        )
     src_ipynb.unlink()
     return out
+
+
+@contextlib.contextmanager
+def _env(**values: str):
+    """Set environment variables for the duration of the block, then restore the old values."""
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
@@ -82,13 +101,9 @@ def prepare_for_site(nb: dict) -> dict:
       replaced by a note pointing to the plotly slider version of the same figure.
     * plotly's notebook renderer adds a MathJax ``<script>`` from a CDN to every figure; the site
       serves its own MathJax, so the tag is removed.
-    * Progress bars are for a live kernel: a saved notebook keeps every redraw of a ``tqdm`` bar
-      (hundreds of lines per training run). stderr outputs made only of such redraws are dropped;
-      the notebooks print what each run took themselves.
     """
     nb.get("metadata", {}).pop("widgets", None)
     for cell in nb.get("cells", []):
-        cell["outputs"] = [o for o in cell.get("outputs", []) if not _only_progress_bars(o)]
         for out in cell.get("outputs", []):
             data = out.get("data", {})
             if WIDGET_MIME in data:
@@ -98,21 +113,6 @@ def prepare_for_site(nb: dict) -> dict:
                 html = "".join(html) if isinstance(html, list) else html
                 data["text/html"] = PLOTLY_MATHJAX_CDN.sub("", html)
     return nb
-
-
-TQDM_LINE = re.compile(r"^.*\d+%\|.*\| *[\d.?]+[kMG]?/[\d.?]+[kMG]? \[.*\]\s*$")
-
-
-def _only_progress_bars(output: dict) -> bool:
-    """True for a stderr stream output whose every non-blank line (split at ``\\r`` and
-    ``\\n``) is a ``tqdm`` bar such as ``run:  40%|####  | 120/300 [00:10<00:15, 12.0it/s]``,
-    or that is blank (a ``leave=False`` bar erasing itself)."""
-    if output.get("output_type") != "stream" or output.get("name") != "stderr":
-        return False
-    text = output.get("text", "")
-    text = "".join(text) if isinstance(text, list) else text
-    lines = [ln for ln in re.split(r"[\r\n]", text) if ln.strip()]
-    return all(TQDM_LINE.match(ln) for ln in lines)
 
 
 def write_toc(src: Path, chapters: list[str]) -> None:

@@ -1,8 +1,9 @@
 """Open every page of the built site in headless Chromium and check what a reader would see.
 
 For each page: it loads; the browser console has no JavaScript errors; every plotly figure the
-executed notebook produced is on the page *and* rendered (plotly.js drew an ``svg.main-svg``); every
-math element was typeset by MathJax (an ``mjx-container``). A screenshot of each page is saved.
+executed notebook produced is on the page *and* rendered (plotly.js drew an ``svg.main-svg``);
+every slider of those figures is on the page and moves its figure; every math element was typeset
+by MathJax (an ``mjx-container``). A screenshot of each page is saved.
 
 Driven with selenium and Debian's ``chromium`` + ``chromium-driver`` (no browser download: the
 driver path is given explicitly, so Selenium Manager never goes to the network). The site is
@@ -60,6 +61,7 @@ class PageReport:
     math_rendered: int = 0
     sliders: int = 0
     sliders_working: int = 0
+    sliders_expected: int | None = None
     js_errors: list[str] = field(default_factory=list)
     screenshot: Path | None = None
 
@@ -74,6 +76,10 @@ class PageReport:
             out.append(
                 f"{self.figures} plotly figures on the page, notebook has {self.figures_expected}"
             )
+        if self.sliders_expected is not None and self.sliders != self.sliders_expected:
+            out.append(
+                f"{self.sliders} plotly sliders on the page, notebook has {self.sliders_expected}"
+            )
         if self.sliders_working < self.sliders:
             out.append(f"{self.sliders - self.sliders_working}/{self.sliders} sliders do nothing")
         if self.math_rendered < self.math:
@@ -81,14 +87,31 @@ class PageReport:
         return out
 
 
-def expected_figures(notebook: Path) -> int:
-    """Number of plotly outputs in an executed notebook (what its page must show)."""
+def _plotly_figures(notebook: Path) -> list[dict]:
+    """The plotly figures (``data``/``layout`` dicts) among an executed notebook's outputs."""
     nb = json.loads(notebook.read_text())
-    return sum(
-        PLOTLY_MIME in out.get("data", {})
+    return [
+        out["data"][PLOTLY_MIME]
         for cell in nb["cells"]
         for out in cell.get("outputs", [])
-    )
+        if PLOTLY_MIME in out.get("data", {})
+    ]
+
+
+def expected_figures(notebook: Path) -> int:
+    """Number of plotly outputs in an executed notebook (what its page must show)."""
+    return len(_plotly_figures(notebook))
+
+
+def _has_slider(fig: dict) -> bool:
+    """Counted like the page check does: a first slider with two steps or more."""
+    sliders = (fig.get("layout") or {}).get("sliders") or []
+    return bool(sliders) and len(sliders[0].get("steps") or []) > 1
+
+
+def expected_sliders(notebook: Path) -> int:
+    """Number of plotly outputs with a slider that can move (what the page check must find)."""
+    return sum(_has_slider(fig) for fig in _plotly_figures(notebook))
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -168,7 +191,8 @@ def check_pages(
 
     Args:
         screens: folder for one PNG screenshot per page (created; ``None``: no screenshots).
-        notebooks: folder of the executed notebooks, to know how many figures each chapter has.
+        notebooks: folder of the executed notebooks, to know how many figures and sliders each
+            chapter has.
         timeout: seconds to wait per page for figures and math to render.
     """
     html_dir = Path(html_dir)
@@ -205,7 +229,9 @@ def check_pages(
             if notebooks is not None:
                 nb = Path(notebooks) / (Path(page).stem + ".ipynb")
                 if nb.exists():
-                    rep.figures_expected = expected_figures(nb)
+                    figs = _plotly_figures(nb)
+                    rep.figures_expected = len(figs)
+                    rep.sliders_expected = sum(_has_slider(fig) for fig in figs)
             rep.js_errors = [
                 e["message"]
                 for e in driver.get_log("browser")

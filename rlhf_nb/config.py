@@ -74,6 +74,20 @@ def check_range(
         raise ValueError(f"{name} must be in {interval}, got {value!r}")
 
 
+def check_int(name: str, value: Any, low: int | None = None, high: int | None = None) -> None:
+    """``check_type(name, value, int)`` then ``check_range(name, value, low, high)``."""
+    check_type(name, value, int)
+    check_range(name, value, low, high)
+
+
+def check_ints(obj: Any, bounds: dict[str, int | tuple[int, int]]) -> None:
+    """:func:`check_int` on each attribute of ``obj`` named in ``bounds``: ``{field: low}`` or
+    ``{field: (low, high)}`` (the validation of a config dataclass's integer fields)."""
+    for field, bound in bounds.items():
+        low, high = bound if isinstance(bound, tuple) else (bound, None)
+        check_int(field, getattr(obj, field), low, high)
+
+
 @dataclass(frozen=True)
 class Context:
     """What ``setup()`` decided: the validated parameters and the resolved device.
@@ -140,10 +154,8 @@ def setup(
         The :class:`Context` with the resolved device.
     """
     check_type("SMOKE", smoke, bool)
-    check_type("SEED", seed, int)
-    check_range("SEED", seed, 0, 2**32 - 1)
-    check_type("threads", threads, int)
-    check_range("threads", threads, 1, None)
+    check_int("SEED", seed, 0, 2**32 - 1)
+    check_int("threads", threads, 1)
     resolved = resolve_device(device)
 
     if not network:

@@ -1,16 +1,17 @@
-"""Tokenizer, policy and reward model of the offline testbed, and their two training loops.
+"""Tokenizer, policy and reward model of the offline testbed, and their training loop.
 
 The models are ``transformers`` GPT-NeoX (Pythia's architecture, so the same code loads real
 Pythia checkpoints), a few hundred thousand parameters. The tokenizer is a word-level
 ``PreTrainedTokenizerFast`` built in memory. Everything saves and loads with
 ``save_pretrained``/``from_pretrained`` from a local folder; nothing is downloaded.
 
-Both loops are written out (~20 lines each) rather than run through TRL's ``SFTTrainer`` /
-``RewardTrainer``. That is a design choice, not a measured failure of TRL: each step on a
-0.2M-parameter model takes milliseconds, the ``Trainer`` machinery (dataset tokenisation passes,
-accelerate wrapping, callbacks, logging) adds fixed costs to a build that must fit in ~3 CPU
-minutes, and the hand loop shows the loss exactly as notebook 04 writes it (token cross-entropy
-on the response; Bradley-Terry ``-log sigmoid(r_chosen - r_rejected)``).
+Both are trained by one hand-written loop (``_fit``; each trainer supplies only its batch loss)
+rather than through TRL's ``SFTTrainer`` / ``RewardTrainer``. That is a design choice, not a
+measured failure of TRL: each step on a 0.2M-parameter model takes milliseconds, the ``Trainer``
+machinery (dataset tokenisation passes, accelerate wrapping, callbacks, logging) adds fixed costs
+to a build that must fit in ~3 CPU minutes, and the hand loop shows the loss exactly as notebook
+04 writes it (token cross-entropy on the response; Bradley-Terry
+``-log sigmoid(r_chosen - r_rejected)``).
 """
 
 from __future__ import annotations
@@ -93,23 +94,19 @@ def _lr(step: int, steps: int, lr: float, warmup: int = 20) -> float:
     return lr * (0.1 + 0.45 * (1 + torch.cos(torch.tensor(t * torch.pi)).item()))
 
 
-def train_sft(model, tokenizer, prompts, responses, *, steps, batch_size, lr, seed) -> list[float]:
-    """Supervised fine-tuning: mean cross-entropy of the response+EOS tokens given the prompt.
-
-    Minibatches are drawn with a seeded ``torch.Generator``; returns the per-step loss (nats/token).
-    """
+def _fit(model, n: int, batch_loss, *, steps, batch_size, lr, seed) -> list[float]:
+    """AdamW on ``batch_loss(idx)`` for ``steps`` minibatches of ``batch_size`` row indices drawn
+    from ``range(n)`` by a seeded ``torch.Generator``: warm-up/cosine rate (:func:`_lr`), weight
+    decay 0.01, gradients clipped to norm 1. Leaves ``model`` in eval mode; returns each loss."""
     g = torch.Generator().manual_seed(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
-    ids, attn, resp = _pack(tokenizer, prompts, responses)
     model.train()
     losses = []
     for step in range(steps):
-        idx = torch.randint(len(prompts), (batch_size,), generator=g)
+        idx = torch.randint(n, (batch_size,), generator=g)
         for group in opt.param_groups:
             group["lr"] = _lr(step, steps, lr)
-        logits = model(input_ids=ids[idx], attention_mask=attn[idx]).logits[:, :-1]
-        target, mask = ids[idx, 1:], resp[idx, 1:]
-        loss = F.cross_entropy(logits[mask], target[mask])
+        loss = batch_loss(idx)
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -117,6 +114,23 @@ def train_sft(model, tokenizer, prompts, responses, *, steps, batch_size, lr, se
         losses.append(loss.item())
     model.eval()
     return losses
+
+
+def train_sft(model, tokenizer, prompts, responses, *, steps, batch_size, lr, seed) -> list[float]:
+    """Supervised fine-tuning: mean cross-entropy of the response+EOS tokens given the prompt.
+
+    Minibatches are drawn with a seeded ``torch.Generator``; returns the per-step loss (nats/token).
+    """
+    ids, attn, resp = _pack(tokenizer, prompts, responses)
+
+    def batch_loss(idx):
+        logits = model(input_ids=ids[idx], attention_mask=attn[idx]).logits[:, :-1]
+        target, mask = ids[idx, 1:], resp[idx, 1:]
+        return F.cross_entropy(logits[mask], target[mask])
+
+    return _fit(
+        model, len(prompts), batch_loss, steps=steps, batch_size=batch_size, lr=lr, seed=seed
+    )
 
 
 def reward_scores(rm, tokenizer, prompts, responses, batch_size: int = 512) -> torch.Tensor:
@@ -203,28 +217,18 @@ def train_reward_model(rm, tokenizer, prompts, chosen, rejected, *, steps, batch
     """Bradley-Terry reward modelling: minimise ``-log sigmoid(r(x, y_w) - r(x, y_l))``.
 
     ``rm`` is a ``GPTNeoXForSequenceClassification`` with one label (it reads the last non-pad
-    token, the EOS). Returns the per-step loss (nats per pair).
+    token, the EOS). Each step scores a minibatch of pairs, chosen and rejected in one batch.
+    Returns the per-step loss (nats per pair).
     """
-    g = torch.Generator().manual_seed(seed)
-    opt = torch.optim.AdamW(rm.parameters(), lr=lr, weight_decay=0.01)
     n = len(prompts)
     ids, attn, _ = _pack(tokenizer, prompts + prompts, chosen + rejected)
-    rm.train()
-    losses = []
-    for step in range(steps):
-        idx = torch.randint(n, (batch_size,), generator=g)
+
+    def batch_loss(idx):
         both = torch.cat([idx, idx + n])
-        for group in opt.param_groups:
-            group["lr"] = _lr(step, steps, lr)
         r = rm(input_ids=ids[both], attention_mask=attn[both]).logits[:, 0]
-        loss = -F.logsigmoid(r[:batch_size] - r[batch_size:]).mean()
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(rm.parameters(), 1.0)
-        opt.step()
-        losses.append(loss.item())
-    rm.eval()
-    return losses
+        return -F.logsigmoid(r[: len(idx)] - r[len(idx) :]).mean()
+
+    return _fit(rm, n, batch_loss, steps=steps, batch_size=batch_size, lr=lr, seed=seed)
 
 
 @torch.no_grad()

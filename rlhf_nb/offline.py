@@ -18,6 +18,7 @@ Both start from the testbed's SFT policy and train on its fixed preference pairs
 interval (``loss``, ``rewards_chosen``, ``rewards_rejected``, ``margin``, ``accuracy``; for SimPO
 the implicit reward is beta * average log-prob) and the same on held-out pairs (``heldout_*``,
 plus ``heldout_weight``, the mean per-pair gradient weight sigmoid(-logit) of the loss).
+:func:`live_widget` trains a short run from a button in a live kernel.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ import datasets
 import pandas as pd
 from transformers import PrinterCallback, ProgressCallback, TrainerCallback
 
-from rlhf_nb.config import check_choice, check_range, check_type
+from rlhf_nb.config import check_choice, check_int, check_ints, check_range, check_type
 from rlhf_nb.models import quiet
 from rlhf_nb.offline_eval import policy_metrics, preference_metrics, sequence_logps
 from rlhf_nb.runs import COLUMNS, Run, cached_training
@@ -99,11 +100,8 @@ class OfflineConfig:
         check_range("gamma", self.gamma, 0.0, None)
         check_type("length_normalize", self.length_normalize, bool)
         check_range("lr", self.lr, 0.0, 1.0, low_inclusive=False)
-        for name, low in (("steps", 1), ("batch_size", 1), ("warmup_steps", 0),
-                          ("eval_interval", 1), ("n_eval_prompts", 1), ("n_heldout_pairs", 1),
-                          ("seed", 0)):  # fmt: skip
-            check_type(name, getattr(self, name), int)
-            check_range(name, getattr(self, name), low, None)
+        check_ints(self, {"steps": 1, "batch_size": 1, "warmup_steps": 0, "eval_interval": 1,
+                          "n_eval_prompts": 1, "n_heldout_pairs": 1, "seed": 0})  # fmt: skip
         check_choice("device", self.device, ("cpu", "cuda"))
         if self.method == "dpo" and not self.length_normalize:
             raise ValueError("length_normalize=False is a SimPO variant; DPO sums log-probs anyway")
@@ -187,7 +185,8 @@ class EvalCallback(TrainerCallback):
 
 
 def progress_bar(config):
-    """A text progress bar (plain ``tqdm``: it also renders in saved notebooks) for one run."""
+    """A text progress bar (plain ``tqdm``) for one run. It shows in live kernels and terminals;
+    the notebooks executed for the site run with ``TQDM_DISABLE=1``, so they save none."""
     from tqdm import tqdm
 
     return tqdm(total=config.steps, desc=config.label(), leave=False, mininterval=1.0)
@@ -278,6 +277,57 @@ def train(testbed, config: OfflineConfig, *, on_eval: Callable | None = None) ->
         )
     policy = trainer.model.eval()
     return Run(config, history, status, policy, message, callback.samples)
+
+
+def live_widget(
+    testbed,
+    *,
+    steps: int = 60,
+    beta: float = DEFAULT_BETA["simpo"],
+    gamma: float = 1.0,
+    lr: float = 3e-4,
+    seed: int = 0,
+    device: str = "cpu",
+):
+    """Method, β, γ and learning-rate controls and a button that trains a short live run of
+    ``steps`` steps from ``testbed``'s SFT policy (:func:`train`, 64 held-out prompts, 128
+    held-out pairs, ten evaluations) and redraws its gold reward, KL and margin as it goes.
+
+    Nothing trains until the button is pressed, so rendering the widget (papermill) is instant;
+    the button is disabled while a run trains. The other arguments are the controls' initial
+    values (β on a log slider over [0.01, 20], γ over [0, 5], lr on a log slider over
+    [1e-5, 1e-2]) and the run's ``seed`` and ``device``. Returns the ``VBox`` (displayed by the
+    caller) and the figure.
+    """
+    import ipywidgets as w
+
+    from rlhf_nb import run_plots, widgets
+
+    check_int("steps", steps, 1)
+    method_w = w.Dropdown(options=["simpo", "dpo"], value="simpo", description="method")
+    beta_w = widgets.log_slider("β", beta, 0.01, 20.0)
+    gamma_w = w.FloatSlider(value=gamma, min=0.0, max=5.0, step=0.1, description="γ")
+    lr_w = widgets.log_slider("lr", lr, 1e-5, 1e-2)
+    button = w.Button(description=f"train {steps} steps")
+    status = w.Label()
+    fig, update = run_plots.live_history(("gold", "kl_k1", "margin"), title="live run")
+
+    def on_click(_):
+        button.disabled = True
+        try:
+            cfg = OfflineConfig(
+                method=method_w.value, beta=beta_w.value, gamma=gamma_w.value, lr=lr_w.value,
+                steps=steps, eval_interval=max(1, steps // 10), n_eval_prompts=64,
+                n_heldout_pairs=128, seed=seed, device=device,
+            )  # fmt: skip
+            status.value = f"training {cfg.label()} ..."
+            run = train(testbed, cfg, on_eval=update)
+            status.value = f"{cfg.label()}: {run.status}, gold {run.final('gold'):.2f}"
+        finally:
+            button.disabled = False
+
+    button.on_click(on_click)
+    return w.VBox([w.HBox([method_w, button]), beta_w, gamma_w, lr_w, status, fig]), fig
 
 
 def cached(testbed, config: OfflineConfig, *, refresh: bool = False, cache_dir=None) -> Run:

@@ -1,8 +1,9 @@
 """What the offline chapter (06) measures about a policy: the shared history columns of
 ``rlhf_nb.runs`` on held-out prompts, and the DPO/SimPO metrics on held-out preference pairs.
 
-:func:`policy_metrics` samples one response per prompt at temperature 1 (keeping the token ids, so
-that EOS is seen) and scores the samples under the policy and the SFT policy:
+:func:`policy_metrics` samples one response per prompt at temperature 1 (``rlhf_nb.online.rollout``,
+keeping the token ids, so that EOS is seen) and scores the samples under the policy and the SFT
+policy (``rlhf_nb.online.token_logprobs_full``):
 
 * ``kl_k1`` = mean over samples of sum_t log(pi/pi_sft)(y_t) and ``kl_k3`` = mean of
   sum_t (rho_t - 1 - log rho_t) with rho_t = pi_sft/pi (notebook 03), both nats per sequence;
@@ -11,75 +12,46 @@ that EOS is seen) and scores the samples under the policy and the SFT policy:
 
 :func:`preference_metrics` computes the implicit rewards the trainers log (TRL's
 ``rewards/chosen``... on training batches) on held-out pairs, with :mod:`rlhf_nb.losses`:
-DPO's ``beta * log(pi/pi_sft)`` (summed log-probs) or SimPO's ``beta * avg log pi``.
+DPO's ``beta * log(pi/pi_sft)`` (summed log-probs) or SimPO's ``beta * avg log pi``
+(:func:`pair_terms`, shared with online SimPO, ``rlhf_nb.online_pairs``).
 """
 
 from __future__ import annotations
 
 import torch
 
-from rlhf_nb import losses
+from rlhf_nb import estimators, losses
 from rlhf_nb.models import _pack
-
-
-@torch.no_grad()
-def sample_ids(policy, tokenizer, prompts, *, max_new_tokens: int, seed: int):
-    """One temperature-1 sample per prompt. Returns ``(ids [B, P+T], attention [B, P+T],
-    response_mask [B, T], has_eos [B])``; the response mask covers the tokens up to and including
-    the first EOS (all ``T`` when there is none)."""
-    enc = tokenizer(
-        list(prompts), return_tensors="pt", padding=True, padding_side="left",
-        add_special_tokens=False,
-    ).to(policy.device)  # fmt: skip
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        out = policy.generate(
-            **enc, do_sample=True, temperature=1.0, top_k=0, top_p=1.0,
-            max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-        )  # fmt: skip
-    new = out[:, enc["input_ids"].shape[1] :]
-    is_eos = (new == tokenizer.eos_token_id).long()
-    mask = (is_eos.cumsum(-1) - is_eos) == 0  # no EOS strictly before t
-    return out, torch.cat([enc["attention_mask"].bool(), mask], -1), mask, is_eos.sum(-1) > 0
-
-
-def response_token_logps(model, ids, attention, n_response: int):
-    """Per-token log-probs and entropies of the last ``n_response`` positions, each ``[B, T]``."""
-    pos = (attention.long().cumsum(-1) - 1).clamp(min=0)
-    logits = model(input_ids=ids, attention_mask=attention.long(), position_ids=pos).logits
-    logp = torch.log_softmax(logits[:, -n_response - 1 : -1].float(), -1)
-    token = logp.gather(-1, ids[:, -n_response:, None]).squeeze(-1)
-    entropy = -(logp.exp() * logp).sum(-1)
-    return token, entropy
+from rlhf_nb.online import rollout, token_logprobs_full
 
 
 @torch.no_grad()
 def policy_metrics(testbed, policy, prompts, *, seed: int, n_show: int = 3):
     """The shared history columns for ``policy`` on ``prompts`` (a dict), and ``n_show`` decoded
-    samples. Sampling uses its own seeded RNG, so every evaluation of a run draws with the same
-    random numbers (less noise between steps)."""
+    samples. Sampling (:func:`rlhf_nb.online.rollout`, one sample per prompt) uses its own seeded
+    RNG, so every evaluation of a run draws with the same random numbers (less noise between
+    steps) and the caller's RNG state is left as it was."""
     was_training = policy.training
-    policy.eval()
-    tok, T = testbed.tokenizer, testbed.max_new_tokens
-    ids, attn, mask, has_eos = sample_ids(policy, tok, prompts, max_new_tokens=T, seed=seed)
-    T = mask.shape[1]
-    lp, ent = response_token_logps(policy, ids, attn, T)
-    sft = testbed.sft_policy.to(policy.device)
-    lq, _ = response_token_logps(sft, ids, attn, T)
-    m = mask.float()
-    log_ratio = (lq - lp) * m  # log rho_t = log pi_sft - log pi
-    texts = [s.strip() for s in tok.batch_decode(ids[:, -T:] * mask, skip_special_tokens=True)]
+    tok = testbed.tokenizer
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        batch = rollout(policy, tok, list(prompts), 1, testbed.max_new_tokens)
+    # the response positions only: the last T columns of the [B, P+T-1] per-token layout
+    T = batch["ids"].shape[1] - batch["prompt_ids"].shape[1]
+    lp, ent = (x[:, -T:] for x in token_logprobs_full(policy, batch))
+    lq, _ = token_logprobs_full(testbed.sft_policy.to(policy.device), batch)
+    lq, m = lq[:, -T:], batch["response_mask"][:, -T:]
+    texts = batch["texts"]
     policy.train(was_training)
     return {
         "gold": testbed.gold_reward(prompts, texts).mean().item(),
         "proxy": testbed.proxy_reward(prompts, texts).mean().item(),
-        "kl_k1": (-log_ratio).sum(-1).mean().item(),
-        "kl_k3": ((log_ratio.exp() - 1 - log_ratio) * m).sum(-1).mean().item(),
+        "kl_k1": ((lp - lq) * m).sum(-1).mean().item(),
+        "kl_k3": estimators.k3(lp * m, lq * m).sum(-1).mean().item(),
         "entropy_token": ((ent * m).sum() / m.sum()).item(),
         "entropy_seq": (-(lp * m).sum(-1)).mean().item(),
-        "length": m.sum(-1).mean().item(),
-        "eos_rate": has_eos.float().mean().item(),
+        "length": batch["length"].mean().item(),
+        "eos_rate": batch["eos"].float().mean().item(),
         "win_rate": testbed.win_rate(prompts, texts),
     }, texts[:n_show]
 
@@ -101,31 +73,41 @@ def sequence_logps(model, tokenizer, prompts, responses, batch_size: int = 256, 
     return torch.cat(total), torch.cat(avg)
 
 
-def preference_metrics(config, logps, ref_logps=None) -> dict:
-    """Held-out DPO metrics from sequence log-probs.
+def pair_terms(config, logps, ref_logps=None):
+    """The per-pair terms of ``config``'s preference loss, each ``[N]`` (gradient kept).
 
     Args:
         config: an ``OfflineConfig`` (method, beta, gamma, length_normalize).
         logps: ``(chosen_sum, chosen_avg, rejected_sum, rejected_avg)`` of the policy, each ``[N]``.
         ref_logps: the same four for the SFT policy (DPO only).
 
-    Returns ``heldout_rewards_chosen``/``_rejected`` (mean implicit rewards), ``heldout_margin``
-    (mean r_w - r_l), ``heldout_accuracy`` (fraction r_w > r_l), ``heldout_loss`` (the method's
-    loss, :mod:`rlhf_nb.losses`) and ``heldout_weight``: the mean of sigmoid(-z), z the loss's
-    logit (SimPO: r_w - r_l - gamma), i.e. |d loss / d z|, how hard each pair still pushes.
+    Returns ``(r_w, r_l, loss, z)``: the implicit rewards of the chosen and rejected responses
+    (DPO: ``beta * log(pi/pi_sft)`` of summed log-probs; SimPO: ``beta * avg log pi``; summed
+    SimPO: ``beta * log pi``), the loss (:mod:`rlhf_nb.losses`) and its logit ``z`` (SimPO:
+    ``r_w - r_l - gamma``, else ``r_w - r_l``).
     """
     cs, ca, rs, ra = logps
     b = config.beta
     if config.method == "dpo":
         rcs, _, rrs, _ = ref_logps
         rw, rl = b * (cs - rcs), b * (rs - rrs)
-        loss, z = losses.dpo_loss(cs, rs, rcs, rrs, b), rw - rl
-    elif config.length_normalize:
+        return rw, rl, losses.dpo_loss(cs, rs, rcs, rrs, b), rw - rl
+    if config.length_normalize:
         rw, rl = b * ca, b * ra
-        loss, z = losses.simpo_loss(ca, ra, b, config.gamma), rw - rl - config.gamma
-    else:
-        rw, rl = b * cs, b * rs
-        loss, z = losses.maxent_bt_loss(cs, rs, b), rw - rl
+        return rw, rl, losses.simpo_loss(ca, ra, b, config.gamma), rw - rl - config.gamma
+    rw, rl = b * cs, b * rs
+    return rw, rl, losses.maxent_bt_loss(cs, rs, b), rw - rl
+
+
+def preference_metrics(config, logps, ref_logps=None) -> dict:
+    """Held-out DPO metrics from sequence log-probs (arguments as :func:`pair_terms`).
+
+    Returns ``heldout_rewards_chosen``/``_rejected`` (mean implicit rewards), ``heldout_margin``
+    (mean r_w - r_l), ``heldout_accuracy`` (fraction r_w > r_l), ``heldout_loss`` (the method's
+    loss, :mod:`rlhf_nb.losses`) and ``heldout_weight``: the mean of sigmoid(-z), z the loss's
+    logit (SimPO: r_w - r_l - gamma), i.e. |d loss / d z|, how hard each pair still pushes.
+    """
+    rw, rl, loss, z = pair_terms(config, logps, ref_logps)
     return {
         "heldout_rewards_chosen": rw.mean().item(),
         "heldout_rewards_rejected": rl.mean().item(),

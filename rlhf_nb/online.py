@@ -34,10 +34,9 @@ import torch
 from tqdm.auto import tqdm
 
 from rlhf_nb import estimators
-from rlhf_nb.config import default_cache_dir
 from rlhf_nb.models import cache_kwarg, positions, prompt_cache, quiet
 from rlhf_nb.online_config import REGULARIZERS, OnlineConfig
-from rlhf_nb.runs import COLUMNS, Run, config_key
+from rlhf_nb.runs import COLUMNS, Run, run_path
 
 __all__ = [
     "REGULARIZERS",
@@ -75,9 +74,10 @@ def rollout(policy, tokenizer, prompts: list[str], k: int, max_new_tokens: int) 
     if pid.shape[1] > 1:  # prefill all but the last prompt token; generate feeds that one
         _, cache = prompt_cache(policy, pid[:, :-1], pmask[:, :-1], k)
         shared[cache_kwarg(policy)] = cache
+    full_pmask = pmask.repeat_interleave(k, 0)
     ids = policy.generate(
         input_ids=pid.repeat_interleave(k, 0),
-        attention_mask=pmask.repeat_interleave(k, 0),
+        attention_mask=full_pmask,
         **shared,
         max_new_tokens=max_new_tokens,
         do_sample=True,
@@ -94,7 +94,6 @@ def rollout(policy, tokenizer, prompts: list[str], k: int, max_new_tokens: int) 
     # a token is part of the response if no EOS came strictly before it
     before = torch.cumsum(is_eos.long(), dim=1) - is_eos.long()
     resp = before == 0
-    full_pmask = pmask.repeat_interleave(k, 0)
     attn = torch.cat([full_pmask, resp.long()], dim=1)
     response_mask = torch.cat([torch.zeros_like(full_pmask), resp.long()], dim=1)
     texts = tokenizer.batch_decode(new.masked_fill(~resp, tokenizer.pad_token_id),
@@ -133,9 +132,7 @@ def token_logprobs(model, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
     )
     # logits that predict response token t: the last prompt position, then response positions
     logits = torch.cat([out.logits[:, -1:].repeat_interleave(k, 0), rest.logits[:, :-1]], dim=1)
-    logp_all = torch.log_softmax(logits.float(), dim=-1)
-    logp = logp_all.gather(-1, response[..., None]).squeeze(-1)
-    entropy = -(logp_all.exp() * logp_all).sum(-1)
+    logp, entropy = _logp_entropy(logits, response)
     pad = (n_prompt - 1, 0)  # back to the [B, T-1] layout of response_mask
     return torch.nn.functional.pad(logp, pad), torch.nn.functional.pad(entropy, pad)
 
@@ -146,8 +143,14 @@ def token_logprobs_full(model, batch: dict) -> tuple[torch.Tensor, torch.Tensor]
     reference the shared-prompt path is checked against (tests, notebook 05)."""
     attn = batch["attention_mask"]
     logits = model(input_ids=batch["ids"], attention_mask=attn, position_ids=positions(attn)).logits
-    logp_all = torch.log_softmax(logits[:, :-1].float(), dim=-1)
-    logp = logp_all.gather(-1, batch["ids"][:, 1:, None]).squeeze(-1)
+    return _logp_entropy(logits[:, :-1], batch["ids"][:, 1:])
+
+
+def _logp_entropy(logits: torch.Tensor, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """log π(token) under ``logits`` [B, T, V] (float32 log-softmax) and the entropy of each
+    position's distribution, both [B, T]."""
+    logp_all = torch.log_softmax(logits.float(), dim=-1)
+    logp = logp_all.gather(-1, tokens[..., None]).squeeze(-1)
     return logp, -(logp_all.exp() * logp_all).sum(-1)
 
 
@@ -209,8 +212,8 @@ def train(
     held_out = set(testbed.eval_prompts)  # training prompts never overlap the eval prompts
     prompt_rng = random.Random(cfg.seed)
     rows, samples, start = [], {}, 0
-    ckpt = Path(checkpoint_dir or default_cache_dir() / "checkpoints" / "online" /
-                config_key(cfg, testbed.path.name)) / "checkpoint.pt"  # fmt: skip
+    ckpt_dir = checkpoint_dir or run_path("online", testbed, cfg, area="checkpoints")
+    ckpt = Path(ckpt_dir) / "checkpoint.pt"
     if resume and ckpt.exists():
         state = torch.load(ckpt, weights_only=False)
         policy.load_state_dict(state["policy"])

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rlhf_nb.config import check_choice, check_range, check_type
+from rlhf_nb.config import check_choice, check_ints, check_range, check_type
 
 REGULARIZERS = ("none", "entropy", "entropy_token", "kl", "kl_loss")
 
@@ -71,21 +71,21 @@ class OnlineConfig:
             check_range(name, getattr(self, name), 0.0, None)
         check_range("lr", self.lr, 0.0, None, low_inclusive=False)
         check_range("grad_clip", self.grad_clip, 0.0, None, low_inclusive=False)
-        for name, low in (
-            ("steps", 1),
-            ("prompts_per_step", 1),
-            ("k", 2),
-            ("eval_interval", 1),
-            ("n_eval_prompts", 1),
-            ("sample_interval", 1),
-            ("checkpoint_interval", 0),
-            ("seed", 0),
-        ):
-            check_type(name, getattr(self, name), int)
-            check_range(name, getattr(self, name), low, None)
+        check_ints(
+            self,
+            {
+                "steps": 1,
+                "prompts_per_step": 1,
+                "k": 2,
+                "eval_interval": 1,
+                "n_eval_prompts": 1,
+                "sample_interval": 1,
+                "checkpoint_interval": 0,
+                "seed": 0,
+            },
+        )
         if self.max_new_tokens is not None:
-            check_type("max_new_tokens", self.max_new_tokens, int)
-            check_range("max_new_tokens", self.max_new_tokens, 1, 64)
+            check_ints(self, {"max_new_tokens": (1, 64)})
         check_choice("device", self.device, ("cpu", "cuda"))
         uses_alpha = {"entropy", "entropy_token"} & set(self.regularizers)
         if self.alpha > 0 and not uses_alpha:

@@ -9,7 +9,8 @@ preference optimisation. One step, top to bottom:
 3. label them with the proxy RM: the higher proxy reward is ``y_w`` (identical pairs are dropped);
 4. SimPO loss ``-log sigmoid(beta (avg log pi(y_w) - avg log pi(y_l)) - gamma)``
    (``losses.simpo_loss``; with ``length_normalize=False`` the summed MaxEnt loss
-   ``losses.maxent_bt_loss``), one AdamW step with gradient clipping at 1.
+   ``losses.maxent_bt_loss``; both via ``offline_eval.pair_terms``), one AdamW step with
+   gradient clipping at 1.
 
 The config is :class:`rlhf_nb.offline.OfflineConfig` (``method="simpo"``) read the same way:
 ``batch_size`` is prompts per step; the history has the same columns as an offline run
@@ -25,10 +26,9 @@ from dataclasses import dataclass
 
 import torch
 
-from rlhf_nb import losses
 from rlhf_nb.models import quiet
 from rlhf_nb.offline import EvalCallback, OfflineConfig, progress_bar
-from rlhf_nb.offline_eval import sequence_logps
+from rlhf_nb.offline_eval import pair_terms, sequence_logps
 from rlhf_nb.runs import Run, cached_training
 
 
@@ -78,12 +78,8 @@ def train(testbed, config: OnlineSimPOConfig, *, on_eval: Callable | None = None
             policy.train()
             ws, wa = sequence_logps(policy, tok, p, w, grad=True)
             ls, la = sequence_logps(policy, tok, p, l_, grad=True)
-            if config.length_normalize:
-                loss = losses.simpo_loss(wa, la, config.beta, config.gamma).mean()
-                rw, rl = config.beta * wa.detach(), config.beta * la.detach()
-            else:
-                loss = losses.maxent_bt_loss(ws, ls, config.beta).mean()
-                rw, rl = config.beta * ws.detach(), config.beta * ls.detach()
+            rw, rl, loss, _ = pair_terms(config, (ws, wa, ls, la))
+            loss, rw, rl = loss.mean(), rw.detach(), rl.detach()
             for group in opt.param_groups:  # linear warm-up, then constant (as the TRL runs)
                 group["lr"] = config.lr * min(1.0, step / max(1, config.warmup_steps))
             opt.zero_grad()

@@ -11,7 +11,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 
-from rlhf_nb.config import check_choice, check_range, check_type
+from rlhf_nb.config import check_choice, check_ints, check_range, check_type
 from rlhf_nb.task import LENGTH_BIASES, Task
 
 CODE_VERSION = 1  # bump when a change alters what build() produces: old caches are then ignored
@@ -57,22 +57,11 @@ class Preset:
 
     def __post_init__(self) -> None:
         check_type("name", self.name, str)
-        for field, low in (
-            ("n_sft_docs", 8),
-            ("n_pref_prompts", 8),
-            ("n_eval_prompts", 1),
-            ("hidden_size", 8),
-            ("num_layers", 1),
-            ("num_heads", 1),
-            ("sft_steps", 1),
-            ("sft_batch_size", 1),
-            ("rm_steps", 1),
-            ("rm_batch_size", 1),
-            ("max_new_tokens", 2),
-        ):
-            check_type(field, getattr(self, field), int)
-            check_range(field, getattr(self, field), low, None)
-        check_range("max_new_tokens", self.max_new_tokens, 2, 40)
+        check_ints(self, {
+            "n_sft_docs": 8, "n_pref_prompts": 8, "n_eval_prompts": 1, "hidden_size": 8,
+            "num_layers": 1, "num_heads": 1, "sft_steps": 1, "sft_batch_size": 1, "rm_steps": 1,
+            "rm_batch_size": 1, "max_new_tokens": (2, 40),
+        })  # fmt: skip
         check_range(
             "heldout_fraction",
             self.heldout_fraction,

@@ -237,21 +237,40 @@ def samples_table(run, steps: Sequence[int] | None = None, n: int = 3) -> pd.Dat
 
 
 def live_history(
-    columns: Sequence[str] = ("proxy", "gold", "kl_k1"), *, title: str = "live run"
+    columns: Sequence[str] = ("proxy", "gold", "kl_k1"),
+    *,
+    title: str = "live run",
+    background: Sequence = (),
+    height: int = 320,
 ) -> tuple[go.FigureWidget, Callable[[pd.DataFrame], None]]:
     """A plotly ``FigureWidget`` with one panel per column and an ``update(history)`` callback that
-    redraws it (pass it as a training callback in a live kernel)."""
+    redraws it (pass it as a training callback in a live kernel).
+
+    ``background``: runs (e.g. a cached sweep) drawn faded in every panel, with their legend; the
+    live run is then drawn bold in black over them and named "live run" in the legend.
+    """
     fig = go.FigureWidget(
         make_subplots(rows=1, cols=len(columns), subplot_titles=[TITLES.get(c, c) for c in columns])
     )
+    for j, col in enumerate(columns):
+        for t in history_traces(background, col, showlegend=j == 0) if background else ():
+            t.opacity = 0.35
+            fig.add_trace(t, row=1, col=j + 1)
+    live = []
     for j, _ in enumerate(columns):
-        fig.add_scatter(x=[], y=[], mode="lines", showlegend=False, row=1, col=j + 1)
-    fig.update_layout(template=plotting.TEMPLATE, title=title, height=320)
+        if background:
+            style = dict(mode="lines+markers", name="live run", showlegend=j == 0,
+                         line=dict(color="black", width=3))  # fmt: skip
+        else:
+            style = dict(mode="lines", showlegend=False)
+        fig.add_scatter(x=[], y=[], **style, row=1, col=j + 1)
+        live.append(fig.data[-1])
+    fig.update_layout(template=plotting.TEMPLATE, title=title, height=height)
 
     def update(history: pd.DataFrame) -> None:
         with fig.batch_update():
-            for j, col in enumerate(columns):
+            for trace, col in zip(live, columns):
                 h = history[["step", col]].dropna()
-                fig.data[j].x, fig.data[j].y = h["step"].tolist(), h[col].tolist()
+                trace.x, trace.y = h["step"].tolist(), h[col].tolist()
 
     return fig, update

@@ -89,7 +89,8 @@ class Run:
 # Part of every run's cache key: bump it when a change to a training loop alters what it
 # produces for the same config (even by float rounding), so that stale cached runs are not shown.
 # 2: the online loop runs each prompt once per group (shared KV cache) and scores token ids.
-RUNS_CODE_VERSION = 2
+# 3: TRL cross-check runs measure their end-of-run metrics with offline_eval.policy_metrics.
+RUNS_CODE_VERSION = 3
 
 
 def config_key(config: Any, *extra: Any) -> str:
@@ -145,6 +146,16 @@ def load_run(path: Path, config_cls: type | None = None) -> Run:
     )
 
 
+def run_path(
+    kind: str, testbed, config: Any, cache_dir: Path | None = None, *, area: str = "runs"
+) -> Path:
+    """Where the run of ``config`` on ``testbed`` lives: ``<cache>/<area>/<kind>/<key>``, with
+    ``key = config_key(config, testbed folder name)``. ``area="runs"`` is the finished-run cache
+    (:func:`cached_training`), ``area="checkpoints"`` a training loop's resumable checkpoints."""
+    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    return root / area / kind / config_key(config, testbed.path.name)
+
+
 def cached_training(
     kind: str,
     testbed,
@@ -155,12 +166,10 @@ def cached_training(
     refresh: bool = False,
 ) -> Run:
     """:func:`cached_run` keyed by ``config`` and the testbed it trains on: the one cache that
-    online, online-SimPO and offline runs share (``runs/<kind>/<config_key(config, testbed)>``).
+    online, online-SimPO and offline runs share (:func:`run_path`).
     ``train`` is called without arguments only on a cache miss."""
-    key = config_key(config, testbed.path.name)
-    return cached_run(
-        kind, key, train, config_cls=type(config), cache_dir=cache_dir, refresh=refresh
-    )
+    path = run_path(kind, testbed, config, cache_dir)
+    return _cached_at(path, train, type(config), refresh)
 
 
 def cached_run(
@@ -178,12 +187,15 @@ def cached_run(
     unreadable cache entry is retrained with a warning, never a crash.
     """
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    path = root / "runs" / kind / key
+    return _cached_at(root / "runs" / kind / key, train, config_cls, refresh)
+
+
+def _cached_at(path: Path, train: Callable[[], Run], config_cls: type | None, refresh: bool) -> Run:
     if path.exists() and not refresh:
         try:
             return load_run(path, config_cls)
         except Exception as exc:  # noqa: BLE001 - any unreadable entry means "retrain"
-            warnings.warn(f"run cache {path} unreadable ({exc}); retraining", stacklevel=2)
+            warnings.warn(f"run cache {path} unreadable ({exc}); retraining", stacklevel=3)
     run = train()
     if run.status in ("finished", "diverged"):
         save_run(run, path)

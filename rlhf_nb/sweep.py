@@ -1,10 +1,10 @@
 """Run many online configs in parallel processes, each cached on disk (notebook 05's sweep).
 
-A run is cached under ``<cache>/runs/online/<config_key(config, testbed folder)>`` by
-:func:`rlhf_nb.runs.cached_run`, so the book re-renders without re-training and a reader can
-re-run any single curve with :func:`cached_train`. Workers are separate processes (``spawn``),
-each pinned to one torch thread: on a 2-core machine two single-thread workers beat one
-two-thread process.
+A run is cached under ``<cache>/runs/online/<config_key(config, testbed folder)>``
+(:func:`rlhf_nb.runs.run_path`) by :func:`rlhf_nb.runs.cached_training`, so the book re-renders
+without re-training and a reader can re-run any single curve with :func:`cached_train`. Workers
+are separate processes (``spawn``), each pinned to one torch thread: on a 2-core machine two
+single-thread workers beat one two-thread process.
 """
 
 from __future__ import annotations
@@ -15,16 +15,10 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from rlhf_nb.config import default_cache_dir
 from rlhf_nb.online_config import OnlineConfig
-from rlhf_nb.runs import Run, cached_training, config_key
+from rlhf_nb.runs import Run, cached_training, run_path
 
 KIND = "online"
-
-
-def run_key(config: OnlineConfig, testbed_name: str) -> str:
-    """The cache key of ``config`` trained on the testbed folder ``testbed_name``."""
-    return config_key(config, testbed_name)
 
 
 def cached_train(testbed, config: OnlineConfig, *, cache_dir=None, refresh: bool = False) -> Run:
@@ -77,11 +71,10 @@ def run_sweep(
     from rlhf_nb import testbed as tb_mod
 
     tb = tb_mod.build(preset, seed=testbed_seed, cache_dir=cache_dir)
-    base = Path(cache_dir or default_cache_dir()) / "runs" / KIND
     todo = [
         (i, c, preset, testbed_seed, cache_dir, refresh)
         for i, c in enumerate(configs)
-        if refresh or not (base / run_key(c, tb.path.name)).exists()
+        if refresh or not run_path(KIND, tb, c, cache_dir).exists()
     ]
     t0 = time.perf_counter()
     if todo and workers > 1:
@@ -144,8 +137,6 @@ def live_widget(testbed, runs, *, steps: int = 40, alpha: float = 0.05, lr: floa
     Returns the ``VBox`` (displayed by the caller) and the figure.
     """
     import ipywidgets as w
-    import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
 
     from rlhf_nb import run_plots, widgets
     from rlhf_nb.online import train
@@ -153,29 +144,12 @@ def live_widget(testbed, runs, *, steps: int = 40, alpha: float = 0.05, lr: floa
     a_box = w.FloatSlider(value=alpha, min=0.0, max=0.3, step=0.01, description="α")
     lr_box = widgets.log_slider("lr", lr, 1e-5, 1e-3)
     button = w.Button(description=f"train {steps} steps")
-    cols = ("gold", "kl_k1")
-    fig = go.FigureWidget(
-        make_subplots(rows=1, cols=2, subplot_titles=[run_plots.TITLES[c] for c in cols])
+    fig, update = run_plots.live_history(
+        ("gold", "kl_k1"),
+        title="live run (black) over the cached sweep",
+        background=runs,
+        height=380,
     )
-    for j, col in enumerate(cols):
-        for t in run_plots.history_traces(runs, col, showlegend=j == 0):
-            t.opacity = 0.35
-            fig.add_trace(t, row=1, col=j + 1)
-    live = []
-    for j in range(2):
-        line = dict(color="black", width=3)
-        fig.add_scatter(x=[], y=[], mode="lines+markers", name="live run", line=line,
-                        showlegend=j == 0, row=1, col=j + 1)  # fmt: skip
-        live.append(fig.data[-1])
-    fig.update_layout(
-        template="plotly_white", height=380, title="live run (black) over the cached sweep"
-    )
-
-    def update(history):
-        with fig.batch_update():
-            for trace, col in zip(live, cols):
-                h = history[["step", col]].dropna()
-                trace.x, trace.y = h["step"].tolist(), h[col].tolist()
 
     def on_click(_):
         button.disabled = True

@@ -7,7 +7,7 @@ response) lists the document's topic words once each, in order of first appearan
 Everything here is pure Python on strings, so readers can type their own summaries:
 
 * :func:`gold_components` is the "true" reward (the stand-in for human judgement), broken into
-  the named terms the notebook plots; :func:`gold_reward` is their sum.
+  the named terms the notebook plots, and their sum (``"total"``).
 * :meth:`Task.reference` is a noisy human-like summariser (the SFT data and the win-rate
   baseline); :meth:`Task.oracle` writes the ideal summary.
 
@@ -130,11 +130,6 @@ def gold_components(
     parts = {k: v + 0.0 for k, v in parts.items()}  # + 0.0 turns -0.0 into 0.0 for display
     parts["total"] = sum(parts.values())
     return parts
-
-
-def gold_reward(prompt: str, response: str, **kwargs) -> float:
-    """Sum of :func:`gold_components` (same keyword arguments)."""
-    return gold_components(prompt, response, **kwargs)["total"]
 
 
 @dataclass(frozen=True)

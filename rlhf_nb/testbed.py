@@ -30,10 +30,10 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
-from rlhf_nb.config import check_range, check_type, default_cache_dir
+from rlhf_nb.config import check_int, check_range, default_cache_dir
 from rlhf_nb.models import generate, quiet, reward_scores, reward_scores_tokens
 from rlhf_nb.presets import CODE_VERSION, PRESETS, Preset, cache_key, resolve_preset, task_for
-from rlhf_nb.testbed_build import MARKER, build_into, checksum, verify
+from rlhf_nb.testbed_build import MARKER, build_into, checksum, verify, win_rate
 
 __all__ = ["CODE_VERSION", "PRESETS", "Preset", "Testbed", "build", "resolve_preset"]
 
@@ -76,8 +76,6 @@ class Testbed:
         self.eval_references = self.references(self.eval_prompts)
         self.stats: dict = meta["stats"]
         self.build_seconds: float = meta["build_seconds"]
-        self.sft_losses: list[float] = meta["sft_losses"]
-        self.rm_losses: list[float] = meta["rm_losses"]
 
     @property
     def sft_path(self) -> Path:
@@ -143,9 +141,8 @@ class Testbed:
     def win_rate(self, prompts: list[str], responses: list[str]) -> float:
         """``P(gold(response) > gold(reference))`` over the pairs, ties counting 1/2 (the
         analogue of the paper's judged win rate against the TL;DR reference summaries)."""
-        g = self.gold_reward(prompts, responses)
-        ref = self.gold_reward(prompts, self.references(prompts))
-        return ((g > ref).float() + 0.5 * (g == ref).float()).mean().item()
+        ref = self.references(prompts)
+        return win_rate(self.gold_reward(prompts, responses), self.gold_reward(prompts, ref))
 
     def sample(
         self,
@@ -164,10 +161,9 @@ class Testbed:
         kwargs = dict(
             n=n, temperature=temperature, max_new_tokens=max_new_tokens or self.max_new_tokens
         )
-        if seed is None:
-            return generate(policy, self.tokenizer, list(prompts), **kwargs)
-        with torch.random.fork_rng():
-            torch.manual_seed(seed)
+        with torch.random.fork_rng(enabled=seed is not None):
+            if seed is not None:
+                torch.manual_seed(seed)
             return generate(policy, self.tokenizer, list(prompts), **kwargs)
 
 
@@ -191,8 +187,7 @@ def build(
         **overrides: preset fields to replace, e.g. ``length_bias="long"`` (part of the cache key).
     """
     preset = resolve_preset(preset, **overrides)
-    check_type("seed", seed, int)
-    check_range("seed", seed, 0, 2**32 - 1)
+    check_int("seed", seed, 0, 2**32 - 1)
     with quiet():
         return _build(preset, seed, cache_dir)
 

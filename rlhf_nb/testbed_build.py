@@ -92,7 +92,6 @@ def build_into(out: Path, preset: Preset, seed: int) -> None:
                  for k in ("train", "heldout")}  # fmt: skip
         # 4. Proxy reward model, initialised from the SFT policy
         rm = reward_model_from_policy(out / "sft", seed)
-        rm.config.pad_token_id = tokenizer.pad_token_id
         tr = split["train"]
         rm_losses = train_reward_model(
             rm, tokenizer, tr["prompt"], tr["chosen"], tr["rejected"],
@@ -113,9 +112,18 @@ def build_into(out: Path, preset: Preset, seed: int) -> None:
     }, indent=1))  # fmt: skip
 
 
+def win_rate(gold: torch.Tensor, ref_gold: torch.Tensor) -> float:
+    """``P(gold > ref_gold)`` over paired gold rewards, ties counting 1/2 (:meth:`Testbed.win_rate
+    <rlhf_nb.testbed.Testbed.win_rate>` and the build's ``sft_win_rate``)."""
+    return ((gold > ref_gold).float() + 0.5 * (gold == ref_gold).float()).mean().item()
+
+
 def measure(task, policy, rm, tokenizer, eval_prompts, heldout, seed, preset) -> dict:
     """Build-time figures: RM held-out accuracy, proxy-gold correlation, mean gold of SFT samples,
-    references and oracle, SFT win rate (notebook 04 recomputes them)."""
+    references and oracle, SFT win rate (notebook 04 recomputes them).
+
+    The :class:`rlhf_nb.testbed.Testbed` does not exist yet (it loads these figures), so the
+    task's own summarisers and gold reward are used directly."""
 
     def gold(ps, rs):
         return torch.tensor(task.gold_rewards(ps, rs))
@@ -136,5 +144,5 @@ def measure(task, policy, rm, tokenizer, eval_prompts, heldout, seed, preset) ->
         "gold_sft": g_sft.mean().item(),
         "gold_reference": g_ref.mean().item(),
         "gold_oracle": gold(eval_prompts, [task.oracle(p) for p in eval_prompts]).mean().item(),
-        "sft_win_rate": ((g_sft > g_ref).float() + 0.5 * (g_sft == g_ref).float()).mean().item(),
+        "sft_win_rate": win_rate(g_sft, g_ref),
     }

@@ -3,8 +3,9 @@
 Same testbed, same SFT start, the proxy RM as the reward function; ``beta=0, entropy_coef=α``
 is the entropy-regularised, anchor-free run, ``beta>0`` the KL-regularised one (GRPO puts the k3
 estimator in the loss). The reward function also records the gold reward of every completion,
-and a callback measures KL to SFT (k1) on the completions of the step, so the result is a
-:class:`rlhf_nb.runs.Run` that ``rlhf_nb.run_plots`` draws like ours.
+and the trained policy's KL to SFT (k1), entropy, length and win rate are measured on held-out
+prompts at the end, so the result is a :class:`rlhf_nb.runs.Run` that ``rlhf_nb.run_plots``
+draws like ours.
 """
 
 from __future__ import annotations
@@ -18,10 +19,10 @@ from dataclasses import dataclass
 
 import datasets
 import pandas as pd
-import torch
 
-from rlhf_nb.config import check_range
+from rlhf_nb.config import check_ints, check_range
 from rlhf_nb.models import quiet
+from rlhf_nb.offline_eval import policy_metrics
 from rlhf_nb.runs import COLUMNS, Run
 
 
@@ -51,8 +52,7 @@ class GRPOCheckConfig:
         check_range("beta", self.beta, 0.0, None)
         check_range("entropy_coef", self.entropy_coef, 0.0, None)
         check_range("lr", self.lr, 0.0, None, low_inclusive=False)
-        check_range("steps", self.steps, 1, None)
-        check_range("k", self.k, 2, None)
+        check_ints(self, {"steps": 1, "prompts_per_step": 1, "k": 2, "seed": 0})
 
     def label(self) -> str:
         return f"TRL GRPO β={self.beta:g}, entropy_coef={self.entropy_coef:g}, lr={self.lr:.0e}"
@@ -118,10 +118,9 @@ def grpo_trainer(testbed, config: GRPOCheckConfig, *, output_dir: str | None = N
 
 def grpo_run(testbed, config: GRPOCheckConfig, *, eval_prompts: int = 64) -> Run:
     """Train with TRL GRPO and return a :class:`Run` (gold/proxy per step from the reward
-    function; KL to SFT (k1), entropy and win rate measured on ``eval_prompts`` held-out prompts
-    at the start and end)."""
-    from rlhf_nb.online import rollout, token_logprobs
-
+    function; KL to SFT (k1), entropy, length, EOS rate and win rate of the last row measured on
+    ``eval_prompts`` held-out prompts with :func:`rlhf_nb.offline_eval.policy_metrics`, seeded
+    by ``config.seed``)."""
     trainer, log = grpo_trainer(testbed, config)
     t0 = time.perf_counter()
     with quiet(), warnings.catch_warnings():
@@ -132,20 +131,11 @@ def grpo_run(testbed, config: GRPOCheckConfig, *, eval_prompts: int = 64) -> Run
     rows = [{"step": i, "gold": g, "proxy": p, "seconds": seconds} for i, (g, p) in enumerate(log)]
     hist = pd.DataFrame(rows, columns=list(COLUMNS))
     prompts = testbed.eval_prompts[:eval_prompts]
-    with torch.random.fork_rng():
-        torch.manual_seed(config.seed)
-        batch = rollout(policy, testbed.tokenizer, prompts, 1, testbed.max_new_tokens)
-        with torch.no_grad():
-            logp, ent = token_logprobs(policy, batch)
-            ref, _ = token_logprobs(testbed.sft_policy, batch)
-    m = batch["response_mask"]
+    metrics, texts = policy_metrics(testbed, policy, prompts, seed=config.seed, n_show=4)
     last = hist.index[-1]
-    hist.loc[last, "kl_k1"] = ((logp - ref) * m).sum(-1).mean().item()
-    hist.loc[last, "entropy_token"] = ((ent * m).sum() / m.sum()).item()
-    hist.loc[last, "length"] = batch["length"].mean().item()
-    hist.loc[last, "eos_rate"] = batch["eos"].float().mean().item()
-    hist.loc[last, "win_rate"] = testbed.win_rate(prompts, batch["texts"])
+    for col in ("kl_k1", "entropy_token", "length", "eos_rate", "win_rate"):
+        hist.loc[last, col] = metrics[col]
     hist.loc[0, "kl_k1"] = 0.0
     status = "finished" if all(math.isfinite(g) for g, _ in log) else "diverged"
-    samples = {config.steps: [f"{x} {y}" for x, y in zip(prompts[:4], batch["texts"][:4])]}
+    samples = {config.steps: [f"{x} {y}" for x, y in zip(prompts, texts)]}
     return Run(config, hist, status, policy, f"{len(log)} GRPO steps", samples)

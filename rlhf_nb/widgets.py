@@ -38,16 +38,21 @@ def log_slider(
 
 
 def _bundle(obj) -> dict:
-    """The display bundle of a plotly figure under the current renderer (else its repr)."""
+    """The display bundle of ``obj``: a plotly figure's under the current renderer, else
+    ``text/plain`` from its repr plus ``text/html`` from ``_repr_html_`` (a DataFrame's table)."""
     bundle = obj._repr_mimebundle_() if hasattr(obj, "_repr_mimebundle_") else None
-    return bundle or {"text/plain": repr(obj)}
+    if bundle:
+        return bundle
+    html = obj._repr_html_() if hasattr(obj, "_repr_html_") else None
+    return {"text/plain": repr(obj)} | ({"text/html": html} if html else {})
 
 
 def live_figure(make_figure: Callable[..., object], **controls: widgets.Widget) -> widgets.VBox:
     """Show ``make_figure(**values)`` and redraw it whenever a control changes.
 
     Args:
-        make_figure: keyword arguments named like ``controls`` -> a plotly figure.
+        make_figure: keyword arguments named like ``controls`` -> a plotly figure (or anything
+            with an HTML repr, e.g. a ``pandas.DataFrame``, shown as a table).
         controls: name -> ipywidgets value widget (slider, dropdown...).
 
     Returns the box (already displayed), so tests can drive it: set ``box.children[i].value``.

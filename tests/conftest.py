@@ -15,14 +15,8 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("RLHF_NB_CACHE", str(ROOT / ".cache"))
-
-# Property tests: in CI (CI=true) hypothesis draws the same examples every run, so a red CI is
-# reproducible; locally each run explores new examples.
-from hypothesis import settings  # noqa: E402
-
-settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
-if os.environ.get("CI"):
-    settings.load_profile("ci")
+# Property tests: with CI set, hypothesis loads its built-in "ci" profile itself (derandomized,
+# no example database), so a red CI is reproducible; locally each run explores new examples.
 
 try:
     import torch

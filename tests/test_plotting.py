@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import base64
+
+import ipywidgets
 import numpy as np
+import pandas as pd
 import plotly.graph_objects as go
 import pytest
 
@@ -47,7 +51,25 @@ def test_live_figure_redraws_on_change():
     box.children[0].value = 2.0
     assert seen[-1] == pytest.approx(2.0)
     (shown,) = box.children[-1].outputs  # the Output holds exactly the latest figure
-    assert "application/vnd.plotly.v1+json" in shown["data"]
+    (trace,) = shown["data"]["application/vnd.plotly.v1+json"]["data"]
+    np.testing.assert_array_equal(_array(trace["y"]), bars(2.0)[0].y)
+
+
+def _array(y) -> np.ndarray:
+    """A plotly JSON array: a list, or plotly 6's base64 typed array ``{dtype, bdata}``."""
+    if isinstance(y, dict):
+        return np.frombuffer(base64.b64decode(y["bdata"]), dtype=y["dtype"])
+    return np.asarray(y)
+
+
+def test_live_figure_shows_a_dataframe_as_an_html_table():
+    text = ipywidgets.Text(value="a b")
+    box = widgets.live_figure(lambda words: pd.DataFrame({"word": words.split()}), words=text)
+    text.value = "c d e"
+    (shown,) = box.children[-1].outputs
+    html = shown["data"]["text/html"]
+    assert "<table" in html and "<td>e</td>" in html and "<td>a</td>" not in html
+    assert "word" in shown["data"]["text/plain"]
 
 
 def test_log_slider_validates_its_range():

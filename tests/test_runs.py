@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from rlhf_nb import runs
 from rlhf_nb.runs import COLUMNS, Run, cached_run, config_key, load_run, save_run
 
 
@@ -67,3 +70,21 @@ def test_cached_run_trains_once_and_survives_corruption(tmp_path):
 def test_interrupted_runs_are_not_cached(tmp_path):
     cached_run("test", "i", lambda: make_run(status="interrupted"), cache_dir=tmp_path)
     assert not (tmp_path / "runs" / "test" / "i").exists()
+
+
+def test_cached_training_lives_at_run_path(tmp_path):
+    """``runs/<kind>/<config_key(config, testbed folder)>``: the location the book's caches use."""
+    tb = SimpleNamespace(path=Path("somewhere/tb-a"))
+    path = runs.run_path("test", tb, Cfg(), tmp_path)
+    assert path == tmp_path / "runs" / "test" / config_key(Cfg(), "tb-a")
+    assert runs.run_path("test", tb, Cfg(), tmp_path, area="checkpoints").parts[-3:] == (
+        "checkpoints", "test", path.name,
+    )  # fmt: skip
+    run = runs.cached_training("test", tb, Cfg(), make_run, cache_dir=tmp_path)
+    assert path.exists() and run.config == Cfg()
+
+    def retrain():
+        pytest.fail("a cached run was retrained")
+
+    again = runs.cached_training("test", tb, Cfg(), retrain, cache_dir=tmp_path)
+    assert again.config == Cfg() and again.samples == run.samples

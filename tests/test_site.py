@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import os
 import textwrap
+from pathlib import Path
 
 import pytest
 
 from rlhf_nb import _sitecheck
-from rlhf_nb._build import ROOT, build_site, execute, notebook_sources, prepare_for_site
+from rlhf_nb._build import ROOT, build_site, execute, notebook_sources
 
 SITE = ROOT / "build" / "site-smoke"
 SCREENS = ROOT / "book" / "_build" / "screens"
@@ -45,21 +46,38 @@ def test_site_has_a_page_per_chapter(site):
     )
 
 
-def test_site_drops_progress_bar_redraws_and_keeps_real_stderr():
-    """A saved notebook keeps every redraw of a tqdm bar; the site page must not show them, but
-    a warning on stderr, and all stdout, stay."""
-    bar = "".join(f"\rDPO:  {i}%|#   | {i}/100 [00:0{i % 10}<00:09, 10.5it/s, gold=1.75]" for i in
-                  range(0, 100, 7))  # fmt: skip
-    outputs = [
-        {"output_type": "stream", "name": "stderr", "text": bar},
-        {"output_type": "stream", "name": "stderr", "text": ["\r", "          "]},
-        {"output_type": "stream", "name": "stderr", "text": "UserWarning: look at me\n"},
-        {"output_type": "stream", "name": "stderr", "text": bar + "\nRuntimeWarning: and me\n"},
-        {"output_type": "stream", "name": "stdout", "text": "trained in 3 s\n"},
-    ]
-    nb = {"cells": [{"cell_type": "code", "outputs": outputs, "source": ""}], "metadata": {}}
-    kept = prepare_for_site(nb)["cells"][0]["outputs"]
-    assert [o["text"] for o in kept] == [o["text"] for o in outputs[2:]]
+def test_execute_disables_progress_bars_only_while_running(tmp_path, monkeypatch):
+    """The kernel inherits ``TQDM_DISABLE=1`` from ``execute``; the caller's value comes back."""
+    import papermill
+
+    seen = []
+
+    def fake_execute(src, out, **kw):
+        seen.append(os.environ.get("TQDM_DISABLE"))
+        Path(out).write_text(Path(src).read_text())
+
+    monkeypatch.setattr(papermill, "execute_notebook", fake_execute)
+    source = tmp_path / "01_x.py"
+    source.write_text("# %%\nx = 1\n")
+    for before in (None, "0"):
+        if before is None:
+            monkeypatch.delenv("TQDM_DISABLE", raising=False)
+        else:
+            monkeypatch.setenv("TQDM_DISABLE", before)
+        execute(source, tmp_path / "out", smoke=True)
+        assert os.environ.get("TQDM_DISABLE") == before
+    assert seen == ["1", "1"]
+
+
+@pytest.mark.site
+def test_site_notebooks_are_valid(site):
+    """What ``prepare_for_site`` writes for Jupyter Book is still a valid notebook."""
+    import nbformat
+
+    staged = sorted((ROOT / "build" / f"src-{SITE.name}" / "chapters").glob("*.ipynb"))
+    assert [nb.stem for nb in staged] == [src.stem for src in notebook_sources()]
+    for path in staged:
+        nbformat.validate(nbformat.reads(path.read_text(), as_version=nbformat.NO_CONVERT))
 
 
 @pytest.mark.site
@@ -79,8 +97,8 @@ def test_every_page_renders_in_chromium(site, smoke_dir):
         assert r.screenshot is not None and r.screenshot.stat().st_size > 10_000
     for r in chapters:
         assert r.figures == r.figures_expected and r.figures >= 1, f"{r.page}: no plotly figure"
+        assert r.sliders == r.sliders_expected, f"{r.page}: plotly sliders are missing"
         assert r.math >= 1, f"{r.page}: no math on the page"
-    assert sum(r.sliders for r in chapters) >= len(chapters) - 1, "plotly sliders are missing"
     print("\n".join(f"{r.page}: {r.figures} figures, {r.sliders} sliders" for r in chapters))
 
 

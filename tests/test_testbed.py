@@ -216,7 +216,8 @@ def test_bad_presets_and_fields_are_rejected_before_any_work(tmp_path, kwargs, e
 def test_preset_dataclass_validates_on_creation():
     with pytest.raises(ValueError, match="label_beta"):
         Preset(label_beta=0.0)
-    assert dataclasses.replace(PRESETS["smoke"], length_bias="long").length_bias == "long"
+    with pytest.raises(ValueError, match=r"max_new_tokens must be in \[2, 40\]"):
+        dataclasses.replace(PRESETS["smoke"], max_new_tokens=41)
 
 
 def test_smoke_build_time_budget_and_fast_reload(smoke):
@@ -224,3 +225,5 @@ def test_smoke_build_time_budget_and_fast_reload(smoke):
     start = time.perf_counter()
     again = testbed.build("smoke", seed=0, cache_dir=smoke.path.parent.parent)
     assert time.perf_counter() - start < 5 and again.stats == smoke.stats
+    # loaded, not rebuilt: same folder, and the wall time recorded by the one build
+    assert again.path == smoke.path and again.build_seconds == smoke.build_seconds
