@@ -22,9 +22,9 @@
 # **The puzzle.** SimPO, a strong *offline* preference-optimisation method, can be derived as
 # Maximum-Entropy RL: reward plus an entropy bonus, and no KL anchor to the SFT model. Yet the
 # same MaxEnt objective optimised *online* — sampling from the current policy and scoring with a
-# learned reward model — over-optimises: the proxy reward keeps rising while the true ("gold")
-# quality peaks and collapses, and the KL divergence from the SFT policy grows without bound, even
-# at low learning rates. KL-regularised RL stays stable.
+# learned reward model — over-optimises, the paper reports: the true ("gold") quality peaks and
+# collapses while the policy drifts ever further from the SFT model, even at low learning rates,
+# and KL-regularised RL stays stable. Chapter 05 measures how much of that holds at toy scale.
 #
 # **How the book answers it.**
 #
@@ -43,6 +43,19 @@
 # installs the package there), or as the static site, where the figures keep their sliders.
 # Every number on these pages is computed when the notebook runs — none is typed in — and each
 # chapter ends with *checkpoints*: assertions that state what you should have seen.
+#
+# **What is reproducible, and what is not.** Every chapter takes a `SEED` parameter (it seeds
+# Python, NumPy, torch, the testbed and the runs).
+#
+# * *Same machine, same seed ⇒ identical numbers.* Two executions give bit-identical weights,
+#   histories and figures; the test suite asserts it.
+# * *Another machine ⇒ other digits, same conclusions.* Float32 training follows another trajectory
+#   on another CPU, an ARM laptop or a GPU, so your digits will differ from the site's. The
+#   chapters that train (04–06) therefore run their headline settings at several seeds and report
+#   **mean ± 95 % band (n seeds)**; each checkpoint asserts a statement that held for every seed,
+#   with its threshold placed several seed standard deviations away (the margin is printed next to
+#   it). The seed bands are the measure of how far your digits may move; a claim that does not
+#   survive the seeds is reported as such, not dropped.
 
 # %% tags=["parameters"]
 SMOKE = False  # CI-sized run: seconds instead of minutes

@@ -19,7 +19,7 @@
 # Maximum-Entropy RL asks for the policy that maximises reward *plus* an entropy bonus. On a
 # finite set of responses we can write the answer in closed form, and — because the set is
 # finite — check every claim about it by computing it. This chapter derives the optimum, then
-# tests it against thousands of random competitors, its two temperature limits, and its twin:
+# tests it against random competitors, its two temperature limits, and its twin:
 # KL-regularised RL towards a reference policy.
 
 # %% tags=["parameters"]
@@ -246,14 +246,34 @@ plotting.static_figure(
 ).show()
 
 # %% [markdown]
-# The KL optimum returns to $\pi_{\text{ref}}$ as $\beta$ grows; the MaxEnt optimum goes to
-# uniform, which is far from the SFT model whatever the temperature.
+# The KL optimum returns to $\pi_{\text{ref}}$ as $\beta$ grows. The MaxEnt optimum cannot use
+# $\pi_{\text{ref}}$ at all: whatever $\alpha$, it is a member of one fixed family,
+# $\pi_\alpha \propto e^{r/\alpha}$, which runs from $\arg\max_y r(y)$ ($\alpha\to0$) to uniform
+# ($\alpha\to\infty$). So $\mathrm{KL}(\pi_\alpha\|\pi_{\text{SFT}})$ can be small at *some*
+# temperature only if $\pi_{\text{SFT}}$ is itself close to a member of that family. Whether it is
+# depends on the SFT model, not on MaxEnt. The closest the family comes to this chapter's SFT model,
+# and to a counter-example SFT model that lies on the family ($\pi_\alpha$ at $\alpha$ = `ALPHA`):
+
+# %%
+sft_on_family = exact.maxent_policy(rewards, ALPHA)
+closest = {  # name -> (argmin alpha, min over alpha of KL(pi_alpha || SFT))
+    "chapter": exact.closest_maxent_temperature(rewards, sft),
+    "on family": exact.closest_maxent_temperature(rewards, sft_on_family),
+}
+for name, (a_min, kl_min) in closest.items():
+    print(f"SFT {name:>9}: min over α of KL(π_α‖π_SFT) = {kl_min:.3g} nats, at α = {a_min:.4g}")
+
+# %% [markdown]
+# This SFT model puts its mass on the second- and third-best responses, a shape no
+# $\pi_\alpha$ has, so the MaxEnt optimum stays far from it at every temperature; the
+# counter-example is reached exactly, at its own temperature.
 #
 # ## Checkpoints
 # What you should have seen: $\pi^*$ is the Gibbs policy; its value is $\alpha\log Z$; the identity
 # $J(q) = \alpha\log Z - \alpha\mathrm{KL}(q\|\pi^*)$ holds for every random policy, so none beats
 # $\pi^*$; $\alpha\to0$ gives argmax and $\alpha\to\infty$ uniform; MaxEnt equals KL-regularisation
-# towards uniform; and only the KL optimum stays near the SFT reference at high temperature.
+# towards uniform; only the KL optimum stays near the SFT reference at high temperature; and the
+# MaxEnt family never comes near this SFT model, though it passes through an SFT model on the family.
 
 # %%
 assert abs(pi_star.sum() - 1) < 1e-12 and abs(j_star - v_star) < 1e-9
@@ -263,6 +283,8 @@ assert np.all(np.diff(entropies) > 0), "entropy of π* must increase with α"
 assert entropy_gap < 1e-12 and uniform_ref_gap < 1e-12
 assert kl_to_ref["KL-regularised"][-1] < 0.01 < kl_to_ref["MaxEnt"][-1]
 assert np.all(kl_to_ref["MaxEnt"] > 0.5)
+assert closest["chapter"][1] > 0.5, "no π_α comes near this chapter's SFT model"
+assert abs(closest["on family"][1]) < 1e-10, "an SFT model on the family is reached exactly"
 assert (
     len(fig.frames) == len(alphas)
     and fig.layout.sliders[0].steps[start].label == fig.frames[start].name

@@ -27,7 +27,7 @@
 SMOKE = False  # CI-sized run: seconds instead of minutes
 SEED = 0  # seeds Python, NumPy and torch
 DEVICE = "auto"  # "auto" (CUDA if present), "cpu" or "cuda"
-BETA = 2.0  # SimPO's beta (reward units per nat per token), > 0
+BETA = 2.0  # SimPO's beta, reward units per (nat/token): it scales an average log-prob, > 0
 GAMMA = 0.5  # SimPO target margin gamma (reward units), >= 0
 VOCAB = 3  # tokens in the toy vocabulary, EOS included, in [2, 6]
 MAX_LEN = 4  # longest response in tokens, in [2, 6]
@@ -79,7 +79,7 @@ print(f"{space}; lengths {space.lengths.min()}..{space.lengths.max()} tokens")
 # The reward is the policy's log-probability, scaled, plus a term that depends on the prompt only.
 
 # %%
-ALPHA = BETA / MAX_LEN  # a constant temperature for sections 1-3
+ALPHA = BETA / MAX_LEN  # a constant temperature for sections 1-3, reward units per nat
 pi_star = exact.maxent_policy(rewards, ALPHA)
 log_z = space.log_partition(rewards, ALPHA)
 reparam_gap = np.max(np.abs(exact.implied_reward(pi_star, ALPHA, log_z) - rewards))
@@ -147,7 +147,21 @@ print(f"max |MaxEnt-BT loss − DPO(uniform ref)| over {w.size} pairs = {loss_ga
 #    - \tfrac{\beta}{|y_l|}\log\pi(y_l) - \gamma\Big).$$
 #
 # Read against section 2, this is the MaxEnt loss with a per-response temperature
-# $\alpha_y = \beta/|y|$. The paper's derivation substitutes that temperature into the
+# $\alpha_y = \beta/|y|$ (reward units per nat: $\beta$ is in reward units per nat/token, as it
+# scales a per-token average). Without the averaging and without the margin it is exactly the
+# constant-temperature loss of section 3: SimPO's loss evaluated on *summed* log-probs with
+# $\gamma = 0$ and $\beta = \alpha$ is the MaxEnt Bradley–Terry loss, pair by pair:
+
+# %%
+simpo_summed = losses.simpo_loss(policy_logps[w], policy_logps[l], ALPHA, gamma=0.0)
+simpo_summed_gap = (simpo_summed - maxent_l).abs().max().item()
+print(
+    f"max |SimPO(summed log-probs, γ = 0) − MaxEnt-BT loss| over {w.size} pairs = {simpo_summed_gap:.1e}"
+)
+
+# %% [markdown]
+# So everything SimPO adds to section 3 is the division by $|y|$ and the margin $\gamma$. The
+# paper's derivation substitutes the temperature $\beta/|y|$ into the
 # reparameterisation, $r(y) = \frac{\beta}{|y|}\log\pi(y) + \frac{\beta}{|y|}\log Z$. This is exact
 # for a definite policy — $\pi_g(y) = e^{|y|\,r(y)/\beta}/Z_g$, the Gibbs policy with temperature
 # $\beta/|y|$ — but now the Bradley–Terry difference keeps the partition function:
@@ -189,10 +203,18 @@ print(f"median |residual| / reward gap: {np.median(np.abs(residual[differ]) / ga
 print(f"pairs whose SimPO logit has the wrong sign (γ = 0): {wrong_sign:.1%}")
 
 # %% [markdown]
-# The residual is not a small correction: it is as large as the logit itself. A second way to see
-# that it cannot be absorbed: Bradley–Terry only identifies rewards up to an additive constant $c$,
-# yet $\log Z_g = \log\sum_y e^{|y|(r(y)+c)/\beta}$ moves with $c$ — and with it the residual. For
-# one particular offset $\log Z_g = 0$ and the residual vanishes for every pair:
+# The residual is not a small correction: the median ratio printed above puts it on the scale of
+# the logit itself. Can it be absorbed? Bradley–Terry identifies rewards only up to an additive
+# constant $c$, and $\log Z_g = \log\sum_y e^{|y|(r(y)+c)/\beta}$ moves with $c$; at one
+# offset $c^*$ it is zero, and the residual vanishes for every pair. But the offset does not leave
+# the policy alone:
+#
+# $$\pi_g^{(c)}(y) = \frac{e^{|y|(r(y)+c)/\beta}}{Z_g^{(c)}} \;\propto\; \pi_g(y)\,e^{|y|\,c/\beta},$$
+#
+# a **length prior** of $c/\beta$ nats per token. Every $c$ gives the same Bradley–Terry
+# probabilities and a different $\pi_g$, so $\pi_g$ is not identified by preferences alone: the
+# residual disappears only for the one length prior $c^*/\beta$, which nothing in the data
+# selects. Computed:
 
 # %%
 offsets = np.linspace(-3.0, 1.0, 9 if SMOKE else 41)
@@ -204,9 +226,24 @@ c_zero = brentq(
 )
 res_at_zero = lengthnorm.simpo_residual(rewards + c_zero, space.lengths, BETA, w, l)
 print(
-    f"offset c = {c_zero:.4f} makes log Z_g = 0;"
+    f"offset c* = {c_zero:.4f} makes log Z_g = 0;"
     f" max |residual| there = {np.abs(res_at_zero).max():.1e}"
 )
+pi_g_shifted, _ = lengthnorm.substituted_gibbs(rewards + c_zero, space.lengths, BETA)
+prior_spread = np.ptp(np.log(pi_g_shifted) - np.log(pi_g) - space.lengths * c_zero / BETA)
+bt_shift_gap = np.max(
+    np.abs(
+        exact.bt_prob(rewards[w] + c_zero, rewards[l] + c_zero)
+        - exact.bt_prob(rewards[w], rewards[l])
+    )
+)
+len_g, len_g_shifted = pi_g @ space.lengths, pi_g_shifted @ space.lengths
+print(
+    f"log π_g(c*) − log π_g(0) − |y| c*/β is constant in y (spread {prior_spread:.1e}):"
+    f" a length prior of c*/β = {c_zero / BETA:+.4f} nats per token"
+)
+print(f"Bradley–Terry probabilities unchanged by c* (max change {bt_shift_gap:.1e}); "
+      f"E|y| under π_g: {len_g:.3f} tokens at c = 0, {len_g_shifted:.3f} at c = c*")  # fmt: skip
 plotting.static_figure(
     [go.Scatter(x=offsets, y=log_zg_by_offset, name="log Z_g")],
     title="The residual's log Z_g depends on an offset Bradley–Terry cannot see",
@@ -308,8 +345,11 @@ fig_gamma.show()
 #   + \beta\Big(\tfrac{1}{|y_w|} - \tfrac{1}{|y_l|}\Big).$$
 #
 # This is SimPO's logit exactly, with the constant margin $-\gamma$ replaced by a *length offset*
-# $\beta(1/|y_w| - 1/|y_l|)$: a positive margin when the winner is longer, a negative one when it
-# is shorter, zero for equal lengths. SimPO's $\gamma$ reads as a stand-in for this offset.
+# $\beta(1/|y_w| - 1/|y_l|)$ (reward units): **negative when the winner is longer**, positive
+# when it is shorter, zero for equal lengths. SimPO's margin enters as $-\gamma \le 0$, so a
+# target margin $\gamma \ge 0$ mimics the offset only on pairs whose winner is at least as long
+# as the loser, and exactly only where $\gamma = \beta(1/|y_l| - 1/|y_w|)$, one value per pair
+# of lengths; where the winner is shorter, no $\gamma \ge 0$ has the offset's sign.
 
 # %%
 pi_ln, lam = lengthnorm.length_normalised_optimum(rewards, space.lengths, BETA)
@@ -334,6 +374,22 @@ print(
     f"(SimPO uses one constant −γ = {-GAMMA:+.3f})"
 )
 
+# %% [markdown]
+# The sign of the offset, pair by pair, and the margin $\gamma$ each pair would need:
+
+# %%
+len_w, len_l = space.lengths[w], space.lengths[l]
+by_winner = {"longer": len_w > len_l, "shorter": len_w < len_l, "equal": len_w == len_l}
+for name, m in by_winner.items():
+    print(
+        f"winner {name:>7}: {m.sum():3d} pairs, offset {offset[m].min():+.3f} .. {offset[m].max():+.3f}"
+    )
+gamma_needed = np.unique(np.round(-offset[by_winner["longer"]], 12))
+print(
+    f"winner longer: γ = −offset ≥ 0 mimics it with {gamma_needed.size} different values"
+    f" ({', '.join(f'{g:.3f}' for g in gamma_needed)}); winner shorter: no γ ≥ 0 does"
+)
+
 # %%
 lens = np.arange(1, MAX_LEN + 1)
 plotting.static_figure(
@@ -348,16 +404,23 @@ plotting.static_figure(
 # What you should have seen: the reparameterised reward reproduces $r$; $Z$ cancels in
 # Bradley–Terry and Plackett–Luce; the MaxEnt loss equals DPO with a uniform reference; with
 # SimPO's temperature $\beta/|y|$ substituted, the reward gap is the SimPO logit plus a residual
-# that is zero for equal lengths, non-zero otherwise, as large as the logit, and removable only by an
-# arbitrary reward offset; and the length-normalised objective's optimum makes the identity exact,
-# with a length offset in place of $\gamma$.
+# that is zero for equal lengths, non-zero otherwise, on the scale of the logit, and removable only
+# by a reward offset that Bradley–Terry cannot see and that acts on $\pi_g$ as a length prior;
+# SimPO on summed log-probs with $\gamma = 0$ is the MaxEnt loss; and the length-normalised
+# objective's optimum makes the identity exact, with a length offset in place of $-\gamma$ that is
+# negative exactly when the winner is longer.
 
 # %%
 assert reparam_gap < 1e-9 and bt_gap < 1e-12 and pl_gap < 1e-9 and loss_gap < 1e-12
 assert decomposition_gap < 1e-9
 assert np.all(residual[~differ] == 0.0) and np.all(np.abs(residual[differ]) > 1e-3)
-assert np.median(rel) > 0.1, "the residual should be comparable to the SimPO logit"
+assert simpo_summed_gap < 1e-12, "SimPO, summed log-probs, γ = 0: the MaxEnt-BT loss"
+assert np.median(rel) > 0.5, "the residual should be on the scale of the SimPO logit"
 assert np.abs(res_at_zero).max() < 1e-9
+assert prior_spread < 1e-9 and bt_shift_gap < 1e-12, "c is a length prior c/β on π_g, unseen by BT"
+assert abs(len_g_shifted - len_g) > 0.1, "the offset that removes the residual changes π_g"
+assert np.all(offset[by_winner["longer"]] < 0) and np.all(offset[by_winner["shorter"]] > 0)
+assert np.all(offset[by_winner["equal"]] == 0) and by_winner["shorter"].any()
 assert stationarity < 1e-9 and abs(pi_ln.sum() - 1) < 1e-12 and identity_gap < 1e-9
 assert j_rand <= j_opt
 assert len(fig_beta.frames) == len(betas) and len(fig_gamma.frames) == len(gammas)

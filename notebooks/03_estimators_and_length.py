@@ -94,6 +94,14 @@ for t in ts:
 moments = pd.DataFrame(rows)
 table = moments[moments.t.isin(ts[:: max(1, len(ts) // 6)])].pivot(index="t", columns="estimator")
 print(table[["bias", "std"]].round(4).to_string())
+near = moments[moments.t == ts[1]].set_index("estimator")
+far = moments[moments.t == ts[-1]].set_index("estimator")
+for label, m in (("near", near), ("far", far)):
+    print(
+        f"{label} (t = {m.t.iloc[0]:g}, KL = {m.kl.iloc[0]:.4f} nats): k2 bias / KL ="
+        f" {m.loc['k2', 'bias'] / m.loc['k2', 'kl']:+.3f};"
+        f" std k3 / std k1 = {m.loc['k3', 'std'] / m.loc['k1', 'std']:.3f}"
+    )
 
 # %%
 for col, title in (("bias", "bias = E[k] − KL (nats)"), ("std", "std of one sample (nats)")):
@@ -111,11 +119,13 @@ for col, title in (("bias", "bias = E[k] − KL (nats)"), ("std", "std of one sa
 # Near the reference $k_3$ is the clear winner — unbiased, non-negative, and with a fraction of
 # $k_1$'s spread. Far from it the picture flips: $k_3$ contains the ratio
 # $\pi_{\text{ref}}/\pi$, which is huge on responses the policy has abandoned, and its variance
-# overtakes $k_1$'s, while $k_2$'s bias grows with the distance. An online run whose KL keeps
-# growing (chapter 05) is measured by an estimator that degrades as it grows.
+# overtakes $k_1$'s, while $k_2$'s bias, a small fraction of the KL near the reference, becomes
+# comparable to the KL itself (the ratios printed above). An online run whose KL keeps growing
+# (chapter 05) is measured by an estimator that degrades as it grows.
 #
-# A Monte Carlo check at the far end ($t$ = 3): the batch mean of `N_SAMPLES` samples lands within
-# a few standard errors of the exact mean — and $k_2$'s exact mean is *not* the KL.
+# A Monte Carlo check at the far end of the path ($t$ = `ts[-1]`): the batch mean of `N_SAMPLES`
+# samples lands within a few standard errors of the exact mean — and $k_2$'s exact mean is *not*
+# the KL.
 
 # %%
 pi_far = exact.maxent_policy(theta0 + ts[-1] * direction, 1.0)
@@ -129,7 +139,7 @@ for name, k in (("k1", estimators.k1), ("k2", estimators.k2), ("k3", estimators.
     print(
         f"{name}: batch mean {k(lp, lref).mean():.4f}  exact mean {mean:.4f}  z = {z_scores[name]:+.2f}"
     )
-print(f"exact KL = {estimators.exact_kl(pi_far, ref):.4f} nats")
+print(f"t = {ts[-1]:g}: exact KL = {estimators.exact_kl(pi_far, ref):.4f} nats")
 
 # %% [markdown]
 # ## 2. In the reward or in the loss? The gradient each placement produces
@@ -220,7 +230,8 @@ plotting.static_figure(
 # $$\alpha H(\pi) = -\alpha\,\mathrm{KL}(\pi\|U) + \alpha\log V\cdot\mathbb E_\pi|y|.$$
 #
 # A sequence-level entropy bonus is a KL penalty towards "any string" **plus a reward of
-# $\alpha\log V$ nats per expected token**. A reward model that does not penalise length strongly
+# $\alpha\log V$ per expected token** — reward units per token, since $\alpha$ is in reward units
+# per nat and $\log V$ in nats per token. A reward model that does not penalise length strongly
 # enough will be outbid. We check the identity, then solve the MaxEnt problem exactly over all
 # sequences for a reward that prefers a *short* correct answer: $r(y) = 1$ if the first token is
 # the right one (token 1), minus `TOKEN_COST` per token. The best response is "1, EOS" (2 tokens).
@@ -239,6 +250,7 @@ identity_gap = abs(
 print(f"|αH − (−α KL(π‖U) + α log V · E|y|)| = {identity_gap:.1e}")
 
 first = np.array([y[0] for y in space.sequences])
+starts = first == 1  # responses whose first token is the right answer
 length_reward = np.where(first == 1, 1.0, 0.0) - TOKEN_COST * space.lengths
 answer = space.prefixes.index((1,))  # the state after the correct first token
 alphas = np.geomspace(0.01, 5.0, 9 if SMOKE else 41)
@@ -258,23 +270,32 @@ def eos_after_answer(p):
 
 curves = {"sequence-level αH": [], "token-averaged": []}
 eos = {"sequence-level αH": [], "token-averaged": []}
+p_first = {"sequence-level αH": [], "token-averaged": []}  # P(first token = '1')
 for a in alphas:
     for key, p in zip(curves, optima(a), strict=True):
         curves[key].append(p @ space.lengths)
         eos[key].append(eos_after_answer(p))
+        p_first[key].append(p[starts].sum())
 curves = {k: np.array(v) for k, v in curves.items()}
+p_first = {k: np.array(v) for k, v in p_first.items()}
 for key in curves:
     print(f"{key:>18}: E|y| = {curves[key][0]:.2f} tokens at α = {alphas[0]:.3g}, "
-          f"{curves[key][-1]:.2f} at α = {alphas[-1]:.3g}; P(EOS | '1') {eos[key][0]:.3f} → {eos[key][-1]:.3f}")  # fmt: skip
+          f"{curves[key][-1]:.2f} at α = {alphas[-1]:.3g}; P(EOS | '1') {eos[key][0]:.3f} → {eos[key][-1]:.3f}; "
+          f"P(first = '1') {p_first[key][0]:.3f} → {p_first[key][-1]:.3f}")  # fmt: skip
+threshold = TOKEN_COST / np.log(VOCAB - 1)  # see the end of this section
 
 # %%
 plotting.static_figure(
     [go.Scatter(x=alphas, y=v, name=k) for k, v in curves.items()]
     + [go.Scatter(x=alphas, y=v, name=f"P(EOS | '1'), {k}", yaxis="y2", line=dict(dash="dot"))
-       for k, v in eos.items()],
-    title="Expected length of the exact MaxEnt optimum, and its EOS probability after the answer",
+       for k, v in eos.items()]
+    + [go.Scatter(x=alphas, y=v, name=f"P(first = '1'), {k}", yaxis="y2", line=dict(dash="dash"))
+       for k, v in p_first.items()]
+    + [go.Scatter(x=[threshold] * 2, y=[1, MAX_LEN], mode="lines", name="TOKEN_COST / log(V−1)",
+                  line=dict(color="gray", dash="dot"))],
+    title="Exact MaxEnt optimum: expected length, P(first token = '1'), P(EOS | '1')",
     xaxis_title="α", xaxis_type="log", yaxis_title="E|y| (tokens)",
-    yaxis2=dict(title="P(EOS | '1')", overlaying="y", side="right", range=[0, 1.05]),
+    yaxis2=dict(title="probability", overlaying="y", side="right", range=[0, 1.05]),
 ).show()  # fmt: skip
 
 # %% [markdown]
@@ -314,15 +335,46 @@ fig.update_layout(barmode="group")
 fig.show()
 
 # %% [markdown]
-# At small $\alpha$ both optima answer "1, EOS". Once $\alpha$ passes roughly
-# `TOKEN_COST`$/\log(V-1)$ — where one more content token multiplies the number of responses by
-# $V-1$ — the sequence-level bonus outbids the per-token cost and the optimum runs to the length
-# limit, still starting with the right answer but no longer stopping. The token-averaged bonus
-# divides the surprisal by $|y|$ and buys far less length.
+# At small $\alpha$ both optima answer "1, EOS". Why the sequence-level optimum then runs long:
+# among the responses that start with "1", there are $V-1$ times as many of length $n+1$ as of
+# length $n$, each paying $c$ = `TOKEN_COST` more, so under $\pi^*\propto e^{r/\alpha}$ each
+# length carries $(V-1)\,e^{-c/\alpha}$ times the mass of the one before. That factor passes 1 at
+# $\alpha = c/\log(V-1)$: below it the length distribution decays from "1, EOS", above it it grows
+# towards the length limit (which holds $V$ times more again, since truncated responses need no
+# EOS — so the run-away starts a little before the threshold). The bonus acts on the first token
+# too, so whether the optimum "still starts with the right answer" is a separate question.
+# Computed: the length masses at the threshold (flat below the limit), $\mathbb E|y|$ at half, one
+# and two times the threshold, and $P(\text{first token} = 1)$ along the grid:
 
 # %%
-threshold = TOKEN_COST / np.log(VOCAB - 1)
-print(f"TOKEN_COST / log(V−1) = {threshold:.3f}")
+at_threshold = exact.maxent_policy(length_reward, threshold)
+below_limit = np.array(
+    [at_threshold[starts & (space.lengths == k)].sum() for k in range(2, MAX_LEN)]
+)
+flatness = np.ptp(below_limit) / below_limit.mean() if below_limit.size else 0.0
+print(f"TOKEN_COST / log(V−1) = {threshold:.4f}; there P(first = '1', |y| = n) for n = 2..{MAX_LEN - 1}:"
+      f" {np.round(below_limit, 4)} (relative spread {flatness:.1e})")  # fmt: skip
+around = {f: exact.maxent_policy(length_reward, f * threshold) for f in (0.5, 1.0, 2.0)}
+len_around = {f: p @ space.lengths for f, p in around.items()}
+p_first_2x = around[2.0][starts].sum()
+print(
+    f"sequence-level optimum: E|y| = {len_around[0.5]:.2f} tokens at α = threshold/2,"
+    f" {len_around[1.0]:.2f} at the threshold, {len_around[2.0]:.2f} at 2 × threshold"
+    f" (midway between 2 and MAX_LEN: {(2 + MAX_LEN) / 2:g});"
+    f" P(first = '1') = {p_first_2x:.3f} at 2 × threshold"
+)
+for key, p1 in p_first.items():
+    stays = np.logical_and.accumulate(p1 > 0.5)  # P(first = '1') > 0.5 at this α and every lower α
+    reach = "on the whole grid" if stays.all() else f"up to α = {alphas[stays][-1]:.3g}"
+    print(f"{key:>18}: P(first = '1') > 0.5 {reach}; {p1[-1]:.3f} at α = {alphas[-1]:.3g}")
+print(f"as α → ∞ the sequence-level optimum tends to uniform: P(first = '1') → {starts.mean():.3f}")
+
+# %% [markdown]
+# So the two effects come apart. Just past the threshold the sequence-level optimum has run to the
+# length limit while still starting with "1" almost surely: it answers and then keeps going. At
+# larger $\alpha$ the bonus spreads the first token as well, and beyond the $\alpha$ printed above
+# the optimum is more likely than not to start with a wrong token. The token-averaged bonus divides
+# the surprisal by $|y|$ and buys far less length.
 
 # %% [markdown]
 # ## Checkpoints
@@ -330,13 +382,14 @@ print(f"TOKEN_COST / log(V−1) = {threshold:.3f}")
 # $k_3$'s spread far below $k_1$'s near the reference and above it far away; $k_1$-in-reward and $k_2$-in-loss give the exact KL gradient,
 # $k_1$-in-loss gives zero and $k_3$-in-loss the forward-KL gradient; both entropy estimators
 # unbiased, the per-step sum with lower variance on this policy (usual, not guaranteed); the token-uniform identity exact; and the
-# sequence-level entropy bonus making the optimum long while the token-averaged one keeps it shorter.
+# sequence-level entropy bonus making the optimum long while the token-averaged one keeps it shorter:
+# long already near `TOKEN_COST`$/\log(V-1)$, with the right first token kept only up to a moderate
+# $\alpha$.
 
 # %%
-far = moments[moments.t == ts[-1]].set_index("estimator")
-near = moments[moments.t == ts[1]].set_index("estimator")
 assert moments.query("estimator != 'k2'").bias.abs().max() < 1e-9
-assert abs(far.loc["k2", "bias"]) > 0.01
+assert abs(near.loc["k2", "bias"]) < 0.1 * near.loc["k2", "kl"], "k2: small bias near the reference"
+assert abs(far.loc["k2", "bias"]) > 0.5 * far.loc["k2", "kl"], "k2: bias comparable to KL far away"
 assert (
     near.loc["k3", "std"] < near.loc["k1", "std"] / 2
     and far.loc["k3", "std"] > far.loc["k1", "std"]
@@ -354,5 +407,11 @@ seq_len, tok_len = curves["sequence-level αH"], curves["token-averaged"]
 assert abs(seq_len[0] - 2) < 1e-3 and abs(tok_len[0] - 2) < 1e-3, "cold optimum: '1, EOS'"
 assert np.all(np.diff(seq_len) > -1e-9) and seq_len[-1] > MAX_LEN - 0.5
 assert np.all(tok_len <= seq_len + 1e-9) and tok_len[-1] < seq_len[-1] - 0.5
+assert flatness < 1e-9, "at TOKEN_COST / log(V−1) the lengths below the limit carry equal mass"
+assert len_around[0.5] < (2 + MAX_LEN) / 2 < len_around[1.0], "run-away length near the threshold"
+assert len_around[2.0] > len_around[1.0]
+assert p_first_2x > 0.9, "past the threshold: long, and still starting with the right answer"
+seq_first = p_first["sequence-level αH"]
+assert seq_first[0] > 0.99 and seq_first[-1] < 0.5, "at large α the first token is lost too"
 assert len(fig.frames) == len(alphas)
 print("checkpoints passed")

@@ -25,15 +25,18 @@
 # * **KL-regularised** (InstructGPT): maximise $\mathbb{E}_\pi[r] - \beta\,
 #   \mathrm{KL}(\pi\,\|\,\pi_\text{SFT})$.
 #
-# What you should see: with the entropy bonus (or nothing at all) the proxy reward keeps climbing
-# while the gold reward — the true quality — peaks and collapses, and the KL to the SFT policy
-# grows without bound, at both learning rates; with the KL anchor the KL plateaus and gold holds.
+# The paper reports that the MaxEnt runs over-optimise — the gold (true) quality peaks and
+# collapses while the KL to the SFT policy runs away, even at low learning rates — and that the
+# KL-regularised runs stay stable. Each claim below is measured at several seeds (the headline
+# settings) and stated with its seed band; the sentences that describe results are printed by
+# the code from the numbers, and the checkpoints at the end assert what held for every seed.
 
 # %% tags=["parameters"]
 SMOKE = False  # CI-sized run: seconds instead of minutes
-SEED = 0  # seeds Python, NumPy and torch, and the runs
+SEED = 0  # seeds Python, NumPy and torch, the testbed, and the first run seed
 DEVICE = "auto"  # "auto" (CUDA if present), "cpu" or "cuda"
 WORKERS = 2  # parallel processes for the sweep (the book machine has 2 cores)
+N_SEEDS = 3  # run seeds per headline setting, from SEED up; at least 2, SMOKE uses 2
 
 # %% [markdown]
 # The next cell only does something in Colab: it installs this book's package.
@@ -50,18 +53,20 @@ if "google.colab" in sys.modules:  # Colab only; Colab keeps its own torch
 import inspect
 import time
 
+import numpy as np
 import pandas as pd
 import torch
 from IPython.display import Code, display
 from scipy.stats import spearmanr
 
 import rlhf_nb
-from rlhf_nb import online, run_plots, sweep, testbed, trl_check
+from rlhf_nb import online, run_plots, seeds, sweep, testbed, trl_check
 from rlhf_nb.runs import cached_training
 
 ctx = rlhf_nb.setup(seed=SEED, device=DEVICE, smoke=SMOKE)
-rlhf_nb.check_type("WORKERS", WORKERS, int)
-rlhf_nb.check_range("WORKERS", WORKERS, 1, 16)
+for name, value, low, high in [("WORKERS", WORKERS, 1, 16), ("N_SEEDS", N_SEEDS, 2, 10)]:
+    rlhf_nb.check_type(name, value, int)
+    rlhf_nb.check_range(name, value, low, high)
 PRESET = "smoke" if SMOKE else "tiny"
 tb = testbed.build(PRESET, seed=SEED)
 pd.set_option("display.width", 160)
@@ -115,53 +120,139 @@ print(
 assert logp_gap < 1e-4, logp_gap  # checkpoint: the shared-prompt path is exact
 
 # %% [markdown]
-# ## The sweep
+# ## The sweep, and the headline settings over seeds
 #
 # An entropy-coefficient sweep (α = 0 means plain RLOO on the proxy, no regulariser at all) at
-# two learning rates, a β sweep of the KL-regularised baseline, and a token-level entropy bonus
-# (what TRL's GRPO `entropy_coef` does). The conservative learning rate gets a longer run (the
-# `steps` column): over-optimisation there is slower, not absent. Every run is cached on disk
-# keyed by its config, so
-# re-rendering the book does not retrain; the runs go `WORKERS` at a time in separate processes.
+# two learning rates, a β sweep of the KL-regularised baseline, and a token-level entropy loss
+# term (what TRL's GRPO `entropy_coef` does). The conservative learning rate gets a longer run
+# (the `steps` column). The sweep is one seed per setting; the five **headline settings** — α = 0
+# and the MaxEnt α > 0 at the higher rate, the weakest and the strongest β, and α = 0 at the lower
+# rate — run at `N_SEEDS` seeds each (`rlhf_nb.seeds.run_seeds`; the first seed is the sweep's own
+# run). Every run is cached on disk keyed by its config, so re-rendering the book does not
+# retrain; the runs go `WORKERS` at a time in separate processes.
 
 # %%
 groups = sweep.book_configs(smoke=SMOKE, seed=SEED)
 configs = [c for g in groups.values() for c in g]
+run_seeds = [SEED + i for i in range(2 if SMOKE else N_SEEDS)]
+headline = sweep.headline_configs(smoke=SMOKE, seed=SEED)
+seeded_configs = [c for cfg in headline.values() for c in seeds.with_seeds(cfg, run_seeds)]
 t0 = time.perf_counter()
-all_runs = sweep.run_sweep(
-    configs, preset=PRESET, testbed_seed=SEED, workers=1 if SMOKE else WORKERS
-)
-sweep_seconds = time.perf_counter() - t0
+seeds.train_all(  # every run of the chapter in one pool, longest first (cached runs are skipped)
+    [*configs, *seeded_configs], preset=PRESET, testbed_seed=SEED,
+    workers=1 if SMOKE else WORKERS,
+)  # fmt: skip
+all_runs = sweep.run_sweep(configs, preset=PRESET, testbed_seed=SEED, verbose=False)  # loads
 runs = {}
 for name, group in groups.items():
     runs[name] = all_runs[: len(group)]
     all_runs = all_runs[len(group) :]
+seeded = dict(
+    zip(
+        headline,
+        seeds.run_seeds(
+            list(headline.values()), run_seeds, preset=PRESET, testbed_seed=SEED, verbose=False
+        ),
+    )
+)
+sweep_seconds = time.perf_counter() - t0
 LR_HI, LR_LO = sweep.LRS
 hi, lo = runs[f"alpha@{LR_HI:g}"], runs[f"alpha@{LR_LO:g}"]
 SMOOTH = 3 if SMOKE else 10
 table = run_plots.summary_table([*hi, *lo, *runs["kl"], *runs["token"]], smooth=SMOOTH)
-train_seconds = sum(r.history["seconds"].sum() for g in runs.values() for r in g)
+train_seconds = sum(r.history["seconds"].sum() for g in runs.values() for r in g) + sum(
+    r.history["seconds"].sum() for g in seeded.values() for r in g.runs[1:]
+)
 print(
-    f"{len(configs)} runs ready in {sweep_seconds:.0f} s (cached runs load instantly); "
-    f"training them took {train_seconds / 60:.1f} CPU-minutes, {WORKERS} at a time"
+    f"{len(configs)} sweep runs and {len(headline)} headline settings x {len(run_seeds)} seeds "
+    f"ready in {sweep_seconds:.0f} s (cached runs load instantly); training them took "
+    f"{train_seconds / 60:.1f} CPU-minutes, {WORKERS} at a time"
 )
 table.round(2)
 
 # %% [markdown]
-# ## 1 · Proxy up, gold down
+# ### The headline settings, mean and 95 % band over seeds
 #
-# Gold and proxy reward per step for the α sweep; the legend gives each run's final win rate
-# against the reference summaries (the analogue of the paper's judged win rate). Move the slider
-# to switch between the two learning rates.
+# Lines are the mean over seeds, shaded bands the 95 % confidence band of that mean (Student t
+# over the seeds; with three seeds it is wide), thin lines the individual seeds.
 
 # %%
+hi_groups = [seeded[k] for k in ("rloo", "maxent", "kl_weak", "kl_strong")]
+fig_seeds = run_plots.band_figure(
+    hi_groups, ("gold", "proxy", "kl_k1", "length"), seeds=True,
+    title=f"Headline settings at lr = {LR_HI:g}: mean and 95% band over {len(run_seeds)} seeds",
+)  # fmt: skip
+fig_seeds.show()
+
+
+def seed_summary(g):
+    """Per-seed figures of one setting: summary statistics plus per-token entropy."""
+    s = g.summaries(smooth=SMOOTH)
+    s["entropy_start"] = [r.history["entropy_token"].iloc[0] for r in g.runs]
+    s["entropy_final"] = [r.final("entropy_token") for r in g.runs]
+    return s
+
+
+per_seed = {k: seed_summary(g) for k, g in seeded.items()}
+STATS = ("gold_start", "gold_peak", "peak_step", "gold_final", "gold_fall", "proxy_start",
+         "proxy_final", "kl_k1_final", "length_final", "eos_final", "entropy_start",
+         "entropy_final")  # fmt: skip
+band = {k: {c: seeds.Stat.of(s[c]) for c in STATS} for k, s in per_seed.items()}
+seed_table = pd.DataFrame(
+    {seeded[k].label: {c: b.fmt() for c, b in bk.items()} for k, bk in band.items()}
+)
+seed_table
+
+# %%
+maxent_alpha = headline["maxent"].alpha
+b_r, b_m, b_w, b_s = (band[k] for k in ("rloo", "maxent", "kl_weak", "kl_strong"))
+n_s = len(run_seeds)
+beta_w, beta_s = headline["kl_weak"].beta, headline["kl_strong"].beta
+print(f"over {n_s} seeds (mean ± 95% band, range), lr = {LR_HI:g}:")
+print(
+    f"  α = 0:        gold {b_r['gold_peak'].fmt()} at its peak → {b_r['gold_final'].fmt()} "
+    f"at the end; KL {b_r['kl_k1_final'].fmt(1)} nats"
+)
+print(
+    f"  α = {maxent_alpha:g}:     gold → {b_m['gold_final'].fmt()}; KL "
+    f"{b_m['kl_k1_final'].fmt(1)} nats; length {b_m['length_final'].fmt(1)} tokens "
+    f"(cap {tb.max_new_tokens}); EOS rate {b_m['eos_final'].fmt()}"
+)
+for b, beta in ((b_w, beta_w), (b_s, beta_s)):
+    print(
+        f"  β = {beta:g} (KL): gold {b['gold_peak'].fmt()} at its peak → "
+        f"{b['gold_final'].fmt()}; fall {b['gold_fall'].fmt()}; KL {b['kl_k1_final'].fmt(2)}"
+    )
+contrasts = {
+    f"final KL, α = {maxent_alpha:g} minus β = {beta_s:g}":
+        seeds.differ(b_m["kl_k1_final"], b_s["kl_k1_final"]),
+    f"final KL, α = 0 minus β = {beta_s:g}": seeds.differ(b_r["kl_k1_final"], b_s["kl_k1_final"]),
+    f"final gold, β = {beta_s:g} minus α = 0": seeds.differ(b_s["gold_final"], b_r["gold_final"]),
+    f"fall from peak, β = {beta_w:g} minus β = {beta_s:g}":
+        seeds.differ(b_w["gold_fall"], b_s["gold_fall"]),
+}  # fmt: skip
+for name, d in contrasts.items():
+    print(f"{name}: {d}")
+
+# %% [markdown]
+# ## 1 · Proxy up, gold down?
+#
+# Gold and proxy reward per step for the α sweep at the higher rate (one seed per α); the legend
+# gives each run's final win rate against the reference summaries (the analogue of the paper's
+# judged win rate). Below it, the α values run at both rates: move the slider to switch rates.
+
+# %%
+run_plots.panels_figure(
+    hi, ("gold", "proxy", "kl_k1"), title=f"Entropy-coefficient sweep at lr = {LR_HI:g}"
+).show()
 yr = (
     min(r.history["gold"].min() for r in hi + lo) - 0.3,
     max(r.history["gold"].max() for r in hi + lo) + 0.3,
 )
-lr_sweep = {LR_HI: hi, LR_LO: lo}
+lo_alphas = [r.config.alpha for r in lo]
+lr_sweep = {LR_HI: [r for r in hi if r.config.alpha in lo_alphas], LR_LO: lo}
 fig_gold = run_plots.sweep_figure(
-    lr_sweep, "gold", param="lr", title="Gold reward, entropy-coefficient sweep", yrange=yr
+    lr_sweep, "gold", param="lr", title="Gold reward at both learning rates", yrange=yr
 )
 fig_gold.show()
 fig_proxy = run_plots.sweep_figure(
@@ -170,62 +261,142 @@ fig_proxy = run_plots.sweep_figure(
 fig_proxy.show()
 
 # %%
-a0_hi, a0_lo = hi[0], lo[0]  # α = 0: RLOO on the proxy, no regulariser
-s_hi, s_lo = table.loc[a0_hi.label], table.loc[a0_lo.label]
-for lr, s in ((LR_HI, s_hi), (LR_LO, s_lo)):
+sweep_rows = []
+for lr, group in ((LR_HI, hi), (LR_LO, lo)):
+    for r in group:
+        s = table.loc[r.label]
+        sweep_rows.append({
+            "lr": lr, "α": r.config.alpha, "gold fall": s.gold_peak - s.gold_final,
+            "peak step": s.peak_step, "KL final": s.kl_k1_final,
+            "proxy Δ": s.proxy_final - s.proxy_start,
+            "entropy Δ": r.final("entropy_token") - r.history["entropy_token"].iloc[0],
+            "length": s.length_final, "EOS": s.eos_final,
+        })  # fmt: skip
+alpha_sweep = pd.DataFrame(sweep_rows).set_index(["lr", "α"])
+for lr in (LR_HI, LR_LO):
+    d = alpha_sweep.loc[lr]
+    up = [f"{a:g}" for a in d.index if d.loc[a, "proxy Δ"] > 0]
+    down = [f"{a:g}" for a in d.index if d.loc[a, "proxy Δ"] <= 0]
+    mono = {c: bool(np.all(np.diff(d[c]) > 0)) for c in ("gold fall", "KL final", "peak step")}
     print(
-        f"lr={lr:g}, α=0: gold {s.gold_start:.2f} → peak {s.gold_peak:.2f} at step "
-        f"{s.peak_step} → {s.gold_final:.2f};  proxy {s.proxy_start:.2f} → {s.proxy_final:.2f};  "
-        f"KL {s.kl_k1_final:.1f} nats; win rate {100 * s.win_final:.0f}%"
+        f"lr={lr:g}: the proxy ends above its start for α ∈ {{{', '.join(up)}}}, at or below "
+        f"it for α ∈ {{{', '.join(down) or '—'}}}; increasing in α: "
+        + ", ".join(f"{c} {'yes' if v else 'no'}" for c, v in mono.items())
     )
-
-# %% [markdown]
-# At both rates the α = 0 run (plain RLOO on the proxy) climbs, peaks and collapses; the lower
-# rate only delays it. Large α is catastrophic from the start: the bonus pays for randomness,
-# and the proxy itself ends *lower* — the policy is optimising entropy, not reward.
-#
-# ## 2 · KL: unbounded vs plateau
-#
-# KL to the SFT policy (k1, nats per sequence) for the α sweep at the higher learning rate and
-# for the KL-regularised runs. Final values below are means over the last few logged steps.
+alpha_sweep.round(2)
 
 # %%
-kl_runs = [*hi, *runs["kl"]]
-fig_kl = run_plots.history_figure(kl_runs, "kl_k1", title="KL(π ‖ π_SFT) per step")
-fig_kl.show()
-kl_a0 = s_hi.kl_k1_final
-for r in runs["kl"]:
-    k = table.loc[r.label].kl_k1_final
-    print(f"final KL: α=0 {kl_a0:.1f} nats vs β={r.config.beta:g} {k:.2f} nats (×{kl_a0 / k:.1f})")
-kl_beta = table.loc[runs["kl"][-1].label].kl_k1_final  # the strongest anchor
+peaks_fast, peaks_slow = b_r["peak_step"], band["rloo_slow"]["peak_step"]
+print(
+    f"α = 0 peaks at step {peaks_fast.fmt(0)} at lr = {LR_HI:g} and at step "
+    f"{peaks_slow.fmt(0)} at lr = {LR_LO:g} ({n_s} seeds each); the fall from the peak is "
+    f"{b_r['gold_fall'].fmt()} and {band['rloo_slow']['gold_fall'].fmt()} by the end."
+)
 
 # %% [markdown]
+# What the numbers above say, in words (the checkpoints assert the seeded parts for every seed):
+# plain RLOO on the proxy (α = 0) climbs, peaks and falls at both rates, and the lower rate peaks
+# later — it delays the collapse rather than preventing it. With an entropy bonus the proxy does
+# not necessarily keep climbing: the printout lists the α at which it ends at or below its start,
+# because the bonus pays for randomness itself, not for what the proxy likes. Across α (one seed
+# per α) the printout says which of the fall from the peak, the final KL and the step of the peak
+# increase with α at each rate; read those as one seed's ordering, not a seed-robust law.
+#
+# ## 2 · KL: how far the policy moves
+#
+# KL to the SFT policy (k1, nats per sequence) for the headline settings, mean and band over
+# seeds. What "without bound" can mean here: the MaxEnt runs' responses hit the length cap
+# (`max_new_tokens`) in every seed, which limits how many tokens add to the KL of a response; the
+# slope over the last quarter of each run says whether a KL was still rising when the run ended,
+# for the MaxEnt runs and for the KL-anchored ones.
+
+# %%
+fig_kl = run_plots.band_figure(
+    [*hi_groups, seeded["rloo_slow"]], "kl_k1", title="KL(π ‖ π_SFT) per step, over seeds"
+)
+fig_kl.show()
+
+
+def kl_slope(run, frac: float = 0.25) -> float:
+    """Least-squares slope of kl_k1 over the last ``frac`` of the run, nats per 100 steps."""
+    h = run.history[["step", "kl_k1"]].dropna()
+    h = h[h["step"] >= (1 - frac) * h["step"].max()]
+    return 100 * float(np.polyfit(h["step"], h["kl_k1"], 1)[0])
+
+
+slopes = {k: seeds.Stat.of([kl_slope(r) for r in seeded[k].runs]) for k in seeded}
+for k in ("maxent", "kl_weak", "kl_strong"):
+    rising = sum(v > 0 for v in slopes[k].values)
+    print(
+        f"{seeded[k].label}: final KL {band[k]['kl_k1_final'].fmt(2)} nats; slope over the "
+        f"last quarter {slopes[k].fmt(2)} nats/100 steps, rising in {rising} of {n_s} seeds"
+    )
+ratio = seeds.Stat.of(np.array(b_m["kl_k1_final"].values) / np.array(b_s["kl_k1_final"].values))
+print(f"final KL of α = {maxent_alpha:g} over β = {beta_s:g}, seed by seed: ×{ratio.fmt(1)}")
+
+# %% [markdown]
+# A weak KL anchor slows the drift rather than stopping it: where the slope above is positive in
+# every seed, the KL was still rising when the run ended, and the fall of gold from its peak
+# is larger for the weaker anchor (Gao et al. 2022 found a KL penalty acts much like early
+# stopping). The strong anchor holds both close.
+#
 # ## 3 · The mechanism: what the policy learned to exploit
 #
 # The proxy reward model was trained on pairs of SFT samples; it never saw a long repetitive
-# summary, so it never learned that repetition, filler and running out of budget are bad. Samples
-# of the α = 0 run at the start, near its gold peak and at the end:
+# summary, so it never learned that repetition, filler and running out of budget are bad. Two
+# different exploits show up, depending on α. Samples of the α = 0 run and of the MaxEnt
+# run (α = `sweep.MAXENT_ALPHA`), at the start, near the α = 0 run's gold peak and at the end:
+
 
 # %%
-steps_shown = sorted(a0_hi.samples)
-near_peak = min(steps_shown, key=lambda s: abs(s - s_hi.peak_step))
-picks = sorted({steps_shown[0], near_peak, steps_shown[-1]})
-for s in picks:
-    print(f"--- step {s}")
-    for text in a0_hi.samples[s][:2]:
-        print("   ", text.split("TL;DR:")[1].strip() or "(empty)")
+def show_samples(run, peak_step):
+    steps_shown = sorted(run.samples)
+    near_peak = min(steps_shown, key=lambda s: abs(s - peak_step))
+    for s in sorted({steps_shown[0], near_peak, steps_shown[-1]}):
+        print(f"--- step {s}")
+        for text in run.samples[s][:2]:
+            print("   ", text.split("TL;DR:")[1].strip() or "(empty)")
+
+
+a0_hi, me_hi = seeded["rloo"].runs[0], seeded["maxent"].runs[0]
+s_hi = table.loc[a0_hi.label]
+for run in (a0_hi, me_hi):
+    print(f"===== {run.label} (seed {run.config.seed})")
+    show_samples(run, int(s_hi.peak_step))
 
 # %%
-run_plots.panels_figure(
-    [*hi, *runs["token"], *runs["kl"]],
-    ("length", "eos_rate", "entropy_token"),
-    title="Length, EOS rate and per-token entropy",
-).show()
+run_plots.band_figure(
+    [seeded["rloo"], seeded["maxent"], seeded["kl_strong"]],
+    ("length", "eos_rate", "entropy_token"), title="Length, EOS rate and per-token entropy",
+).show()  # fmt: skip
+print(
+    f"α = 0: per-token entropy {b_r['entropy_start'].fmt()} → {b_r['entropy_final'].fmt()} "
+    f"nats/token, length {b_r['length_final'].fmt(1)}, EOS rate {b_r['eos_final'].fmt()}\n"
+    f"α = {maxent_alpha:g}: per-token entropy {b_m['entropy_start'].fmt()} → "
+    f"{b_m['entropy_final'].fmt()} nats/token, length {b_m['length_final'].fmt(1)} "
+    f"(cap {tb.max_new_tokens}), EOS rate {b_m['eos_final'].fmt()}"
+)
 
 # %% [markdown]
-# **Sequence- vs token-level entropy bonus.** The sequence-level bonus rewards $-\log\pi(y|x)$,
-# which grows with every extra token: it pays for *length*. The token-level bonus (GRPO's
-# `entropy_coef`) rewards the mean per-token entropy, which does not grow with length.
+# Two regimes, not one. Without the bonus (α = 0, and small α in the sweep table) the policy
+# hacks the proxy by *sharpening*: per-token entropy falls and it settles on what the proxy
+# overrates (chapter 04's blind spot). With a large enough sequence-level bonus the policy runs
+# to the length cap and stops emitting EOS: every extra token adds about $\alpha\log V$ reward
+# units of bonus (chapter 03), so the maximal-length, no-EOS response is the attractor, and the
+# gold's truncation and filler penalties take it far below zero.
+#
+# **Three entropy terms, three gradients.** They are easy to confuse:
+#
+# * the **sequence-level bonus** (`regularizer="entropy"`, these runs): reward
+#   $r - \alpha\log\pi(y\mid x)$, optimised by the score function; its gradient estimates
+#   $\nabla_\theta\,\alpha H(\pi(\cdot\mid x))$ of the *sequence* entropy, which grows with length;
+# * the **length-normalised sequence bonus** of chapter 03 (SimPO's form): reward
+#   $r - \frac{\alpha}{|y|}\log\pi(y\mid x)$, also through the score function, whose gradient
+#   favours high average surprisal per token and not length as such;
+# * the **per-token entropy loss term** (`regularizer="entropy_token"`, TRL's GRPO
+#   `entropy_coef`): the loss gets $-\alpha\cdot\mathrm{mean}_t\,H(\pi(\cdot\mid s_t))$ over the
+#   visited states $s_t$, and its gradient flows only through the logits at those states — there
+#   is no score-function term for how the update changes which states are visited.
 
 # %%
 tok = runs["token"][0]
@@ -234,45 +405,63 @@ for r in (seq_same, tok):
     s = table.loc[r.label]
     print(
         f"{r.label:28s} gold peak {s.gold_peak:.2f} → final {s.gold_final:.2f}, "
-        f"length {s.length_final:.1f}, EOS {s.eos_final:.2f}, KL {s.kl_k1_final:.1f}"
+        f"length {s.length_final:.1f}, EOS {s.eos_final:.2f}, KL {s.kl_k1_final:.1f} (one seed)"
     )
 
 # %% [markdown]
-# ## 4 · Entropy correlates with over-optimisation
+# ## 4 · Does entropy correlate with over-optimisation?
 #
-# Across the steps of the unanchored runs (both learning rates), how does the entropy term move
-# with the KL to the SFT policy and with the fall of gold from its running peak? The *entropy
-# term* is the bonus the objective pays, $\alpha\cdot(-\log\pi(y\mid x))$ per sample; the raw
-# sequence entropy $-\log\pi(y\mid x)$ is shown too. Caveat: a large α also destroys quality
-# directly, by rewarding randomness itself, so this is a correlation, not a mechanism on its own.
+# Across the steps of the unanchored runs, how does the entropy term move with the KL to the SFT
+# policy and with the fall of gold from its running peak? The *entropy term* is the bonus the
+# objective pays, $\alpha\cdot(-\log\pi(y\mid x))$ per sample; the raw sequence entropy
+# $-\log\pi(y\mid x)$ is shown too. The correlation is computed seed by seed — over the steps of
+# that seed's α = 0 and MaxEnt runs at the higher rate and its α = 0 run at the lower
+# rate — so the band shows how much it moves with the seed. Caveat: a large α also destroys
+# quality directly, by rewarding randomness itself, so this is a correlation, not a mechanism.
+# And compare the two rows per target: if the entropy *term* correlates with the KL while the
+# raw sequence entropy does not, the correlation is carried by α (which runs pay a bonus at
+# all), not by entropy as such — the α = 0 runs hack the proxy while their entropy *falls*
+# (section 3).
+
 
 # %%
-pooled = pd.concat([r.history.assign(run=r.label, alpha=r.config.alpha) for r in hi + lo])
-pooled["gold_drop"] = pooled.groupby("run")["gold"].transform(lambda g: g.cummax() - g)
-pooled["entropy_term"] = pooled["alpha"] * pooled["entropy_seq"]
-rho = {
-    (x, y): spearmanr(pooled[x], pooled[y]).statistic
-    for x in ("entropy_term", "entropy_seq")
-    for y in ("kl_k1", "gold_drop")
-}
-finals = [(r.config.alpha, r.final("kl_k1"), table.loc[r.label]) for r in hi + lo]
-rho_alpha_kl = spearmanr([a for a, _, _ in finals], [k for _, k, _ in finals]).statistic
-rho_alpha_drop = spearmanr(
-    [a for a, _, _ in finals], [s.gold_peak - s.gold_final for _, _, s in finals]
-).statistic
-print(f"Spearman ρ over {len(pooled)} steps of {pooled['run'].nunique()} unanchored runs:")
+def rho_for(runs_):
+    pooled = pd.concat([r.history.assign(run=r.label, alpha=r.config.alpha) for r in runs_])
+    pooled["gold_drop"] = pooled.groupby("run")["gold"].transform(lambda g: g.cummax() - g)
+    pooled["entropy_term"] = pooled["alpha"] * pooled["entropy_seq"]
+    return {
+        (x, y): spearmanr(pooled[x], pooled[y]).statistic
+        for x in ("entropy_term", "entropy_seq")
+        for y in ("kl_k1", "gold_drop")
+    }
+
+
+per_seed_rho = [
+    rho_for([seeded[k].runs[i] for k in ("rloo", "maxent", "rloo_slow")]) for i in range(n_s)
+]
+rho = {key: seeds.Stat.of([r[key] for r in per_seed_rho]) for key in per_seed_rho[0]}
+print(f"Spearman ρ over the steps of the unanchored runs, per seed ({n_s} seeds):")
 for (x, y), v in rho.items():
-    print(f"  {x:13s} vs {y:9s}: ρ = {v:+.2f}")
-print(f"across the {len(finals)} runs: α vs final KL ρ = {rho_alpha_kl:+.2f}, "
-      f"α vs gold fall from peak ρ = {rho_alpha_drop:+.2f}")  # fmt: skip
+    sign = sum(val > 0 for val in v.values)
+    print(f"  {x:13s} vs {y:9s}: ρ = {v.fmt()}; positive in {sign} of {v.n} seeds")
+for x in ("entropy_term", "entropy_seq"):
+    v = rho[(x, "kl_k1")]
+    verdict = ("positive in every seed" if v.min > 0 else "negative in every seed" if v.max < 0
+               else "of either sign across seeds")  # fmt: skip
+    print(f"→ {x} vs KL: {verdict}")
+finals = [(r.config.alpha, r.final("kl_k1")) for r in hi + lo]
+rho_alpha_kl = spearmanr([a for a, _ in finals], [k for _, k in finals]).statistic
+print(f"across the {len(finals)} runs of the α sweep (one seed each): "
+      f"α vs final KL ρ = {rho_alpha_kl:+.2f}")  # fmt: skip
 
 # %% [markdown]
 # ## 5 · Cross-check with TRL
 #
 # The same testbed and SFT start, the proxy RM as reward function, but TRL's `GRPOTrainer`
-# instead of our loop: `beta=0, entropy_coef=α` (no anchor, token-level entropy bonus) vs
+# instead of our loop: `beta=0, entropy_coef=α` (no anchor, per-token entropy loss term) vs
 # `beta>0` (k3 KL in the loss). GRPO normalises advantages by the group's standard deviation and
-# clips the ratio; none of that should change the qualitative result.
+# clips the ratio. One seed per setting: this checks that an independent implementation shows the
+# same direction, not the seed band.
 
 # %%
 grpo_steps, grpo_prompts = (4, 4) if SMOKE else (sweep.STEPS[LR_HI], 32)
@@ -287,7 +476,10 @@ grpo = [cached_training("trl", tb, c, lambda c=c: trl_check.grpo_run(tb, c)) for
 grpo_seconds = time.perf_counter() - t0
 run_plots.panels_figure(grpo, ("proxy", "gold"), title="TRL GRPOTrainer on the same testbed").show()
 grpo_table = run_plots.summary_table(grpo, smooth=SMOOTH)
-print(f"TRL runs ready in {grpo_seconds:.0f} s")
+g0, g1 = grpo_table.iloc[0], grpo_table.iloc[1]
+print(f"TRL runs ready in {grpo_seconds:.0f} s. No anchor: gold {g0.gold_peak:.2f} at its peak → "
+      f"{g0.gold_final:.2f}, KL {g0.kl_k1_final:.1f}; β = {grpo_cfgs[1].beta:g}: gold "
+      f"{g1.gold_peak:.2f} → {g1.gold_final:.2f}, KL {g1.kl_k1_final:.1f} (one seed each)")  # fmt: skip
 grpo_table.round(2)
 
 # %% [markdown]
@@ -303,13 +495,14 @@ display(box)
 
 # %% [markdown]
 # ## Checkpoints
-# What you should have seen. In SMOKE mode the runs are a few steps long, so only the mechanics
-# are checked: every run logged every step, the policy started at the SFT policy (KL 0) and the
-# unanchored runs at the higher rate moved away from it (KL > 0 at the end), and the slider
-# figure has one frame per learning rate holding that rate's runs.
+# What you should have seen. Each statement is asserted for **every seed** of the headline
+# settings, and each threshold is printed with its margin: how many seed standard deviations it
+# sits from the seed mean (at least `seeds.MIN_MARGIN`, so that another machine's digits do not
+# flip it; `rlhf_nb.seeds.holds`). In SMOKE mode the runs are a few steps long, so only the
+# mechanics are checked.
 
 # %%
-for r in [*hi, *lo, *runs["kl"], *runs["token"]]:
+for r in [*hi, *lo, *runs["kl"], *runs["token"], *(r for g in seeded.values() for r in g.runs)]:
     h = r.history
     assert r.status in ("finished", "diverged"), (r.label, r.message)
     assert list(h["step"])[:3] == [0, 1, 2] and abs(h["kl_k1"].iloc[0]) < 1e-4
@@ -318,25 +511,52 @@ for r in hi:  # no anchor, higher rate: the policy left the SFT policy
 for frame, (lr, group) in zip(fig_gold.frames, lr_sweep.items(), strict=True):
     assert float(frame.name) == lr, (frame.name, lr)  # the slider's label is the frame's name
     assert [t.name for t in frame.data] == [run_plots.run_label(r) for r in group], frame.name
+assert all(g.n == len(run_seeds) for g in seeded.values())
 assert all(r.status == "finished" for r in grpo) and len(grpo[0].history) == grpo_steps
+
+
 if not SMOKE:
-    # α = 0 over-optimises: gold ends far below its peak, the proxy ends above its start
-    for s in (s_hi, s_lo):
-        assert s.gold_final < s.gold_peak - 1.0, s
-        assert s.proxy_final > s.proxy_start, s
-    # the largest α is catastrophic: gold collapses and even the proxy ends below its start
-    for r in (hi[-1], lo[-1]):
-        s = table.loc[r.label]
-        assert s.proxy_final < s.proxy_start and s.gold_final < s.gold_start - 3.0, s
-    # α = 0 ends with several times the KL of the anchored runs, which end near their best gold
-    assert kl_a0 > 3 * kl_beta, (kl_a0, kl_beta)
-    for r in runs["kl"]:
-        s_kl = table.loc[r.label]
-        assert s_kl.gold_final > s_kl.gold_peak - 0.3, s_kl
-        assert s_kl.gold_final > s_hi.gold_final + 1.0, s_kl
-    assert rho[("entropy_term", "kl_k1")] > 0.3 and rho_alpha_kl > 0.5, (rho, rho_alpha_kl)
-    # TRL agrees: without the anchor KL runs away, with beta > 0 it does not
-    g0, g1 = grpo_table.iloc[0], grpo_table.iloc[1]
-    assert g0.kl_k1_final > 2 * g1.kl_k1_final, grpo_table
-    assert g0.gold_final < g0.gold_peak - 1.0 and g1.gold_final > g1.gold_peak - 0.3, grpo_table
+    b_sl = band["rloo_slow"]
+    # α = 0 over-optimises at both rates: gold ends far below its peak, the proxy above its start
+    seeds.holds("α=0 fall from peak (hi lr)", b_r["gold_fall"], ">", 0.5)
+    seeds.holds("α=0 fall from peak (lo lr)", b_sl["gold_fall"], ">", 0.5)
+    proxy_gain = seeds.Stat.of(np.subtract(b_r["proxy_final"].values, b_r["proxy_start"].values))
+    seeds.holds("α=0 proxy gain", proxy_gain, ">", 0.0)
+    # ... and the lower rate delays the peak: every slow seed peaks after every fast seed
+    assert peaks_slow.min > peaks_fast.max, (peaks_slow, peaks_fast)
+    # α = 0 sharpens (per-token entropy falls) and keeps emitting EOS
+    ent_drop_r = seeds.Stat.of(
+        np.subtract(b_r["entropy_final"].values, b_r["entropy_start"].values)
+    )
+    seeds.holds("α=0 per-token entropy change", ent_drop_r, "<", 0.0)
+    # the MaxEnt run (α > 0) collapses: gold far below the SFT start, maximal length, no EOS
+    seeds.holds(
+        f"α={maxent_alpha:g} final gold", b_m["gold_final"], "<", b_m["gold_start"].mean - 3
+    )
+    seeds.holds(
+        f"α={maxent_alpha:g} final length", b_m["length_final"], ">", tb.max_new_tokens - 1.5
+    )
+    seeds.holds(f"α={maxent_alpha:g} final EOS rate", b_m["eos_final"], "<", 0.2)
+    # its KL ends several times the strongly anchored run's, seed by seed
+    seeds.holds(f"final KL ratio α={maxent_alpha:g} / β={beta_s:g}", ratio, ">", 5.0)
+    assert contrasts[f"final KL, α = {maxent_alpha:g} minus β = {beta_s:g}"].differs
+    # the KL-anchored runs end near their best and far above the unanchored α = 0 run
+    seeds.holds(f"β={beta_s:g} fall from peak", b_s["gold_fall"], "<", 0.5)
+    seeds.holds(f"β={beta_w:g} fall from peak", b_w["gold_fall"], "<", 1.0)
+    gold_gap = seeds.Stat.of(np.subtract(b_s["gold_final"].values, b_r["gold_final"].values))
+    seeds.holds(f"final gold β={beta_s:g} minus α=0", gold_gap, ">", 0.3)
+    # entropy term and KL move together in every seed
+    seeds.holds("ρ(entropy term, KL)", rho[("entropy_term", "kl_k1")], ">", 0.0)
+    # a weak anchor slows the drift rather than stopping it: its KL still rises at the end, and
+    # it falls further from its peak than the strong anchor, seed by seed
+    seeds.holds(f"β={beta_w:g} KL slope, last quarter", slopes["kl_weak"], ">", 0.0)
+    fall_gap = np.subtract(b_w["gold_fall"].values, b_s["gold_fall"].values)
+    seeds.holds(f"fall from peak, β={beta_w:g} minus β={beta_s:g}", fall_gap, ">", 0.0)
+    # the central contrast, statement by statement and seed by seed (the same check CI runs)
+    failed = sweep.central_contrast(seeded["maxent"], seeded["kl_strong"], smooth=SMOOTH)
+    assert not failed, failed
+    # TRL agrees in direction (one seed each, so only directions whose size in our own loop is
+    # far beyond its seed spread are asserted: KL 10-22 vs 3.3-3.5 nats, fall 1.4-2.8 vs 0.2-0.4)
+    assert g0.kl_k1_final > g1.kl_k1_final, grpo_table
+    assert g0.gold_peak - g0.gold_final > g1.gold_peak - g1.gold_final, grpo_table
 print("checkpoints passed")

@@ -14,6 +14,7 @@ built from *those* (Jupyter Book is told not to execute again).
 from __future__ import annotations
 
 import argparse
+import ast
 import contextlib
 import json
 import os
@@ -171,6 +172,10 @@ def main(argv: list[str] | None = None) -> int:
     ex.add_argument("--out", type=Path, required=True)
     ex.add_argument("--smoke", action="store_true")
     ex.add_argument("--only", default="*", help="glob on the notebook stem, e.g. '05_*'")
+    ex.add_argument(
+        "-p", "--param", action="append", default=[], metavar="NAME=VALUE",
+        help="a notebook parameter, e.g. -p SEED=1 (the value is parsed as a Python literal)",
+    )  # fmt: skip
     st = sub.add_parser("site", help="build the Jupyter Book from executed notebooks")
     st.add_argument("--executed", type=Path, required=True)
     st.add_argument("--out", type=Path, required=True)
@@ -180,10 +185,20 @@ def main(argv: list[str] | None = None) -> int:
         sources = notebook_sources(args.only)
         if not sources:
             ap.error(f"no notebook matches --only {args.only!r}")
+        params = {}
+        for item in args.param:
+            name, sep, value = item.partition("=")
+            if not sep or not name.isidentifier():
+                ap.error(f"--param must look like NAME=VALUE, got {item!r}")
+            try:
+                params[name] = ast.literal_eval(value)
+            except (ValueError, SyntaxError):
+                params[name] = value  # a bare string, e.g. -p PRESET=tiny
         for src in sources:
             t0 = time.perf_counter()
-            print(f"executing {src.name} (smoke={args.smoke}) ...", flush=True)
-            execute(src, args.out, smoke=args.smoke)
+            print(f"executing {src.name} (smoke={args.smoke}, {params or 'defaults'}) ...",
+                  flush=True)  # fmt: skip
+            execute(src, args.out, smoke=args.smoke, parameters=params)
             print(f"  done in {time.perf_counter() - t0:.1f} s", flush=True)
         return 0
     index = build_site(args.executed, args.out, quiet=False)

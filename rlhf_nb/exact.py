@@ -9,6 +9,7 @@ in ``rlhf_nb.sequences``; SimPO's length-normalised temperature in ``rlhf_nb.len
 from __future__ import annotations
 
 import numpy as np
+from scipy.optimize import minimize_scalar
 from scipy.special import log_expit, logsumexp
 
 from rlhf_nb.config import check_range
@@ -123,6 +124,36 @@ def kl_objective(pi, r, ref, beta: float) -> float:
     pi = as_probs("pi", pi)
     r = as_vector("r", r, size=pi.size)
     return float(pi @ r - beta * kl_divergence(pi, ref))
+
+
+def closest_maxent_temperature(
+    r, ref, alpha_min: float = 1e-3, alpha_max: float = 1e3, n_grid: int = 241
+) -> tuple[float, float]:
+    """min over alpha of KL(pi_alpha || ref), pi_alpha = :func:`maxent_policy` (notebook 01).
+
+    The MaxEnt optima form a one-parameter family running from argmax r (alpha -> 0) to uniform
+    (alpha -> inf); this is how close that family ever comes to a reference such as an SFT policy.
+    A log-spaced grid of ``n_grid`` temperatures in [alpha_min, alpha_max] locates the best
+    point, then a bounded Brent search on log alpha refines it between its grid neighbours.
+
+    Args: r, rewards (n,); ref, reference probabilities (n,); 0 < alpha_min < alpha_max (reward
+    units per nat); n_grid >= 3. Returns (alpha at the minimum, the minimum KL in nats).
+    """
+    _check_temperature("alpha_min", alpha_min)
+    check_range("alpha_max", alpha_max, alpha_min, None, low_inclusive=False)
+    check_range("n_grid", n_grid, 3, None)
+    ref = as_probs("ref", ref)
+    r = as_vector("r", r, size=ref.size)
+
+    def kl_at(log_alpha: float) -> float:
+        return kl_divergence(maxent_policy(r, float(np.exp(log_alpha))), ref)
+
+    grid = np.linspace(np.log(alpha_min), np.log(alpha_max), int(n_grid))
+    i = int(np.argmin([kl_at(x) for x in grid]))
+    lo, hi = grid[max(i - 1, 0)], grid[min(i + 1, grid.size - 1)]
+    best = minimize_scalar(kl_at, bounds=(lo, hi), method="bounded", options={"xatol": 1e-10})
+    x = best.x if best.fun <= kl_at(grid[i]) else grid[i]
+    return float(np.exp(x)), kl_at(x)
 
 
 def bt_prob(r_w, r_l):

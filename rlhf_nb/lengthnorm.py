@@ -1,6 +1,8 @@
 """SimPO's length-normalised temperature alpha_y = beta/|y|, computed exactly (notebook 02).
 
 Two different policies carry the name "MaxEnt with temperature beta/|y|"; both are computed here.
+Units: beta is SimPO's, in reward units per (nat/token) (it scales a per-token average
+log-probability), so beta/|y| is a temperature in reward units per nat, like alpha.
 
 1. The *substituted Gibbs policy* (the paper's step, and the reviewers' objection).
    Substituting alpha_y = beta/|y| into pi*(y) = exp(r(y)/alpha)/Z gives

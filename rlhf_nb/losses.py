@@ -65,7 +65,9 @@ def simpo_loss(chosen_avg_logps, rejected_avg_logps, beta: float, gamma: float =
     """SimPO:  -log sigmoid( beta (avg log pi_w - avg log pi_l) - gamma ).
 
     Meng et al. 2024, eq. 6; notebook 02. Inputs (B,) *average* log-probs (nats per token), i.e.
-    (1/|y|) log pi(y); beta > 0; gamma >= 0 the target reward margin (reward units). Returns (B,).
+    (1/|y|) log pi(y); beta > 0 in reward units per (nat/token), since it scales a per-token
+    average; gamma >= 0 the target reward margin (reward units). Returns (B,).
+    Fed *summed* log-probs with gamma = 0 it is :func:`maxent_bt_loss` with alpha = beta.
     """
     _positive("beta", beta)
     check_range("gamma", gamma, 0.0, None)

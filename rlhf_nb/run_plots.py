@@ -274,3 +274,75 @@ def live_history(
                 trace.x, trace.y = h["step"].tolist(), h[col].tolist()
 
     return fig, update
+
+
+def band_traces(
+    groups: Sequence,
+    y: str,
+    *,
+    x: str = "step",
+    colors: Sequence[str] | None = None,
+    showlegend: bool = True,
+    seeds: bool = False,
+) -> list[go.Scatter]:
+    """For each :class:`rlhf_nb.seeds.SeedRuns`: its per-step mean over seeds (a line) and the
+    95 % band of that mean (a filled polygon, same colour, faint); ``seeds=True`` adds each seed's
+    own curve, thin. Legends name the setting and the number of seeds."""
+    traces = []
+    for i, g in enumerate(groups):
+        color = (colors or COLORS)[i % len(colors or COLORS)]
+        b = g.band(y, x=x)
+        xs = b.index.tolist()
+        name = g.label
+        fill = _rgba(color, 0.18)
+        traces.append(
+            go.Scatter(
+                x=xs + xs[::-1], y=b["hi"].tolist() + b["lo"].tolist()[::-1], fill="toself",
+                fillcolor=fill, line=dict(width=0), hoverinfo="skip", legendgroup=name,
+                showlegend=False, name=f"{name} (95% band)",
+            )
+        )  # fmt: skip
+        if seeds:
+            for s, run in zip(g.seeds, g.runs):
+                h = run.history[[x, y]].dropna()
+                traces.append(
+                    go.Scatter(
+                        x=h[x].tolist(), y=h[y].tolist(), mode="lines", name=f"{name}, seed {s}",
+                        line=dict(color=color, width=0.7), opacity=0.5, legendgroup=name,
+                        showlegend=False,
+                    )
+                )  # fmt: skip
+        traces.append(
+            go.Scatter(x=xs, y=b["mean"].tolist(), mode="lines", name=name,
+                       line=dict(color=color, width=2.5), legendgroup=name,
+                       showlegend=showlegend)
+        )  # fmt: skip
+    return traces
+
+
+def band_figure(
+    groups: Sequence,
+    ys: str | Sequence[str] = "gold",
+    *,
+    x: str = "step",
+    title: str = "",
+    colors: Sequence[str] | None = None,
+    seeds: bool = False,
+    height: int = 400,
+) -> go.Figure:
+    """One panel per column in ``ys``: every setting's mean over seeds with its 95 % band
+    (:func:`band_traces`), one shared legend."""
+    ys = [ys] if isinstance(ys, str) else list(ys)
+    fig = make_subplots(rows=1, cols=len(ys), subplot_titles=[TITLES.get(c, c) for c in ys])
+    for j, col in enumerate(ys):
+        for t in band_traces(groups, col, x=x, colors=colors, showlegend=j == 0, seeds=seeds):
+            fig.add_trace(t, row=1, col=j + 1)
+        fig.update_xaxes(title_text=x, row=1, col=j + 1)
+    fig.update_layout(template=plotting.TEMPLATE, title=title, height=height)
+    return fig
+
+
+def _rgba(hex_color: str, alpha: float) -> str:
+    h = hex_color.lstrip("#")
+    r, g, b = (int(h[i : i + 2], 16) for i in (0, 2, 4))
+    return f"rgba({r},{g},{b},{alpha})"

@@ -74,6 +74,23 @@ def test_temperature_limits():
 
 
 @FAST
+@given(seed=seeds, n=st.integers(2, 10), alpha=st.floats(0.1, 10.0))
+def test_closest_maxent_temperature(seed, n, alpha):
+    r = rewards(seed, n)
+    # a reference on the MaxEnt family is reached exactly, at its own temperature
+    on_family = exact.maxent_policy(r, alpha)
+    a, kl = exact.closest_maxent_temperature(r, on_family)
+    assert abs(kl) < 1e-10 and np.max(np.abs(exact.maxent_policy(r, a) - on_family)) < 1e-5
+    # any other reference: no better than the family's closest point on a dense grid
+    ref = random_simplex(np.random.default_rng(seed), n, 1)[0]
+    a, kl = exact.closest_maxent_temperature(r, ref)
+    grid = np.geomspace(1e-3, 1e3, 2001)
+    brute = min(exact.kl_divergence(exact.maxent_policy(r, g), ref) for g in grid)
+    assert kl <= brute + 1e-9 and 1e-3 <= a <= 1e3
+    assert abs(kl - exact.kl_divergence(exact.maxent_policy(r, a), ref)) < 1e-12
+
+
+@FAST
 @given(seed=seeds, n=st.integers(2, 6), k=st.integers(1, 6))
 def test_plackett_luce_against_enumerated_sequential_choice(seed, n, k):
     k = min(k, n)
@@ -111,6 +128,7 @@ def test_implied_reward_inverts_maxent_policy(seed, n, alpha):
         (lambda: exact.kl_policy([1.0, 2.0, 3.0], [0.5, 0.5], 1.0), "r"),
         (lambda: exact.maxent_objective([0.5, 0.5], [[1.0, 2.0]], 1.0), "r"),
         (lambda: exact.pl_log_prob([1.0, 2.0], [0, 0]), "ranking"),
+        (lambda: exact.closest_maxent_temperature([1.0, 2.0], [0.5, 0.5], 2.0, 1.0), "alpha_max"),
         (lambda: SequenceSpace(1, 3), "vocab_size"),
         (lambda: lengthnorm.length_normalised_optimum([1.0], [0], 1.0), "lengths"),
         (lambda: lengthnorm.simpo_residual([1.0, 2.0], [1, 2], 1.0, 0, 5), "l"),

@@ -137,6 +137,18 @@ def test_maxent_bt_loss_is_dpo_with_uniform_reference(seed, beta, b):
     )
 
 
+@FAST
+@given(seed=seeds, beta=betas, b=st.integers(1, 8))
+def test_simpo_on_summed_logps_without_margin_is_maxent_bt(seed, beta, b):
+    lw, ll = logps(seed, b), logps(seed + 1, b)  # summed log-probs, nats per sequence
+    torch.testing.assert_close(
+        losses.simpo_loss(lw, ll, beta, gamma=0.0),
+        losses.maxent_bt_loss(lw, ll, beta),
+        rtol=0,
+        atol=1e-12,
+    )
+
+
 # ---- SimPO: TRL's CPOTrainer.cpo_loss --------------------------------------------------------
 
 

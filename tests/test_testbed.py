@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import time
 from pathlib import Path
 
 import pytest
@@ -220,10 +219,10 @@ def test_preset_dataclass_validates_on_creation():
         dataclasses.replace(PRESETS["smoke"], max_new_tokens=41)
 
 
-def test_smoke_build_time_budget_and_fast_reload(smoke):
-    assert smoke.build_seconds < 30
-    start = time.perf_counter()
+def test_reload_loads_the_cache_instead_of_rebuilding(smoke):
+    """No wall time is asserted here (a loaded machine is slow); ``benchmarks/testbed_build.py``
+    measures build and reload times. What a test can assert: the reload did not rebuild."""
     again = testbed.build("smoke", seed=0, cache_dir=smoke.path.parent.parent)
-    assert time.perf_counter() - start < 5 and again.stats == smoke.stats
+    assert again.stats == smoke.stats
     # loaded, not rebuilt: same folder, and the wall time recorded by the one build
     assert again.path == smoke.path and again.build_seconds == smoke.build_seconds
