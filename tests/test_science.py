@@ -45,6 +45,8 @@ def contrast():
 def test_maxent_over_optimises_and_the_kl_anchor_holds_for_every_seed(contrast):
     maxent, anchored = contrast
     assert [r.status for r in (*maxent.runs, *anchored.runs)] == ["finished"] * 4
+    for g in (maxent, anchored):  # the measured values, for `pytest -s` and the closing notes
+        print(g.label, g.summaries(smooth=3)[["gold_fall", "gold_final", "kl_k1_final"]].round(2))
     failed = sweep.central_contrast(maxent, anchored)
     assert not failed, failed
     # the MaxEnt run's exploit: maximal length, no EOS, every seed
@@ -56,6 +58,7 @@ def test_maxent_over_optimises_and_the_kl_anchor_holds_for_every_seed(contrast):
 def test_the_check_fails_once_the_anchor_is_removed(contrast):
     maxent, _ = contrast
     (unanchored,) = _train(OnlineConfig(regularizer="kl", beta=0.0, **SIZE))
+    print(unanchored.label, unanchored.summaries(smooth=3)[["gold_fall", "kl_k1_final"]].round(2))
     failed = sweep.central_contrast(maxent, unanchored)
     assert len(failed) >= len(SEEDS), failed  # at least one statement fails at every seed
     assert any("anchored gold ends" in f for f in failed), failed
