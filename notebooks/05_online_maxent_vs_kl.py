@@ -335,11 +335,12 @@ ratio = seeds.Stat.of(np.array(b_m["kl_k1_final"].values) / np.array(b_s["kl_k1_
 print(f"final KL of α = {maxent_alpha:g} over β = {beta_s:g}, seed by seed: ×{ratio.fmt(1)}")
 
 # %% [markdown]
-# A weak KL anchor slows the drift rather than stopping it: where the slope above is positive in
-# every seed, the KL was still rising when the run ended (Gao et al. 2022 found a KL penalty acts
-# much like early stopping). Whether the weaker anchor's gold also falls further from its peak
-# than the stronger one's is the "fall from peak" line of the seed comparison above; the size of
-# that difference moves with the testbed build, so it is reported, not asserted.
+# Does a weak KL anchor only slow the drift? Where the slope above is positive in every seed, the
+# KL was still rising when the run ended (Gao et al. 2022 found a KL penalty acts much like early
+# stopping). In our runs it did not hold for every seed on every testbed build (`SEED` = 0, 1, 2:
+# on one build one seed's KL had levelled off), so it is printed here, not asserted. The same goes
+# for whether the weaker anchor's gold falls further from its peak than the stronger one's (the
+# "fall from peak" line of the seed comparison above): its size moves with the testbed build.
 #
 # ## 3 · The mechanism: what the policy learned to exploit
 #
@@ -519,8 +520,8 @@ assert all(r.status == "finished" for r in grpo) and len(grpo[0].history) == grp
 if not SMOKE:
     b_sl = band["rloo_slow"]
     # α = 0 over-optimises at both rates: gold ends below its peak, the proxy above its start
-    seeds.holds("α=0 fall from peak (hi lr)", b_r["gold_fall"], ">", 0.3)
-    seeds.holds("α=0 fall from peak (lo lr)", b_sl["gold_fall"], ">", 0.3)
+    seeds.holds("α=0 fall from peak (hi lr)", b_r["gold_fall"], ">", 0.3, log=True)
+    seeds.holds("α=0 fall from peak (lo lr)", b_sl["gold_fall"], ">", 0.3, log=True)
     proxy_gain = seeds.Stat.of(np.subtract(b_r["proxy_final"].values, b_r["proxy_start"].values))
     seeds.holds("α=0 proxy gain", proxy_gain, ">", 0.0)
     # ... and the lower rate delays the peak: every slow seed peaks after every fast seed
@@ -539,17 +540,15 @@ if not SMOKE:
     )
     seeds.holds(f"α={maxent_alpha:g} final EOS rate", b_m["eos_final"], "<", 0.2)
     # its KL ends several times the strongly anchored run's, seed by seed
-    seeds.holds(f"final KL ratio α={maxent_alpha:g} / β={beta_s:g}", ratio, ">", 5.0)
+    seeds.holds(f"final KL ratio α={maxent_alpha:g} / β={beta_s:g}", ratio, ">", 5.0, log=True)
     assert contrasts[f"final KL, α = {maxent_alpha:g} minus β = {beta_s:g}"].differs
     # the KL-anchored runs end near their best and far above the unanchored α = 0 run
     seeds.holds(f"β={beta_s:g} fall from peak", b_s["gold_fall"], "<", 0.5)
     seeds.holds(f"β={beta_w:g} fall from peak", b_w["gold_fall"], "<", 1.0)
     gold_gap = seeds.Stat.of(np.subtract(b_s["gold_final"].values, b_r["gold_final"].values))
-    seeds.holds(f"final gold β={beta_s:g} minus α=0", gold_gap, ">", 0.3)
+    seeds.holds(f"final gold β={beta_s:g} minus α=0", gold_gap, ">", 0.3, log=True)
     # entropy term and KL move together in every seed
     seeds.holds("ρ(entropy term, KL)", rho[("entropy_term", "kl_k1")], ">", 0.0)
-    # a weak anchor slows the drift rather than stopping it: its KL still rises at the end
-    seeds.holds(f"β={beta_w:g} KL slope, last quarter", slopes["kl_weak"], ">", 0.0)
 
     # the central contrast, statement by statement and seed by seed (the same check CI runs)
     failed = sweep.central_contrast(seeded["maxent"], seeded["kl_strong"], smooth=SMOOTH)

@@ -680,8 +680,8 @@ if not SMOKE:
         assert lengths.loc["neutral", m_] < lengths.loc["long", m_] - k * len_sd, lengths
     assert all(g > 3 * gap_sd for g in gap.values()), (gap, gap_sd)
     # 3a/3b: online MaxEnt runs far; online SimPO over-optimises, but less
-    seeds.holds("online MaxEnt KL / offline KL", kl_ratio_online, ">", 10)
-    seeds.holds("online SimPO KL / offline SimPO KL", kl_ratio_osimpo, ">", 1)
+    seeds.holds("online MaxEnt KL / offline KL", kl_ratio_online, ">", 10, log=True)
+    seeds.holds("online SimPO KL / offline SimPO KL", kl_ratio_osimpo, ">", 1, log=True)
     seeds.holds(
         "online SimPO proxy − offline SimPO proxy",
         d_osimpo["proxy end"].values - d_simpo["proxy end"].values,
@@ -707,5 +707,7 @@ if not SMOKE:
     )
     seeds.holds("length: summed − averaged", d_sum["length end"].values - d_avg["length end"].values,
           ">", 1.0)  # fmt: skip
-    seeds.holds("KL: summed / averaged", d_sum["KL end"].values / d_avg["KL end"].values, ">", 2)
+    seeds.holds(
+        "KL: summed / averaged", d_sum["KL end"].values / d_avg["KL end"].values, ">", 2, log=True
+    )
 print("checkpoints passed")

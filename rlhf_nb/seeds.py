@@ -238,11 +238,23 @@ def margin(values, threshold: float) -> float:
 MIN_MARGIN = 2.0  # seed SDs between a checkpoint's threshold and the seed mean (at least)
 
 
-def holds(name: str, values, side: str, threshold: float, *, min_margin: float = MIN_MARGIN) -> str:
+def holds(
+    name: str,
+    values,
+    side: str,
+    threshold: float,
+    *,
+    min_margin: float = MIN_MARGIN,
+    log: bool = False,
+) -> str:
     """A checkpoint over seeds: every seed's value is on ``side`` (``">"`` or ``"<"``) of
     ``threshold``, and the threshold sits at least ``min_margin`` seed SDs from the seed mean
     (:func:`margin`), so that another seed or machine is unlikely to land on the other side
     (for a normal spread, 2 SDs leave ~2.5 % on the wrong side, 3 SDs ~0.1 %).
+
+    ``log=True`` judges the margin on log(value) vs log(threshold): for ratios and for sizes of a
+    drop, positive quantities whose spread is multiplicative (one seed falling 6 reward units
+    where the others fall 2.5 widens a linear SD, though it only makes the claim safer).
 
     Prints and returns one line with the mean, the range and the margin; raises
     ``AssertionError`` naming the statement when either condition fails.
@@ -252,10 +264,16 @@ def holds(name: str, values, side: str, threshold: float, *, min_margin: float =
     stat = values if isinstance(values, Stat) else Stat.of(values)
     v = np.asarray(stat.values)
     ok = bool((v > threshold).all() if side == ">" else (v < threshold).all())
-    m = margin(stat, threshold)
+    if log:
+        if threshold <= 0 or (v <= 0).any():
+            raise ValueError(f"{name}: log=True needs positive values and threshold, got "
+                             f"{v.tolist()} and {threshold}")  # fmt: skip
+        m = margin(Stat.of(np.log(v)), math.log(threshold))
+    else:
+        m = margin(stat, threshold)
     line = (f"{name}: {side} {threshold:+.2f} for {'all' if ok else 'NOT all'} {stat.n} seeds "
             f"(mean {stat.mean:+.2f}, range {stat.min:+.2f} to {stat.max:+.2f}; "
-            f"margin {m:.1f} seed SDs)")  # fmt: skip
+            f"margin {m:.1f} seed SDs{' of the log' if log else ''})")  # fmt: skip
     print(line)
     if not ok:
         raise AssertionError(f"{line}: a seed is on the wrong side")

@@ -108,3 +108,13 @@ def test_holds_asserts_every_seed_and_the_margin(capsys):
         seeds.holds("x", [10.0, 11.0, 12.0], "<", 12.5)  # every seed below, 1.5 SDs away
     with pytest.raises(ValueError, match="side must be"):
         seeds.holds("x", [1.0, 2.0], ">=", 0.0)
+
+
+def test_holds_on_a_log_scale_for_ratios_and_drops():
+    # one seed far above the others widens the linear SD but not the claim's safety
+    values = [2.4, 2.7, 6.0]
+    with pytest.raises(AssertionError, match="inside the seed spread"):
+        seeds.holds("fall", values, ">", 0.3)
+    assert "of the log" in seeds.holds("fall", values, ">", 0.3, log=True)
+    with pytest.raises(ValueError, match="positive values"):
+        seeds.holds("fall", [1.0, -1.0], ">", 0.3, log=True)
