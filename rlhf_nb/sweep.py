@@ -9,14 +9,11 @@ single-thread workers beat one two-thread process.
 
 from __future__ import annotations
 
-import multiprocessing as mp
-import os
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from rlhf_nb.online_config import OnlineConfig
-from rlhf_nb.runs import Run, cached_training, run_path
+from rlhf_nb.runs import Run, cached_training
 
 KIND = "online"
 
@@ -35,20 +32,6 @@ def cached_train(testbed, config: OnlineConfig, *, cache_dir=None, refresh: bool
     )
 
 
-def _worker(args) -> tuple[int, float]:
-    i, config, preset, testbed_seed, cache_dir, refresh = args
-    import torch
-
-    torch.set_num_threads(1)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from rlhf_nb import testbed as tb_mod
-
-    t0 = time.perf_counter()
-    tb = tb_mod.build(preset, seed=testbed_seed, cache_dir=cache_dir)
-    cached_train(tb, config, cache_dir=cache_dir, refresh=refresh)
-    return i, time.perf_counter() - t0
-
-
 def run_sweep(
     configs: Sequence[OnlineConfig],
     *,
@@ -60,7 +43,8 @@ def run_sweep(
     verbose: bool = True,
 ) -> list[Run]:
     """Train every config not cached yet, ``workers`` at a time in spawned processes, then load
-    and return all runs in the order given (without policies).
+    and return all runs in the order given (without policies): :func:`rlhf_nb.seeds.train_all`,
+    the one process pool of the book, for online configs.
 
     Args:
         configs: the runs of the sweep.
@@ -68,28 +52,12 @@ def run_sweep(
         workers: parallel processes (1 runs in this process, e.g. for debugging).
         refresh: retrain even when cached.
     """
-    from rlhf_nb import testbed as tb_mod
+    from rlhf_nb.seeds import train_all
 
-    tb = tb_mod.build(preset, seed=testbed_seed, cache_dir=cache_dir)
-    todo = [
-        (i, c, preset, testbed_seed, cache_dir, refresh)
-        for i, c in enumerate(configs)
-        if refresh or not run_path(KIND, tb, c, cache_dir).exists()
-    ]
-    t0 = time.perf_counter()
-    if todo and workers > 1:
-        with mp.get_context("spawn").Pool(min(workers, len(todo))) as pool:
-            for i, sec in pool.imap_unordered(_worker, todo):
-                if verbose:
-                    print(f"  trained {configs[i].label()} in {sec:.0f} s", flush=True)
-    else:
-        for job in todo:
-            i, sec = _worker(job)
-            if verbose:
-                print(f"  trained {configs[i].label()} in {sec:.0f} s", flush=True)
-    if verbose and todo:
-        print(f"sweep: {len(todo)} runs trained in {time.perf_counter() - t0:.0f} s", flush=True)
-    return [cached_train(tb, c, cache_dir=cache_dir) for c in configs]
+    return train_all(
+        configs, preset=preset, testbed_seed=testbed_seed, workers=workers,
+        cache_dir=cache_dir, refresh=refresh, verbose=verbose,
+    )  # fmt: skip
 
 
 # The book's sweep (notebook 05): learning rates, entropy coefficients and KL coefficients.
