@@ -317,14 +317,7 @@ fig_kl = run_plots.band_figure(
 fig_kl.show()
 
 
-def kl_slope(run, frac: float = 0.25) -> float:
-    """Least-squares slope of kl_k1 over the last ``frac`` of the run, nats per 100 steps."""
-    h = run.history[["step", "kl_k1"]].dropna()
-    h = h[h["step"] >= (1 - frac) * h["step"].max()]
-    return 100 * float(np.polyfit(h["step"], h["kl_k1"], 1)[0])
-
-
-slopes = {k: seeds.Stat.of([kl_slope(r) for r in seeded[k].runs]) for k in seeded}
+slopes = {k: seeds.Stat.of([r.slope("kl_k1") for r in seeded[k].runs]) for k in seeded}
 for k in ("maxent", "kl_weak", "kl_strong"):
     rising = sum(v > 0 for v in slopes[k].values)
     print(

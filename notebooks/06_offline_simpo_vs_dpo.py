@@ -397,22 +397,16 @@ run_plots.band_figure(
 ).show()  # fmt: skip
 
 
-def kl_at(run, step):
-    """KL to SFT at the last logged step <= ``step``."""
-    s = run.history.set_index("step")["kl_k1"].dropna()
-    return float(s[s.index <= step].iloc[-1])
-
-
 common_step = min(int(r.history.step.max()) for r in (dpo_run, simpo_run, maxent_run))
 kl_common = {
-    name: seeds.Stat.of([kl_at(r, common_step) for r in g.runs])
+    name: seeds.Stat.of([r.value_at("kl_k1", common_step) for r in g.runs])
     for name, g in (("DPO", dpo_seeds), ("SimPO", simpo_seeds), ("online MaxEnt", maxent_seeds))
 }
 for k, v in kl_common.items():
     print(f"KL to SFT at step {common_step}: {v.fmt()} nats/seq  {k}")
 offline_max = np.maximum(
-    [kl_at(r, common_step) for r in dpo_seeds.runs],
-    [kl_at(r, common_step) for r in simpo_seeds.runs],
+    [r.value_at("kl_k1", common_step) for r in dpo_seeds.runs],
+    [r.value_at("kl_k1", common_step) for r in simpo_seeds.runs],
 )
 kl_ratio_online = seeds.Stat.of(np.array(kl_common["online MaxEnt"].values) / offline_max)
 print(f"online MaxEnt KL over the larger offline KL, seed by seed: ×{kl_ratio_online.fmt(1)}")
@@ -691,7 +685,7 @@ if not SMOKE:
     seeds.holds("online SimPO Δgold", d_osimpo["Δ gold"], "<", -0.3)
     seeds.holds(
         "online MaxEnt KL − online SimPO KL",
-        [kl_at(r, common_step) for r in maxent_seeds.runs] - d_osimpo["KL end"].values,
+        [r.value_at("kl_k1", common_step) for r in maxent_seeds.runs] - d_osimpo["KL end"].values,
         ">",
         0,
     )

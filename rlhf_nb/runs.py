@@ -85,6 +85,20 @@ class Run:
         s = self.history[column].dropna()
         return float(s.iloc[-1]) if len(s) else float("nan")
 
+    def value_at(self, column: str, step: int) -> float:
+        """The last non-NaN value of ``column`` logged at or before ``step``."""
+        s = self.history.set_index("step")[column].dropna()
+        return float(s[s.index <= step].iloc[-1])
+
+    def slope(self, column: str, frac: float = 0.25) -> float:
+        """Least-squares slope of ``column`` over the last ``frac`` of the run's steps, per 100
+        steps (e.g. nats/100 steps for ``kl_k1``): is it still rising when the run ends?"""
+        import numpy as np
+
+        h = self.history[["step", column]].dropna()
+        h = h[h["step"] >= (1 - frac) * h["step"].max()]
+        return 100 * float(np.polyfit(h["step"], h[column], 1)[0])
+
 
 # Part of every run's cache key: bump it when a change to a training loop alters what it
 # produces for the same config (even by float rounding), so that stale cached runs are not shown.

@@ -88,3 +88,14 @@ def test_cached_training_lives_at_run_path(tmp_path):
 
     again = runs.cached_training("test", tb, Cfg(), retrain, cache_dir=tmp_path)
     assert again.config == Cfg() and again.samples == run.samples
+
+
+def test_value_at_and_slope_read_the_history():
+    import pandas as pd
+
+    from rlhf_nb.runs import Run
+
+    h = pd.DataFrame({"step": [0, 1, 2, 3, 4], "kl_k1": [0.0, float("nan"), 2.0, 3.0, 4.0]})
+    run = Run(config=None, history=h, status="finished")
+    assert run.value_at("kl_k1", 1) == 0.0 and run.value_at("kl_k1", 3) == 3.0
+    assert run.slope("kl_k1", frac=0.5) == pytest.approx(100.0)  # steps 2-4: +1 per step
