@@ -61,7 +61,6 @@ from scipy.stats import spearmanr
 
 import rlhf_nb
 from rlhf_nb import online, run_plots, seeds, sweep, testbed, trl_check
-from rlhf_nb.runs import cached_training
 
 ctx = rlhf_nb.setup(seed=SEED, device=DEVICE, smoke=SMOKE)
 for name, value, low, high in [("WORKERS", WORKERS, 1, 16), ("N_SEEDS", N_SEEDS, 2, 10)]:
@@ -137,9 +136,17 @@ configs = [c for g in groups.values() for c in g]
 run_seeds = [SEED + i for i in range(2 if SMOKE else N_SEEDS)]
 headline = sweep.headline_configs(smoke=SMOKE, seed=SEED)
 seeded_configs = [c for cfg in headline.values() for c in seeds.with_seeds(cfg, run_seeds)]
+LR_HI, LR_LO = sweep.LRS
+grpo_steps, grpo_prompts = (4, 4) if SMOKE else (sweep.STEPS[LR_HI], 32)
+grpo_cfgs = [  # section 5's TRL cross-check, trained in the same pool
+    trl_check.GRPOCheckConfig(beta=0.0, entropy_coef=0.05, lr=LR_HI, steps=grpo_steps,
+                              prompts_per_step=grpo_prompts, seed=SEED),
+    trl_check.GRPOCheckConfig(beta=0.05, entropy_coef=0.0, lr=LR_HI, steps=grpo_steps,
+                              prompts_per_step=grpo_prompts, seed=SEED),
+]  # fmt: skip
 t0 = time.perf_counter()
 seeds.train_all(  # every run of the chapter in one pool, longest first (cached runs are skipped)
-    [*configs, *seeded_configs], preset=PRESET, testbed_seed=SEED,
+    [*configs, *seeded_configs, *grpo_cfgs], preset=PRESET, testbed_seed=SEED,
     workers=1 if SMOKE else WORKERS,
 )  # fmt: skip
 all_runs = sweep.run_sweep(configs, preset=PRESET, testbed_seed=SEED, verbose=False)  # loads
@@ -156,7 +163,6 @@ seeded = dict(
     )
 )
 sweep_seconds = time.perf_counter() - t0
-LR_HI, LR_LO = sweep.LRS
 hi, lo = runs[f"alpha@{LR_HI:g}"], runs[f"alpha@{LR_LO:g}"]
 SMOOTH = 3 if SMOKE else 10
 table = run_plots.summary_table([*hi, *lo, *runs["kl"], *runs["token"]], smooth=SMOOTH)
@@ -459,15 +465,8 @@ print(f"across the {len(finals)} runs of the α sweep (one seed each): "
 # same direction, not the seed band.
 
 # %%
-grpo_steps, grpo_prompts = (4, 4) if SMOKE else (sweep.STEPS[LR_HI], 32)
-grpo_cfgs = [
-    trl_check.GRPOCheckConfig(beta=0.0, entropy_coef=0.05, lr=LR_HI, steps=grpo_steps,
-                              prompts_per_step=grpo_prompts, seed=SEED),
-    trl_check.GRPOCheckConfig(beta=0.05, entropy_coef=0.0, lr=LR_HI, steps=grpo_steps,
-                              prompts_per_step=grpo_prompts, seed=SEED),
-]  # fmt: skip
 t0 = time.perf_counter()
-grpo = [cached_training("trl", tb, c, lambda c=c: trl_check.grpo_run(tb, c)) for c in grpo_cfgs]
+grpo = seeds.train_all(grpo_cfgs, preset=PRESET, testbed_seed=SEED, verbose=False)  # trained above
 grpo_seconds = time.perf_counter() - t0
 run_plots.panels_figure(grpo, ("proxy", "gold"), title="TRL GRPOTrainer on the same testbed").show()
 grpo_table = run_plots.summary_table(grpo, smooth=SMOOTH)

@@ -42,19 +42,22 @@ LEVEL = 0.95  # every band and interval of the book is a 95 % one
 
 
 def kind_of(config: Any) -> str:
-    """The cache area of a config's runs: ``online``, ``online_simpo`` or ``offline``."""
+    """The cache area of a config's runs: ``online``, ``online_simpo``, ``offline`` or ``trl``."""
     from rlhf_nb.offline import OfflineConfig
     from rlhf_nb.online_config import OnlineConfig
     from rlhf_nb.online_pairs import OnlineSimPOConfig
+    from rlhf_nb.trl_check import GRPOCheckConfig
 
+    if isinstance(config, GRPOCheckConfig):
+        return "trl"
     if isinstance(config, OnlineSimPOConfig):
         return "online_simpo"
     if isinstance(config, OfflineConfig):
         return "offline"
     if isinstance(config, OnlineConfig):
         return "online"
-    raise TypeError(f"config must be an OnlineConfig, OfflineConfig or OnlineSimPOConfig, "
-                    f"got {type(config).__name__}")  # fmt: skip
+    raise TypeError(f"config must be an OnlineConfig, OfflineConfig, OnlineSimPOConfig or "
+                    f"GRPOCheckConfig, got {type(config).__name__}")  # fmt: skip
 
 
 def cached_train(testbed, config: Any, *, cache_dir=None, refresh: bool = False) -> Run:
@@ -64,6 +67,8 @@ def cached_train(testbed, config: Any, *, cache_dir=None, refresh: bool = False)
         from rlhf_nb.sweep import cached_train as train
     elif kind == "online_simpo":
         from rlhf_nb.online_pairs import cached as train
+    elif kind == "trl":
+        from rlhf_nb.trl_check import cached as train
     else:
         from rlhf_nb.offline import cached as train
     return train(testbed, config, cache_dir=cache_dir, refresh=refresh)

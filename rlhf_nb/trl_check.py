@@ -23,7 +23,7 @@ import pandas as pd
 from rlhf_nb.config import check_ints, check_range
 from rlhf_nb.models import quiet
 from rlhf_nb.offline_eval import policy_metrics
-from rlhf_nb.runs import COLUMNS, Run
+from rlhf_nb.runs import COLUMNS, Run, cached_training
 
 
 @dataclass
@@ -139,3 +139,13 @@ def grpo_run(testbed, config: GRPOCheckConfig, *, eval_prompts: int = 64) -> Run
     status = "finished" if all(math.isfinite(g) for g, _ in log) else "diverged"
     samples = {config.steps: [f"{x} {y}" for x, y in zip(prompts, texts)]}
     return Run(config, hist, status, policy, f"{len(log)} GRPO steps", samples)
+
+
+def cached(testbed, config: GRPOCheckConfig, *, refresh: bool = False, cache_dir=None) -> Run:
+    """:func:`grpo_run`, cached under ``runs/trl/<hash of config and testbed>`` (history only),
+    so the GRPO cross-check can train in the same process pool as the book's other runs
+    (``rlhf_nb.seeds.train_all``)."""
+    return cached_training(
+        "trl", testbed, config, lambda: grpo_run(testbed, config),
+        cache_dir=cache_dir, refresh=refresh,
+    )  # fmt: skip
