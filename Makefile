@@ -32,8 +32,8 @@ $(STAMP): pyproject.toml constraints.txt
 	@touch $(STAMP)
 
 book: $(STAMP)
-	$(BIN)/python -m rlhf_nb._build execute --out build/executed
-	$(BIN)/python -m rlhf_nb._build site --executed build/executed --out book
+	$(BIN)/python -m rlhf_nb._site.build execute --out build/executed
+	$(BIN)/python -m rlhf_nb._site.build site --executed build/executed --out book
 	@echo "Open: $(CURDIR)/book/_build/html/index.html"
 
 test: $(STAMP)

@@ -1,4 +1,4 @@
-"""Seconds per RL step: ``rlhf_nb.online`` (RLOO) vs TRL's ``GRPOTrainer``, interleaved.
+"""Seconds per RL step: ``rlhf_nb.train.online`` (RLOO) vs TRL's ``GRPOTrainer``, interleaved.
 
 Identical model (the testbed's SFT policy), prompts x k, and max new tokens. Each round times a
 block of steps of each, alternating, so that load from other processes hits both alike. Prints
@@ -18,7 +18,8 @@ import time
 import torch
 from transformers import TrainerCallback
 
-from rlhf_nb import online, testbed, trl_check
+from rlhf_nb import testbed
+from rlhf_nb.train import grpo, online
 
 
 class StepTimer(TrainerCallback):
@@ -55,10 +56,10 @@ def main() -> None:
         h = online.train(tb, cfg, progress=False).history
         ours_r = h["seconds"].iloc[1:-1].tolist()
         ours += ours_r
-        gcfg = trl_check.GRPOCheckConfig(
+        gcfg = grpo.GRPOCheckConfig(
             beta=a.beta, steps=a.steps, prompts_per_step=a.prompts, k=a.k, seed=r
         )
-        trainer, _ = trl_check.grpo_trainer(tb, gcfg)
+        trainer, _ = grpo.grpo_trainer(tb, gcfg)
         timer = StepTimer()
         trainer.add_callback(timer)
         trainer.train()
@@ -71,7 +72,7 @@ def main() -> None:
         f"preset={a.preset} batch={a.prompts}x{a.k} "
         f"max_new_tokens={tb.max_new_tokens} beta={a.beta}"
     )
-    print(f"rlhf_nb.online: median {mo:.3f} s/step over {len(ours)} steps")
+    print(f"rlhf_nb.train.online: median {mo:.3f} s/step over {len(ours)} steps")
     print(f"TRL GRPOTrainer: median {mt:.3f} s/step over {len(trl)} steps")
     print(f"ratio ours/TRL = {mo / mt:.2f} (target <= 0.67)")
 

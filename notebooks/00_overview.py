@@ -81,7 +81,9 @@ import plotly.graph_objects as go
 from scipy.stats import entropy
 
 import rlhf_nb
-from rlhf_nb import exact, plotting, widgets
+from rlhf_nb import notation
+from rlhf_nb.theory import exact
+from rlhf_nb.viz import plotting, widgets
 
 ctx = rlhf_nb.setup(seed=SEED, device=DEVICE, smoke=SMOKE)
 rlhf_nb.check_range("ALPHA", ALPHA, 0.0, None, low_inclusive=False)
@@ -163,6 +165,18 @@ print(
 )
 
 # %% [markdown]
+# ## Notation
+#
+# One symbol, one meaning: α is always an entropy temperature and β a KL coefficient — except
+# DPO's and SimPO's β, which keep the papers' letter (the table says which β). The table is the
+# package's `rlhf_nb.notation`, and a test checks it against the documented config fields, so
+# the names you pass to a run and the letters in the text cannot drift apart.
+
+# %%
+notation_table = notation.table()
+notation_table
+
+# %% [markdown]
 # ## Checkpoints
 # What you should have seen: the optimum is a proper distribution at every temperature, a cold
 # temperature picks the best response, a hot one approaches uniform, and entropy rises with α.
@@ -172,6 +186,7 @@ for a in alphas:
     assert abs(exact.maxent_policy(rewards, a).sum() - 1.0) < 1e-12
 assert pi_cold.argmax() == rewards.argmax() and pi_cold[0] > 0.99
 assert np.max(np.abs(pi_hot - 1 / len(rewards))) < 0.05
+assert {"α (sequence)", "β (KL)", "β (SimPO)", "γ"} <= set(notation_table.index)
 assert np.all(np.diff(H) > 0), "entropy of π* must increase with α"
 assert (
     len(fig.frames) == len(alphas)

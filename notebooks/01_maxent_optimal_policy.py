@@ -47,7 +47,8 @@ import numpy as np
 import plotly.graph_objects as go
 
 import rlhf_nb
-from rlhf_nb import exact, plotting, widgets
+from rlhf_nb.theory import exact
+from rlhf_nb.viz import plotting, widgets
 
 ctx = rlhf_nb.setup(seed=SEED, device=DEVICE, smoke=SMOKE)
 rlhf_nb.check_range("ALPHA", ALPHA, 0.0, None, low_inclusive=False)

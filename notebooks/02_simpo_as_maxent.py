@@ -53,8 +53,9 @@ from scipy.optimize import brentq
 from scipy.special import expit
 
 import rlhf_nb
-from rlhf_nb import exact, lengthnorm, losses, plotting, widgets
-from rlhf_nb.sequences import SequenceSpace
+from rlhf_nb.theory import exact, lengthnorm, losses
+from rlhf_nb.theory.sequences import SequenceSpace
+from rlhf_nb.viz import plotting, widgets
 
 ctx = rlhf_nb.setup(seed=SEED, device=DEVICE, smoke=SMOKE)
 rlhf_nb.check_range("BETA", BETA, 0.0, None, low_inclusive=False)
@@ -124,7 +125,7 @@ print(f"200 top-5 rankings: max |log P_PL(r) − log P_PL(α log π*)| = {pl_gap
 #
 # The MaxEnt loss of section 2, $-\log\sigma(\alpha\log\pi(y_w) - \alpha\log\pi(y_l))$, is DPO with
 # $\pi_{\text{ref}}$ uniform over $\mathcal Y$ (the two reference terms are equal and cancel) — the
-# tensor version of chapter 01's "MaxEnt is KL towards uniform". Checked with `rlhf_nb.losses`
+# tensor version of chapter 01's "MaxEnt is KL towards uniform". Checked with `rlhf_nb.theory.losses`
 # (whose tests check it against TRL's `DPOTrainer`) on the sequence log-probs of a random policy:
 
 # %%

@@ -52,8 +52,9 @@ import plotly.graph_objects as go
 import torch
 
 import rlhf_nb
-from rlhf_nb import estimators, exact, lengthnorm, plotting, widgets
-from rlhf_nb.sequences import SequenceSpace
+from rlhf_nb.theory import estimators, exact, lengthnorm
+from rlhf_nb.theory.sequences import SequenceSpace
+from rlhf_nb.viz import plotting, widgets
 
 ctx = rlhf_nb.setup(seed=SEED, device=DEVICE, smoke=SMOKE)
 rlhf_nb.check_range("ALPHA", ALPHA, 0.0, None, low_inclusive=False)

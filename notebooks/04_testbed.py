@@ -61,8 +61,11 @@ import torch
 from IPython.display import Markdown, display
 
 import rlhf_nb
-from rlhf_nb import plotting, seeds, testbed, testbed_report, widgets
-from rlhf_nb.task import COMPONENTS, GoldWeights
+from rlhf_nb import testbed
+from rlhf_nb.testbed import report
+from rlhf_nb.testbed.task import COMPONENTS, GoldWeights
+from rlhf_nb.train import seeds
+from rlhf_nb.viz import plotting, widgets
 
 ctx = rlhf_nb.setup(seed=SEED, device=DEVICE, smoke=SMOKE)
 rlhf_nb.check_choice("PRESET", PRESET, testbed.PRESETS)
@@ -108,8 +111,8 @@ pd.DataFrame(
 # ## The gold reward
 #
 # For a document with topics $T$ ($n = |T|$) and a summary $w_1\dots w_L$ mentioning $c$ of them,
-# the gold reward is a sum of named terms (`rlhf_nb.task.gold_components`), with the weights of
-# `rlhf_nb.task.GoldWeights` (the table is generated from them):
+# the gold reward is a sum of named terms (`rlhf_nb.testbed.task.gold_components`), with the weights of
+# `rlhf_nb.testbed.task.GoldWeights` (the table is generated from them):
 
 # %%
 w = GoldWeights()
@@ -310,7 +313,7 @@ sft_scores.sort_values("overrated", ascending=False)[
 # $k$ times and compare with the oracle summary:
 
 # %%
-spot_data = testbed_report.blind_spot(tb)  # repetitions scored by proxy and gold
+spot_data = report.blind_spot(tb)  # repetitions scored by proxy and gold
 ks, rep = spot_data["ks"], spot_data["texts"]
 rep_gold_all, rep_proxy_all = spot_data["gold"], spot_data["proxy"]  # [K, N]
 rep_gold = [row.mean().item() for row in rep_gold_all]
@@ -368,7 +371,7 @@ spot[["response", "gold", "proxy", "coverage", "repetition", "truncation"]].roun
 # %%
 tb_seeds = [SEED + i for i in range(2 if SMOKE else N_TESTBED_SEEDS)]  # SMOKE: 2 builds
 t0 = time.perf_counter()
-seed_tab = testbed_report.seed_table(
+seed_tab = report.seed_table(
     preset, tb_seeds, workers=1 if SMOKE else WORKERS, cache_dir=ctx.cache_dir
 )
 print(f"{len(tb_seeds)} testbeds ready in {time.perf_counter() - t0:.0f} s")
@@ -422,7 +425,7 @@ tb.scores([box_prompt] * len(edits), edits).round(2)
 # most of the time; the proxy beats chance on held-out pairs and correlates with gold on SFT
 # samples; and some response the proxy scores above the oracle has a gold reward far below it.
 # The claims about the testbed are asserted on *every* build of the seed table, each threshold
-# with the margin it keeps from the seed values (in seed SDs, printed; `rlhf_nb.seeds.holds`).
+# with the margin it keeps from the seed values (in seed SDs, printed; `rlhf_nb.train.seeds.holds`).
 
 # %%
 assert abs(gold_oracle - (w.coverage + w.order)) < 1e-6 and win_oracle > 0.9

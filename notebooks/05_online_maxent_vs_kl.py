@@ -37,6 +37,13 @@ SEED = 0  # seeds Python, NumPy and torch, the testbed, and the first run seed
 DEVICE = "auto"  # "auto" (CUDA if present), "cpu" or "cuda"
 WORKERS = 2  # parallel processes for the sweep (the book machine has 2 cores)
 N_SEEDS = 3  # run seeds per headline setting, from SEED up; at least 2, SMOKE uses 2
+# The grid (SMOKE keeps the first and last value of each list, with 8-step runs):
+ALPHAS = [0.0, 0.02, 0.05, 0.2]  # entropy temperatures α at LR_HI; must contain 0 (plain RLOO)
+ALPHAS_LO = [0.0, 0.05]  # α at LR_LO (longer runs); must contain 0
+BETAS = [0.05, 0.2]  # KL coefficients β > 0 of the anchored baseline, at LR_HI
+MAXENT_ALPHA = 0.05  # the headline MaxEnt α, one of ALPHAS (> 0)
+LR_HI, LR_LO = 3e-4, 1e-4  # the "aggressive" and the "conservative" learning rate
+STEPS_HI, STEPS_LO = 200, 600  # run lengths at LR_HI and LR_LO (the slower rate needs longer)
 
 # %% [markdown]
 # The next cell only does something in Colab: it installs this book's package.
@@ -60,37 +67,46 @@ from IPython.display import Code, display
 from scipy.stats import spearmanr
 
 import rlhf_nb
-from rlhf_nb import online, run_plots, seeds, sweep, testbed, trl_check
+from rlhf_nb import sampling, testbed, train
+from rlhf_nb.train import grpo, rloo, seeds, sweep
+from rlhf_nb.train.runs import samples_table, summary_table
+from rlhf_nb.viz import live, run_plots
 
 ctx = rlhf_nb.setup(seed=SEED, device=DEVICE, smoke=SMOKE)
 for name, value, low, high in [("WORKERS", WORKERS, 1, 16), ("N_SEEDS", N_SEEDS, 2, 10)]:
     rlhf_nb.check_type(name, value, int)
     rlhf_nb.check_range(name, value, low, high)
+grid_args = dict(alphas=ALPHAS, alphas_lo=ALPHAS_LO, betas=BETAS, lr_hi=LR_HI, lr_lo=LR_LO,
+                 steps_hi=STEPS_HI, steps_lo=STEPS_LO, seed=SEED, smoke=SMOKE)  # fmt: skip
+groups = sweep.grid(**grid_args)  # validates every list and rate before any work starts
+headline = sweep.headline(groups, MAXENT_ALPHA, smoke=SMOKE)
 PRESET = "smoke" if SMOKE else "tiny"
 tb = testbed.build(PRESET, seed=SEED)
 pd.set_option("display.width", 160)
 print(f"device={ctx.device} seed={ctx.seed} smoke={ctx.smoke} testbed={tb.path.name}")
 
 # %% [markdown]
-# ## The update, in one function
+# ## The update, in named functions
 #
-# `rlhf_nb.online.train` is one loop; the core of each step is below, numbered like the module
-# docstring. Step 4 is where the two objectives differ: the MaxEnt run adds
+# `rlhf_nb.train.online.train` is a short driver; each step of the update is a function,
+# numbered like the module docstring: 1. `sampling.rollout` draws $k$ responses per prompt,
+# 2. `score` reads the proxy (optimised) and gold (logged) rewards, 3. `log_probs` computes
+# $\log\pi$ and $\log\pi_\text{ref}$ per token, and 4–6. `rlhf_nb.train.rloo`, shown here, turns
+# them into the loss. Step 4 is where the two objectives differ: the MaxEnt run adds
 # $-\alpha\log\pi(y\mid x)$ to the reward — a one-sample estimate of the entropy bonus (chapter
 # 01) — while the KL run subtracts $\beta\sum_t \log\frac{\pi}{\pi_\text{ref}}$, the k1 estimator
 # of chapter 03. Step 5 is the RLOO baseline: each sample is compared with the mean of the other
 # $k-1$ samples of its prompt.
 
 # %%
-src = inspect.getsource(online.train)
-core = src[src.index("            # 1. fresh") : src.index("            row = {")]
-display(Code(inspect.cleandoc("\n" + core), language="python"))
+for fn in (rloo.shaped_reward, rloo.rloo_advantages, rloo.rloo_loss):
+    display(Code(inspect.getsource(fn), language="python"))
 
 # %% [markdown]
 # ### Each prompt once per group
 #
 # The $k$ samples of a prompt share it, so steps 1–3 run each prompt through a model once and
-# repeat its keys and values $k$ times (`rlhf_nb.models.prompt_cache`) before the responses are
+# repeat its keys and values $k$ times (`rlhf_nb.sampling.prompt_cache`) before the responses are
 # generated, scored or differentiated. That is an exact rewrite of one forward pass over the
 # full sequences, not an approximation; the checkpoint below compares the two on a fresh batch.
 # It is also where our step saves time against TRL's `GRPOTrainer`, which runs every prompt $k$
@@ -100,12 +116,12 @@ display(Code(inspect.cleandoc("\n" + core), language="python"))
 demo_policy, demo_k = tb.load_sft_policy(), 4
 with torch.random.fork_rng():
     torch.manual_seed(SEED)
-    demo = online.rollout(
+    demo = sampling.rollout(
         demo_policy, tb.tokenizer, tb.eval_prompts[:32], demo_k, tb.max_new_tokens
     )
     with torch.no_grad():
-        shared_logp, _ = online.token_logprobs(demo_policy, demo)
-        full_logp, _ = online.token_logprobs_full(demo_policy, demo)
+        shared_logp, _ = sampling.token_logprobs(demo_policy, demo)
+        full_logp, _ = sampling.token_logprobs_full(demo_policy, demo)
 n_prompts, prompt_width = demo["prompt_ids"].shape
 n_seqs, width = demo["ids"].shape
 tokens_full = n_seqs * width
@@ -126,51 +142,36 @@ assert logp_gap < 1e-4, logp_gap  # checkpoint: the shared-prompt path is exact
 # term (what TRL's GRPO `entropy_coef` does). The conservative learning rate gets a longer run
 # (the `steps` column). The sweep is one seed per setting; the five **headline settings** — α = 0
 # and the MaxEnt α > 0 at the higher rate, the weakest and the strongest β, and α = 0 at the lower
-# rate — run at `N_SEEDS` seeds each (`rlhf_nb.seeds.run_seeds`; the first seed is the sweep's own
+# rate — run at `N_SEEDS` seeds each (`rlhf_nb.train.seeds.run_seeds`; the first seed is the sweep's own
 # run). Every run is cached on disk keyed by its config, so re-rendering the book does not
 # retrain; the runs go `WORKERS` at a time in separate processes.
 
 # %%
-groups = sweep.book_configs(smoke=SMOKE, seed=SEED)
-configs = [c for g in groups.values() for c in g]
 run_seeds = [SEED + i for i in range(2 if SMOKE else N_SEEDS)]
-headline = sweep.headline_configs(smoke=SMOKE, seed=SEED)
-seeded_configs = [c for cfg in headline.values() for c in seeds.with_seeds(cfg, run_seeds)]
-LR_HI, LR_LO = sweep.LRS
-grpo_steps, grpo_prompts = (4, 4) if SMOKE else (sweep.STEPS[LR_HI], 32)
+grpo_steps, grpo_prompts = (4, 4) if SMOKE else (STEPS_HI, 32)
 grpo_cfgs = [  # section 5's TRL cross-check, trained in the same pool
-    trl_check.GRPOCheckConfig(beta=0.0, entropy_coef=0.05, lr=LR_HI, steps=grpo_steps,
-                              prompts_per_step=grpo_prompts, seed=SEED),
-    trl_check.GRPOCheckConfig(beta=0.05, entropy_coef=0.0, lr=LR_HI, steps=grpo_steps,
-                              prompts_per_step=grpo_prompts, seed=SEED),
+    grpo.GRPOCheckConfig(beta=0.0, entropy_coef=0.05, lr=LR_HI, steps=grpo_steps,
+                         prompts_per_step=grpo_prompts, seed=SEED),
+    grpo.GRPOCheckConfig(beta=0.05, entropy_coef=0.0, lr=LR_HI, steps=grpo_steps,
+                         prompts_per_step=grpo_prompts, seed=SEED),
 ]  # fmt: skip
 t0 = time.perf_counter()
-seeds.train_all(  # every run of the chapter in one pool, longest first (cached runs are skipped)
-    [*configs, *seeded_configs, *grpo_cfgs], preset=PRESET, testbed_seed=SEED,
-    workers=1 if SMOKE else WORKERS,
+trained = train.run_all(  # every run of the chapter in one pool, longest first; cached ones load
+    {"grid": groups, "seeded": [seeds.with_seeds(c, run_seeds) for c in headline.values()],
+     "grpo": grpo_cfgs},
+    preset=PRESET, testbed_seed=SEED, workers=1 if SMOKE else WORKERS,
 )  # fmt: skip
-all_runs = sweep.run_sweep(configs, preset=PRESET, testbed_seed=SEED, verbose=False)  # loads
-runs = {}
-for name, group in groups.items():
-    runs[name] = all_runs[: len(group)]
-    all_runs = all_runs[len(group) :]
-seeded = dict(
-    zip(
-        headline,
-        seeds.run_seeds(
-            list(headline.values()), run_seeds, preset=PRESET, testbed_seed=SEED, verbose=False
-        ),
-    )
-)
+runs, grpo_runs = trained["grid"], trained["grpo"]  # runs: the grid's groups, one run per config
+seeded = seeds.run_seeds(headline, run_seeds, preset=PRESET, testbed_seed=SEED, verbose=False)
 sweep_seconds = time.perf_counter() - t0
-hi, lo = runs[f"alpha@{LR_HI:g}"], runs[f"alpha@{LR_LO:g}"]
+hi, lo = runs["alpha_hi"], runs["alpha_lo"]
 SMOOTH = 3 if SMOKE else 10
-table = run_plots.summary_table([*hi, *lo, *runs["kl"], *runs["token"]], smooth=SMOOTH)
+table = summary_table([*hi, *lo, *runs["kl"], *runs["token"]], smooth=SMOOTH)
 train_seconds = sum(r.history["seconds"].sum() for g in runs.values() for r in g) + sum(
     r.history["seconds"].sum() for g in seeded.values() for r in g.runs[1:]
 )
 print(
-    f"{len(configs)} sweep runs and {len(headline)} headline settings x {len(run_seeds)} seeds "
+    f"{sum(map(len, groups.values()))} grid runs and {len(headline)} headline settings x {len(run_seeds)} seeds "
     f"ready in {sweep_seconds:.0f} s (cached runs load instantly); training them took "
     f"{train_seconds / 60:.1f} CPU-minutes, {WORKERS} at a time"
 )
@@ -191,15 +192,7 @@ fig_seeds = run_plots.band_figure(
 fig_seeds.show()
 
 
-def seed_summary(g):
-    """Per-seed figures of one setting: summary statistics plus per-token entropy."""
-    s = g.summaries(smooth=SMOOTH)
-    s["entropy_start"] = [r.history["entropy_token"].iloc[0] for r in g.runs]
-    s["entropy_final"] = [r.final("entropy_token") for r in g.runs]
-    return s
-
-
-per_seed = {k: seed_summary(g) for k, g in seeded.items()}
+per_seed = {k: g.summaries(smooth=SMOOTH) for k, g in seeded.items()}
 STATS = ("gold_start", "gold_peak", "peak_step", "gold_final", "gold_fall", "proxy_start",
          "proxy_final", "kl_k1_final", "length_final", "eos_final", "entropy_start",
          "entropy_final")  # fmt: skip
@@ -255,8 +248,8 @@ yr = (
     min(r.history["gold"].min() for r in hi + lo) - 0.3,
     max(r.history["gold"].max() for r in hi + lo) + 0.3,
 )
-lo_alphas = [r.config.alpha for r in lo]
-lr_sweep = {LR_HI: [r for r in hi if r.config.alpha in lo_alphas], LR_LO: lo}
+both = {r.config.alpha for r in hi} & {r.config.alpha for r in lo}  # α run at both rates
+lr_sweep = {lr: [r for r in g if r.config.alpha in both] for lr, g in ((LR_HI, hi), (LR_LO, lo))}
 fig_gold = run_plots.sweep_figure(
     lr_sweep, "gold", param="lr", title="Gold reward at both learning rates", yrange=yr
 )
@@ -346,24 +339,17 @@ print(f"final KL of α = {maxent_alpha:g} over β = {beta_s:g}, seed by seed: ×
 # The proxy reward model was trained on pairs of SFT samples; it never saw a long repetitive
 # summary, so it never learned that repetition, filler and running out of budget are bad. Two
 # different exploits show up, depending on α. Samples of the α = 0 run and of the MaxEnt
-# run (α = `sweep.MAXENT_ALPHA`), at the start, near the α = 0 run's gold peak and at the end:
+# run (α = `MAXENT_ALPHA`), at the start, near the α = 0 run's gold peak and at the end:
 
 
 # %%
-def show_samples(run, peak_step):
-    steps_shown = sorted(run.samples)
-    near_peak = min(steps_shown, key=lambda s: abs(s - peak_step))
-    for s in sorted({steps_shown[0], near_peak, steps_shown[-1]}):
-        print(f"--- step {s}")
-        for text in run.samples[s][:2]:
-            print("   ", text.split("TL;DR:")[1].strip() or "(empty)")
-
-
 a0_hi, me_hi = seeded["rloo"].runs[0], seeded["maxent"].runs[0]
 s_hi = table.loc[a0_hi.label]
-for run in (a0_hi, me_hi):
-    print(f"===== {run.label} (seed {run.config.seed})")
-    show_samples(run, int(s_hi.peak_step))
+pd.concat(
+    {f"{run.label} (seed {run.config.seed})": samples_table(
+        run, n=2, near=int(s_hi.peak_step)).set_index(["step", "sample"])[["response"]]
+     for run in (a0_hi, me_hi)}
+)  # fmt: skip
 
 # %%
 run_plots.band_figure(
@@ -426,19 +412,9 @@ for r in (seq_same, tok):
 
 
 # %%
-def rho_for(runs_):
-    pooled = pd.concat([r.history.assign(run=r.label, alpha=r.config.alpha) for r in runs_])
-    pooled["gold_drop"] = pooled.groupby("run")["gold"].transform(lambda g: g.cummax() - g)
-    pooled["entropy_term"] = pooled["alpha"] * pooled["entropy_seq"]
-    return {
-        (x, y): spearmanr(pooled[x], pooled[y]).statistic
-        for x in ("entropy_term", "entropy_seq")
-        for y in ("kl_k1", "gold_drop")
-    }
-
-
 per_seed_rho = [
-    rho_for([seeded[k].runs[i] for k in ("rloo", "maxent", "rloo_slow")]) for i in range(n_s)
+    sweep.entropy_correlations([seeded[k].runs[i] for k in ("rloo", "maxent", "rloo_slow")])
+    for i in range(n_s)
 ]
 rho = {key: seeds.Stat.of([r[key] for r in per_seed_rho]) for key in per_seed_rho[0]}
 print(f"Spearman ρ over the steps of the unanchored runs, per seed ({n_s} seeds):")
@@ -465,13 +441,12 @@ print(f"across the {len(finals)} runs of the α sweep (one seed each): "
 # same direction, not the seed band.
 
 # %%
-t0 = time.perf_counter()
-grpo = seeds.train_all(grpo_cfgs, preset=PRESET, testbed_seed=SEED, verbose=False)  # trained above
-grpo_seconds = time.perf_counter() - t0
-run_plots.panels_figure(grpo, ("proxy", "gold"), title="TRL GRPOTrainer on the same testbed").show()
-grpo_table = run_plots.summary_table(grpo, smooth=SMOOTH)
+run_plots.panels_figure(
+    grpo_runs, ("proxy", "gold"), title="TRL GRPOTrainer on the same testbed"
+).show()
+grpo_table = summary_table(grpo_runs, smooth=SMOOTH)
 g0, g1 = grpo_table.iloc[0], grpo_table.iloc[1]
-print(f"TRL runs ready in {grpo_seconds:.0f} s. No anchor: gold {g0.gold_peak:.2f} at its peak → "
+print(f"TRL GRPO (trained in the chapter's pool). No anchor: gold {g0.gold_peak:.2f} at its peak → "
       f"{g0.gold_final:.2f}, KL {g0.kl_k1_final:.1f}; β = {grpo_cfgs[1].beta:g}: gold "
       f"{g1.gold_peak:.2f} → {g1.gold_final:.2f}, KL {g1.kl_k1_final:.1f} (one seed each)")  # fmt: skip
 grpo_table.round(2)
@@ -484,7 +459,7 @@ grpo_table.round(2)
 # site there is no kernel; the slider figures above carry the cached sweep.
 
 # %%
-box, live_fig = sweep.live_widget(tb, hi, steps=40)
+box, live_fig = live.online_widget(tb, hi, steps=40)
 display(box)
 
 # %% [markdown]
@@ -492,7 +467,7 @@ display(box)
 # What you should have seen. Each statement is asserted for **every seed** of the headline
 # settings, and each threshold is printed with its margin: how many seed standard deviations it
 # sits from the seed mean (at least `seeds.MIN_MARGIN`, so that another machine's digits do not
-# flip it; `rlhf_nb.seeds.holds`). In SMOKE mode the runs are a few steps long, so only the
+# flip it; `rlhf_nb.train.seeds.holds`). In SMOKE mode the runs are a few steps long, so only the
 # mechanics are checked.
 
 # %%
@@ -506,7 +481,7 @@ for frame, (lr, group) in zip(fig_gold.frames, lr_sweep.items(), strict=True):
     assert float(frame.name) == lr, (frame.name, lr)  # the slider's label is the frame's name
     assert [t.name for t in frame.data] == [run_plots.run_label(r) for r in group], frame.name
 assert all(g.n == len(run_seeds) for g in seeded.values())
-assert all(r.status == "finished" for r in grpo) and len(grpo[0].history) == grpo_steps
+assert all(r.status == "finished" for r in grpo_runs) and len(grpo_runs[0].history) == grpo_steps
 
 
 if not SMOKE:

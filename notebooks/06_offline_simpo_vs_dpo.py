@@ -31,8 +31,8 @@
 #
 # Every number below is computed when the notebook runs; findings that contradict the paper (or
 # our expectations) are reported as found. The settings the chapter's conclusions rest on run at
-# `N_SEEDS` seeds (`rlhf_nb.seeds`) and are reported as mean ± 95 % band; the sweeps are one seed
-# per value and are read against that seed spread. Runs are cached (`rlhf_nb.runs`), so a second
+# `N_SEEDS` seeds (`rlhf_nb.train.seeds`) and are reported as mean ± 95 % band; the sweeps are one seed
+# per value and are read against that seed spread. Runs are cached (`rlhf_nb.train.runs`), so a second
 # execution only re-draws. Timings come from a shared 2-core machine and are noisy.
 
 # %% tags=["parameters"]
@@ -50,6 +50,9 @@ ONLINE_LR = 3e-4  # learning rate of the online runs of part 3
 LIVE_STEPS = 60  # steps of the live run started by the widget button
 N_SEEDS = 3  # run seeds per key setting, from SEED up; at least 2, SMOKE uses 2
 WORKERS = 2  # parallel processes for the seeded runs
+GAMMAS = [0.0, 0.5, 1.0, 2.0, 4.0]  # SimPO target margins γ >= 0 of the γ sweep (at BETA_SIMPO)
+BETAS_SIMPO = [1.0, 2.0, 5.0, 10.0]  # SimPO β > 0 of the β sweep (γ/β fixed at GAMMA/BETA_SIMPO)
+ONLINE_STEPS = 200  # steps of the online MaxEnt run (chapter 05's STEPS_HI: the run is shared)
 
 # %% [markdown]
 # The next cell only does something in Colab: it installs this book's package (keeping Colab's
@@ -72,15 +75,20 @@ import plotly.graph_objects as go
 from IPython.display import display
 
 import rlhf_nb
-from rlhf_nb import offline, plotting, run_plots, seeds, sweep, testbed, testbed_report
-from rlhf_nb.offline import OfflineConfig
-from rlhf_nb.online_config import OnlineConfig
-from rlhf_nb.online_pairs import OnlineSimPOConfig
-from rlhf_nb.task import GoldWeights
+from rlhf_nb import testbed, train
+from rlhf_nb.testbed import report
+from rlhf_nb.testbed.task import GoldWeights
+from rlhf_nb.train import seeds
+from rlhf_nb.train.offline import OfflineConfig
+from rlhf_nb.train.online_config import OnlineConfig
+from rlhf_nb.train.online_simpo import OnlineSimPOConfig
+from rlhf_nb.train.runs import summary_table
+from rlhf_nb.viz import live, plotting, run_plots
 
 ctx = rlhf_nb.setup(seed=SEED, device=DEVICE, smoke=SMOKE)
 rlhf_nb.check_choice("PRESET", PRESET, testbed.PRESETS)
-for name, value in [("STEPS", STEPS), ("LIVE_STEPS", LIVE_STEPS), ("WORKERS", WORKERS)]:
+for name, value in [("STEPS", STEPS), ("LIVE_STEPS", LIVE_STEPS), ("WORKERS", WORKERS),
+                    ("ONLINE_STEPS", ONLINE_STEPS)]:  # fmt: skip
     rlhf_nb.check_type(name, value, int)
     rlhf_nb.check_range(name, value, 1, None)
 rlhf_nb.check_type("N_SEEDS", N_SEEDS, int)
@@ -90,6 +98,12 @@ for name, value in [("LR", LR), ("BETA_DPO", BETA_DPO), ("BETA_SIMPO", BETA_SIMP
 rlhf_nb.check_range("GAMMA", GAMMA, 0.0, None)
 rlhf_nb.check_range("ONLINE_ALPHA", ONLINE_ALPHA, 0.0, None)
 rlhf_nb.check_range("ONLINE_LR", ONLINE_LR, 0.0, None, low_inclusive=False)
+for name, values, positive in [("GAMMAS", GAMMAS, False), ("BETAS_SIMPO", BETAS_SIMPO, True)]:
+    rlhf_nb.check_type(name, values, (list, tuple))
+    if len(values) < 1:
+        raise ValueError(f"{name} must be a non-empty list, got {values!r}")
+    for v in values:
+        rlhf_nb.check_range(name, v, 0.0, None, low_inclusive=not positive)
 
 preset = "smoke" if SMOKE else PRESET
 steps = 30 if SMOKE else STEPS
@@ -118,7 +132,7 @@ print(f"device={ctx.device}  seed={ctx.seed}  smoke={ctx.smoke}  preset={preset}
 # | SimPO | $-\log\sigma\big(\frac{\beta}{\lvert y_w\rvert}\log\pi(y_w) - \frac{\beta}{\lvert y_l\rvert}\log\pi(y_l) - \gamma\big)$ | `CPOTrainer(loss_type="simpo", cpo_alpha=0)` |
 #
 # (`tests/test_offline.py` checks that each trainer's loss on a real batch equals
-# `rlhf_nb.losses` on log-probs we compute ourselves.) An evaluation callback samples one summary
+# `rlhf_nb.theory.losses` on log-probs we compute ourselves.) An evaluation callback samples one summary
 # per held-out prompt at temperature 1 every few steps and logs the gold reward, the win rate
 # against the reference summaries, the KL to the SFT policy and the length — the same history
 # columns as the online runs of chapter 05, so the same plots serve both.
@@ -128,14 +142,14 @@ tb = testbed.build(preset, seed=SEED, cache_dir=ctx.cache_dir)
 # every run of this chapter on this testbed (the sections below load them from the cache)
 dpo_cfg = OfflineConfig(method="dpo", beta=BETA_DPO, **common)
 simpo_cfg = OfflineConfig(method="simpo", beta=BETA_SIMPO, gamma=GAMMA, **common)
-online_steps = steps if SMOKE else sweep.STEPS.get(ONLINE_LR, steps)  # chapter 05's length
+online_steps = steps if SMOKE else ONLINE_STEPS  # chapter 05's length
 online_cfg = OnlineConfig(
     regularizer="entropy", alpha=ONLINE_ALPHA, lr=ONLINE_LR, steps=online_steps, seed=SEED,
     device=ctx.device,
 )  # 3a: chapter 05's MaxEnt run  # fmt: skip
 osimpo_cfg = OnlineSimPOConfig(method="simpo", beta=BETA_SIMPO, gamma=GAMMA, **common)  # 3b
-gammas = [0.0, GAMMA] if SMOKE else sorted({0.0, 0.5, GAMMA, 2.0, 4.0})  # 3c
-betas = [BETA_SIMPO] if SMOKE else sorted({1.0, BETA_SIMPO, 5.0, 10.0})
+gammas = sorted({min(GAMMAS), GAMMA} if SMOKE else {*GAMMAS, GAMMA})  # 3c (SMOKE: 2 values)
+betas = [BETA_SIMPO] if SMOKE else sorted({*BETAS_SIMPO, BETA_SIMPO})
 gamma_cfgs = {g: OfflineConfig(method="simpo", beta=BETA_SIMPO, gamma=g, **common) for g in gammas}
 beta_cfgs = {  # gamma / beta fixed at the default ratio
     b: OfflineConfig(method="simpo", beta=b, gamma=GAMMA * b / BETA_SIMPO, **common) for b in betas
@@ -147,7 +161,7 @@ sum_cfg = OfflineConfig(method="simpo", beta=alpha_sum, gamma=0.0, length_normal
 seeded_cfgs = [dpo_cfg, simpo_cfg, online_cfg, osimpo_cfg, gamma_cfgs[min(gammas)],
                gamma_cfgs[max(gammas)], sum_cfg]  # fmt: skip
 t0 = time.perf_counter()
-seeds.train_all(  # one pool, longest runs first; cached runs are skipped
+train.run_all(  # one pool, longest runs first; cached runs are skipped
     [*(c for cfg in seeded_cfgs for c in seeds.with_seeds(cfg, run_seeds)),
      *gamma_cfgs.values(), *beta_cfgs.values()],
     preset=preset, testbed_seed=SEED, workers=workers, cache_dir=ctx.cache_dir,
@@ -169,7 +183,7 @@ pair = [dpo_run, simpo_run]
 run_plots.panels_figure(
     pair, ("gold", "win_rate", "kl_k1", "length"), title="DPO vs SimPO, held-out prompts"
 ).show()
-run_plots.summary_table(pair).round(3)
+summary_table(pair).round(3)
 
 # %%
 sft = dpo_run.history.iloc[0]  # step 0 of every run is the SFT policy itself
@@ -193,20 +207,7 @@ run_plots.band_figure(
 ).show()  # fmt: skip
 
 
-def deltas(g):
-    """Per-seed end-minus-SFT changes and end values of one offline setting (index: seed)."""
-    rows = []
-    for seed, r in zip(g.seeds, g.runs):
-        h0, h1 = r.history.iloc[0], r.history.iloc[-1]
-        rows.append({
-            "seed": seed, "Δ gold": h1.gold - h0.gold, "Δ win": h1.win_rate - h0.win_rate,
-            "KL end": h1.kl_k1, "entropy SFT": h0.entropy_token, "entropy end": h1.entropy_token,
-            "length end": h1.length, "gold end": h1.gold,
-        })  # fmt: skip
-    return pd.DataFrame(rows).set_index("seed")
-
-
-d_dpo, d_simpo = deltas(dpo_seeds), deltas(simpo_seeds)
+d_dpo, d_simpo = dpo_seeds.deltas(), simpo_seeds.deltas()
 st = {m: {c: seeds.Stat.of(d[c]) for c in d} for m, d in (("dpo", d_dpo), ("simpo", d_simpo))}
 gain_gap = seeds.differ(d_dpo["Δ gold"], d_simpo["Δ gold"])
 simpo_gain_moves = st["simpo"]["Δ gold"].lo > 0 or st["simpo"]["Δ gold"].hi < 0
@@ -299,12 +300,12 @@ bias_overrides = (
 bias_runs = {"neutral": (dpo_run, simpo_run)}
 t0 = time.perf_counter()
 variants = {bias: dict(length_bias=bias, **bias_overrides) for bias in ("short", "long")}
-testbed_report.build_all(  # the two biased testbeds, built side by side (minutes each)
+report.build_all(  # the two biased testbeds, built side by side (minutes each)
     preset, list(variants.values()), seed=SEED, workers=workers, cache_dir=ctx.cache_dir
 )
 for bias, overrides in variants.items():
     bias_runs[bias] = tuple(
-        seeds.train_all(
+        train.run_all(
             [dpo_cfg, simpo_cfg], preset=preset, testbed_seed=SEED, testbed_overrides=overrides,
             workers=workers, cache_dir=ctx.cache_dir, verbose=False,
         )
@@ -422,7 +423,7 @@ print(f"online MaxEnt KL over the larger offline KL, seed by seed: ×{kl_ratio_o
 #
 # Now keep SimPO's loss and remove only the data constraint: every step, sample two responses per
 # prompt from the *current* policy, let the proxy RM pick the winner, and take a SimPO step on
-# those pairs (`rlhf_nb.online_pairs`). If the reference-free loss itself were the problem, offline
+# those pairs (`rlhf_nb.train.online_simpo`). If the reference-free loss itself were the problem, offline
 # SimPO would fail too; if sampling from itself against an exploitable proxy is the problem,
 # online SimPO should drift like online MaxEnt RL. Two things change at once here — where the
 # pairs come from and who labels them (the gold Bradley–Terry model offline, the proxy RM online)
@@ -440,7 +441,7 @@ run_plots.band_figure(
     [simpo_seeds, osimpo_seeds, maxent_seeds], ("gold", "proxy", "kl_k1", "length"),
     title="SimPO offline vs online, and online MaxEnt (mean and 95% band over seeds)",
 ).show()  # fmt: skip
-d_osimpo = deltas(osimpo_seeds)
+d_osimpo = osimpo_seeds.deltas()
 d_osimpo["proxy end"] = [r.history.iloc[-1].proxy for r in osimpo_seeds.runs]
 d_osimpo["gold peak step"] = [int(r.history.loc[r.history.gold.idxmax(), "step"])
                               for r in osimpo_seeds.runs]  # fmt: skip
@@ -496,8 +497,8 @@ g_lo_seeds, g_hi_seeds = seeds.run_seeds(
     [gamma_cfgs[min(gammas)], gamma_cfgs[max(gammas)]], run_seeds, preset=preset,
     testbed_seed=SEED, workers=workers, cache_dir=ctx.cache_dir,
 )  # fmt: skip
-gamma_runs = {g: [offline.cached(tb, c, cache_dir=ctx.cache_dir)] for g, c in gamma_cfgs.items()}
-beta_runs = {b: [offline.cached(tb, c, cache_dir=ctx.cache_dir)] for b, c in beta_cfgs.items()}
+gamma_runs = {g: [train.run(tb, c, cache_dir=ctx.cache_dir)] for g, c in gamma_cfgs.items()}
+beta_runs = {b: [train.run(tb, c, cache_dir=ctx.cache_dir)] for b, c in beta_cfgs.items()}
 print(f"sweeps: {time.perf_counter() - t0:.1f} s (or cache loads)")
 sweep_table = (
     pd.DataFrame(
@@ -595,7 +596,7 @@ run_plots.band_figure(
     [avg0_seeds, sum_seeds, dpo_seeds], ("gold", "kl_k1", "length", "entropy_token"),
     title=f"Averaged (SimPO, γ=0) vs summed log-probs (α = β/L̄ = {alpha_sum:.2f}), over seeds",
 ).show()  # fmt: skip
-d_sum, d_avg = deltas(sum_seeds), deltas(avg0_seeds)
+d_sum, d_avg = sum_seeds.deltas(), avg0_seeds.deltas()
 d_sum["peak step"] = [int(r.history.loc[r.history.gold.idxmax(), "step"]) for r in sum_seeds.runs]
 st["sum"] = {c: seeds.Stat.of(d_sum[c]) for c in d_sum}
 st["avg0"] = {c: seeds.Stat.of(d_avg[c]) for c in d_avg}
@@ -622,7 +623,7 @@ print(f"summed: the gold peak is at step {st['sum']['peak step'].fmt(0)} "
 # press it (the static site shows the cached sweeps above instead).
 
 # %%
-box, live_fig = offline.live_widget(
+box, live_fig = live.offline_widget(
     tb, steps=LIVE_STEPS, beta=BETA_SIMPO, gamma=GAMMA, lr=LR, seed=SEED, device=ctx.device
 )
 display(box)

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import rlhf_nb
-from rlhf_nb.config import check_range
+from rlhf_nb.core import check_range
 
 
 def test_setup_defaults(monkeypatch):

@@ -1,5 +1,5 @@
-"""KL and entropy estimators (rlhf_nb.estimators) against exact sums, closed-form gradients and
-large-sample Monte Carlo."""
+"""KL and entropy estimators (rlhf_nb.theory.estimators) against exact sums, closed-form
+gradients and large-sample Monte Carlo."""
 
 import numpy as np
 import pytest
@@ -7,8 +7,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rlhf_nb import estimators as est
-from rlhf_nb.sequences import SequenceSpace
+from rlhf_nb.theory import estimators as est
+from rlhf_nb.theory.sequences import SequenceSpace
 
 FAST = settings(max_examples=40, deadline=None)
 seeds = st.integers(0, 2**31 - 1)

@@ -1,5 +1,5 @@
-"""Exact quantities (rlhf_nb.exact, .sequences, .lengthnorm), each against an independent route:
-brute-force enumeration, a second formula, or random competitors."""
+"""Exact quantities (rlhf_nb.theory.exact, .sequences, .lengthnorm), each against an independent
+route: brute-force enumeration, a second formula, or random competitors."""
 
 import itertools
 import math
@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rlhf_nb import exact, lengthnorm
-from rlhf_nb.sequences import EOS, SequenceSpace
+from rlhf_nb.theory import exact, lengthnorm
+from rlhf_nb.theory.sequences import EOS, SequenceSpace
 
 FAST = settings(max_examples=40, deadline=None)
 temps = st.floats(0.05, 20.0)

@@ -1,4 +1,4 @@
-"""Preference losses (rlhf_nb.losses) against TRL on the same log-probabilities, and against
+"""Preference losses (rlhf_nb.theory.losses) against TRL on the same log-probabilities, and against
 the exact Plackett-Luce / Bradley-Terry formulas.
 
 How TRL is called, and why this is honest:
@@ -9,7 +9,7 @@ How TRL is called, and why this is honest:
   download), perturb the policy away from its reference copy so the log-ratios are not zero, and
   let TRL compute its loss on one collated batch. We compute the per-token log-probs of the same
   batch ourselves (plain forward, log-softmax, gather; the completion mask from the batch), feed
-  them to ``rlhf_nb.losses.dpo_loss`` and compare.
+  them to ``rlhf_nb.theory.losses.dpo_loss`` and compare.
 * SimPO. ``trl.experimental.cpo.CPOTrainer.cpo_loss`` is a pure function of the two average
   log-prob tensors that reads six attributes of ``self``. We call TRL's unbound method with a
   stand-in object that carries exactly those attributes, taken from a real ``CPOConfig`` with
@@ -30,7 +30,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rlhf_nb import exact, losses
+from rlhf_nb.theory import exact, losses
 
 FAST = settings(max_examples=40, deadline=None)
 seeds = st.integers(0, 2**31 - 1)

@@ -8,7 +8,7 @@ import nbformat
 import papermill as pm
 import pytest
 
-from rlhf_nb._build import execute, notebook_sources
+from rlhf_nb._site.build import execute, notebook_sources
 
 SOURCES = notebook_sources()
 
@@ -73,3 +73,39 @@ def test_bad_parameter_fails_in_the_first_cells(params, message, tmp_path):
     ]
     code_index = [i for i, c in enumerate(nb.cells) if c.cell_type == "code"]
     assert failed and code_index.index(failed[0]) <= 4, "the error must come from the set-up cells"
+
+
+CHAPTER_05 = next(s for s in SOURCES if s.stem.startswith("05_"))
+
+
+@pytest.mark.notebook
+def test_chapter_05_grid_is_a_parameter(tmp_path):
+    """A reader's own α list goes through papermill -p: the grid, the headline MaxEnt setting
+    and the tables use it (SMOKE keeps the first and last value of each list)."""
+    params = {"ALPHAS": [0.0, 0.1], "MAXENT_ALPHA": 0.1, "BETAS": [0.1], "ALPHAS_LO": [0.0]}
+    out = execute(CHAPTER_05, tmp_path, smoke=True, parameters=params, timeout=600)
+    nb = nbformat.read(out, as_version=4)
+    text = "\n".join(
+        str(o.get("text", "")) + str(o.get("data", {}).get("text/plain", ""))
+        for c in nb.cells
+        if c.cell_type == "code"
+        for o in c.get("outputs", [])
+    )
+    assert "α=0.1 (seq)" in text and "β=0.1 (kl)" in text  # the reader's values were trained
+    assert "α=0.2 (seq)" not in text and "β=0.05 (kl)" not in text  # not the book's defaults
+
+
+@pytest.mark.notebook
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        ({"ALPHAS": [0.02, 0.05]}, "ALPHAS must contain 0.0"),
+        ({"BETAS": [0.0]}, "BETAS must be in (0.0, inf)"),
+        ({"LR_LO": 2.0}, "LR_LO must be in (0.0, 1.0]"),
+        ({"ALPHAS": "0.05"}, "ALPHAS must be"),
+    ],
+)
+def test_chapter_05_bad_grid_fails_in_the_first_cells(params, message, tmp_path):
+    with pytest.raises(pm.PapermillExecutionError) as err:
+        execute(CHAPTER_05, tmp_path, smoke=True, parameters=params, timeout=120)
+    assert message in str(err.value)

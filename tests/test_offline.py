@@ -1,9 +1,9 @@
-"""Offline DPO/SimPO (rlhf_nb.offline) on the smoke testbed.
+"""Offline DPO/SimPO (rlhf_nb.train.offline) on the smoke testbed.
 
 The equivalence tests take one collated batch of the *real* trainers (TRL's own tokenisation of
 the testbed's preference pairs), let TRL compute its training loss on it, and compare with
-``rlhf_nb.losses`` applied to log-probs that we compute ourselves from the same pairs' text
-(``rlhf_nb.offline_eval.sequence_logps``: our tokenisation, our forward pass). Agreement checks the
+``rlhf_nb.theory.losses`` applied to log-probs that we compute ourselves from the same pairs' text
+(``rlhf_nb.sampling.sequence_logps``: our tokenisation, our forward pass). Agreement checks the
 loss *and* that TRL trains on the sequences we think it does (prompt, space, response, EOS).
 """
 
@@ -13,9 +13,12 @@ import warnings
 import pytest
 import torch
 
-from rlhf_nb import losses, offline, testbed
-from rlhf_nb.offline import OfflineConfig
-from rlhf_nb.offline_eval import sequence_logps
+from rlhf_nb import testbed, train
+from rlhf_nb.sampling import sequence_logps
+from rlhf_nb.theory import losses
+from rlhf_nb.train import offline
+from rlhf_nb.train.offline import OfflineConfig
+from rlhf_nb.viz import live
 
 N = 12  # pairs in the compared batch
 
@@ -76,7 +79,7 @@ def test_dpo_trainer_optimises_our_loss(tb):
 def test_trainer_runs_and_history_has_the_documented_columns(tb, method, tmp_path):
     cfg = OfflineConfig(method=method, steps=6, eval_interval=3, n_eval_prompts=16,
                         n_heldout_pairs=32, warmup_steps=0)  # fmt: skip
-    run = offline.cached(tb, cfg, cache_dir=tmp_path)
+    run = train.run(tb, cfg, cache_dir=tmp_path)
     h = run.history
     assert run.status == "finished", run.message
     assert h["step"].tolist() == [0, 3, 6]
@@ -91,7 +94,7 @@ def test_trainer_runs_and_history_has_the_documented_columns(tb, method, tmp_pat
     if method == "dpo":  # implicit reward beta log(pi/pi_sft) is 0 for the SFT policy
         assert first["heldout_margin"] == 0 and first["heldout_loss"] == pytest.approx(math.log(2))
     assert set(run.samples) == {0, 3, 6}
-    again = offline.cached(tb, cfg, cache_dir=tmp_path)  # from the cache: same history
+    again = train.run(tb, cfg, cache_dir=tmp_path)  # from the cache: same history
     assert again.policy is None and again.config == cfg
     assert (again.history.fillna(-9).values == h.fillna(-9).values).all()
 
@@ -125,7 +128,7 @@ def test_bad_types_are_rejected():
 
 
 def test_grpo_check_config_is_validated():
-    from rlhf_nb.trl_check import GRPOCheckConfig
+    from rlhf_nb.train.grpo import GRPOCheckConfig
 
     for kwargs, message in [
         (dict(steps=0), "steps must be in [1, inf)"),
@@ -143,7 +146,7 @@ def test_grpo_check_config_is_validated():
 
 
 def test_live_widget_builds_without_training(tb):
-    box, fig = offline.live_widget(tb)  # the button is not pressed: nothing trains
+    box, fig = live.offline_widget(tb)  # the button is not pressed: nothing trains
     top, beta, gamma, lr, status, shown = box.children
     method, button = top.children
     default = OfflineConfig()
@@ -156,19 +159,50 @@ def test_live_widget_builds_without_training(tb):
     assert (gamma.min, gamma.max) == (0.0, 5.0)
     assert (10**lr.min, 10**lr.max) == pytest.approx((1e-5, 1e-2))
     with pytest.raises(ValueError, match="steps must be in"):
-        offline.live_widget(tb, steps=0)
+        live.offline_widget(tb, steps=0)
 
 
 def test_online_simpo_runs_with_the_same_history(tb):
-    from rlhf_nb import online_pairs
+    from rlhf_nb.train import online_simpo
 
-    cfg = online_pairs.OnlineSimPOConfig(steps=4, eval_interval=2, batch_size=8,
+    cfg = online_simpo.OnlineSimPOConfig(steps=4, eval_interval=2, batch_size=8,
                                          n_eval_prompts=16, n_heldout_pairs=32)  # fmt: skip
-    run = online_pairs.train(tb, cfg)
+    run = online_simpo.train(tb, cfg)
     h = run.history
     assert run.status == "finished", run.message
     assert h["step"].tolist() == [0, 2, 4] and h["kl_k1"].iloc[0] == 0 and h["kl_k1"].iloc[-1] > 0
     assert ((h["accuracy"].iloc[1:] >= 0) & (h["accuracy"].iloc[1:] <= 1)).all()
     assert run.label.startswith("online SimPO")
     with pytest.raises(ValueError, match="method must be 'simpo'"):
-        online_pairs.OnlineSimPOConfig(method="dpo")
+        online_simpo.OnlineSimPOConfig(method="dpo")
+
+
+def test_online_simpo_labels_the_proxy_preferred_sample_as_chosen():
+    from rlhf_nb.train.online_simpo import label_pairs
+
+    prompts, a, b = ["p0", "p1", "p2", "p3"], ["x", "y", "same", "t"], ["u", "v", "same", "w"]
+    ra, rb = torch.tensor([1.0, -1.0, 0.0, 2.0]), torch.tensor([0.0, 3.0, 0.0, 2.0])
+    p, chosen, rejected = label_pairs(prompts, a, b, ra, rb)
+    assert p == ["p0", "p1", "p3"]  # the identical pair is dropped
+    assert chosen == ["x", "v", "t"] and rejected == ["u", "y", "w"]  # higher proxy wins; tie: a
+
+
+def test_online_simpo_still_evaluates_when_every_pair_is_identical(tb, monkeypatch):
+    from rlhf_nb.train import online_simpo
+
+    original = type(tb).sample
+
+    def identical_pairs(self, policy, prompts, n=1, temperature=1.0, **kw):
+        if n == 2:  # the training pairs: both samples of a prompt are the same text
+            one = original(self, policy, prompts, 1, temperature, **kw)
+            return [y for y in one for _ in range(2)]
+        return original(self, policy, prompts, n, temperature, **kw)
+
+    monkeypatch.setattr(type(tb), "sample", identical_pairs)
+    cfg = online_simpo.OnlineSimPOConfig(steps=4, eval_interval=2, batch_size=8,
+                                         n_eval_prompts=16, n_heldout_pairs=32)  # fmt: skip
+    run = online_simpo.train(tb, cfg)
+    h = run.history
+    assert run.status == "finished" and h["step"].tolist() == [0, 2, 4]  # every row logged
+    assert h["loss"].isna().all() and h["gold"].notna().all()  # no update, still evaluated
+    assert h["kl_k1"].abs().max() == 0  # the policy never moved

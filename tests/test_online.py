@@ -1,4 +1,5 @@
-"""The online RLOO loop (rlhf_nb.online): validation, equations, reproducibility, reliability."""
+"""The online RLOO loop (rlhf_nb.train.online): validation, equations, reproducibility,
+reliability."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ import pandas as pd
 import pytest
 import torch
 
-from rlhf_nb import online, testbed
-from rlhf_nb.online import OnlineConfig, rloo_advantages, shaped_reward
-from rlhf_nb.runs import COLUMNS
+from rlhf_nb import sampling, testbed
+from rlhf_nb.train import online
+from rlhf_nb.train.online_config import OnlineConfig
+from rlhf_nb.train.rloo import rloo_advantages, shaped_reward
+from rlhf_nb.train.runs import COLUMNS, summary_table
 
 SMALL = dict(steps=4, prompts_per_step=4, k=2, eval_interval=2, n_eval_prompts=8)
 
@@ -36,6 +39,9 @@ def _same(a: pd.DataFrame, b: pd.DataFrame) -> None:
         (dict(regularizer="entropy+magic"), "regularizer must be one of"),
         (dict(alpha=0.1), "alpha=0.1 has no effect"),
         (dict(lr=float("nan")), "lr must be in"),
+        (dict(regularizer="entropy", alpha=float("inf")), "alpha must be a finite number"),
+        (dict(regularizer="kl", beta=float("inf")), "beta must be a finite number"),
+        (dict(lr=float("inf")), "lr must be a finite number"),
     ],
 )
 def test_invalid_config_fails_before_any_work(kwargs, message):
@@ -46,6 +52,22 @@ def test_invalid_config_fails_before_any_work(kwargs, message):
 def test_steps_must_be_int():
     with pytest.raises(TypeError, match="steps must be int"):
         OnlineConfig(steps=2.5)
+
+
+def test_wrong_argument_types_and_empty_batches_fail_with_a_clear_error(tb):
+    with pytest.raises(TypeError, match="config must be OnlineConfig"):
+        online.train(tb, {"regularizer": "none", "steps": 2})
+    with pytest.raises(TypeError, match="responses must be a list of str, got int at index 1"):
+        tb.gold_reward(["a", "b"], ["x", 3])
+    with pytest.raises(TypeError, match="prompts must be a list of str, not a single str"):
+        tb.proxy_reward("a", ["x"])
+    with pytest.raises(ValueError, match="prompts and responses are empty"):
+        tb.gold_reward([], [])
+    with pytest.raises(ValueError, match="prompts is empty"):
+        sampling.rollout(tb.sft_policy, tb.tokenizer, [], 2, 4)
+    with pytest.raises(ValueError, match="prompts is empty"):
+        tb.sample(tb.sft_policy, [])
+    assert OnlineConfig(grad_clip=float("inf")).grad_clip == float("inf")  # inf: no clipping
 
 
 def test_label_and_combination():
@@ -90,22 +112,22 @@ def test_token_logprobs_match_the_sampler(tb):
         return_dict_in_generate=True, pad_token_id=0, eos_token_id=1,
     )  # fmt: skip
     torch.manual_seed(0)
-    batch = online.rollout(policy, tb.tokenizer, prompts, 1, 8)
+    batch = sampling.rollout(policy, tb.tokenizer, prompts, 1, 8)
     assert torch.equal(batch["ids"], out.sequences)
-    logp, _ = online.token_logprobs(policy, batch)
+    logp, _ = sampling.token_logprobs(policy, batch)
     n = enc["input_ids"].shape[1]
     gen = torch.stack(out.logits, 1).log_softmax(-1)
     gen = gen.gather(-1, out.sequences[:, n:, None]).squeeze(-1)
     mask = batch["response_mask"][:, n - 1 :].bool()
     assert torch.allclose(logp[:, n - 1 :][mask], gen[mask], atol=1e-4)
-    ref_logp, _ = online.token_logprobs(tb.sft_policy, batch)
+    ref_logp, _ = sampling.token_logprobs(tb.sft_policy, batch)
     assert torch.allclose(((logp - ref_logp) * batch["response_mask"]).sum(-1), torch.zeros(6))
 
 
 def _policies(tb):
     """The SFT policy (short, well-formed samples) and a random one (samples pad/unk mid-response
     and often no EOS within the budget): the shared-prompt paths must be exact on both."""
-    from rlhf_nb.models import new_policy
+    from rlhf_nb.testbed.models import new_policy
 
     return [tb.load_sft_policy(), new_policy(tb.sft_policy.config, seed=3)]
 
@@ -121,7 +143,7 @@ def test_rollout_shares_the_prompt_without_changing_samples(tb):
         plain = policy.generate(**enc, max_new_tokens=8, do_sample=True, top_k=0, top_p=1.0,
                                 pad_token_id=0, eos_token_id=1)  # fmt: skip
         torch.manual_seed(1)
-        batch = online.rollout(policy, tb.tokenizer, prompts, 3, 8)
+        batch = sampling.rollout(policy, tb.tokenizer, prompts, 3, 8)
         assert torch.equal(batch["ids"], plain)
         assert torch.equal(batch["prompt_ids"].repeat_interleave(3, 0), enc["input_ids"])
 
@@ -132,14 +154,14 @@ def test_shared_prompt_logprobs_and_gradient_equal_one_full_forward(tb):
     prompts = tb.eval_prompts[:5]
     for policy in _policies(tb):
         torch.manual_seed(2)
-        batch = online.rollout(policy, tb.tokenizer, prompts, 3, 8)
+        batch = sampling.rollout(policy, tb.tokenizer, prompts, 3, 8)
         m = batch["response_mask"]
         policy.train()
-        want_logp, want_ent = (x * m for x in online.token_logprobs_full(policy, batch))
+        want_logp, want_ent = (x * m for x in sampling.token_logprobs_full(policy, batch))
         policy.zero_grad()
         (want_logp.sum() + want_ent.sum()).backward()
         want_grad = [q.grad.clone() for q in policy.parameters()]
-        logp, ent = online.token_logprobs(policy, batch)
+        logp, ent = sampling.token_logprobs(policy, batch)
         assert logp.shape == ent.shape == m.shape
         assert torch.allclose(logp * m, want_logp, atol=1e-5)
         assert torch.allclose(ent * m, want_ent, atol=1e-5)
@@ -157,7 +179,7 @@ def test_proxy_reward_from_ids_equals_scoring_the_decoded_text(tb):
     saw_special = saw_cut = False
     for policy in _policies(tb):
         torch.manual_seed(4)
-        batch = online.rollout(policy, tb.tokenizer, prompts, 4, 10)
+        batch = sampling.rollout(policy, tb.tokenizer, prompts, 4, 10)
         resp = batch["ids"][:, batch["prompt_ids"].shape[1] :]
         saw_special |= bool(torch.isin(resp[batch["response_mask"][:, -resp.shape[1] :] > 0],
                                        torch.tensor([0, 2])).any())  # fmt: skip
@@ -216,7 +238,7 @@ def test_checkpoint_and_resume_reproduce_the_uninterrupted_run(tb, tmp_path):
         if history["step"].iloc[-1] == 4:
             raise KeyboardInterrupt
 
-    cut = online.train(tb, cfg, progress=False, checkpoint_dir=tmp_path / "b", callback=stop_at_4)
+    cut = online.train(tb, cfg, progress=False, checkpoint_dir=tmp_path / "b", on_step=stop_at_4)
     assert cut.status == "interrupted" and list(cut.history["step"]) == [0, 1, 2, 3, 4]
     _same(cut.history, full.history.iloc[:5])  # the interrupted run kept its history
     resumed = online.train(tb, cfg, resume=True, progress=False, checkpoint_dir=tmp_path / "b")
@@ -224,6 +246,8 @@ def test_checkpoint_and_resume_reproduce_the_uninterrupted_run(tb, tmp_path):
     _same(resumed.history, full.history)
     for p, q in zip(resumed.policy.parameters(), full.policy.parameters()):
         assert torch.equal(p, q)
+    state = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=False)
+    assert "cuda_rng" in state and state["cuda_rng"] is None  # CPU run: no CUDA generator state
 
 
 def test_non_finite_reward_ends_the_run_as_diverged(tb):
@@ -247,18 +271,18 @@ def test_huge_learning_rate_ends_as_diverged_not_a_crash(tb):
 
 
 def test_sweep_in_processes_matches_in_process_training_and_caches(tb, tmp_path):
-    from rlhf_nb import sweep
+    from rlhf_nb import train
 
     cfgs = [OnlineConfig(**{**SMALL, "steps": 2}, lr=lr) for lr in (1e-4, 2e-4)]
-    runs = sweep.run_sweep(cfgs, preset="smoke", workers=2, refresh=True, verbose=False)
+    runs = train.run_all(cfgs, preset="smoke", workers=2, refresh=True, verbose=False)
     assert [r.config for r in runs] == cfgs and all(r.status == "finished" for r in runs)
     _same(runs[1].history, online.train(tb, cfgs[1], progress=False).history)
-    again = sweep.cached_train(tb, cfgs[0])  # loads, does not retrain
+    again = train.run(tb, cfgs[0])  # loads, does not retrain
     pd.testing.assert_frame_equal(again.history, runs[0].history)
 
 
 def _fake_run(label_alpha: float, gold: list[float], status: str = "finished"):
-    from rlhf_nb.runs import Run
+    from rlhf_nb.train.runs import Run
 
     n = len(gold)
     h = pd.DataFrame({c: [float("nan")] * n for c in COLUMNS})
@@ -268,7 +292,7 @@ def _fake_run(label_alpha: float, gold: list[float], status: str = "finished"):
 
 
 def test_run_plots_legends_frames_and_summary():
-    from rlhf_nb import run_plots
+    from rlhf_nb.viz import run_plots
 
     a, b = _fake_run(0.0, [1.0, 3.0, 0.0, 0.0]), _fake_run(0.1, [1.0, 1.0, 1.0, 1.0], "diverged")
     assert run_plots.run_label(a) == "α=0 (seq), lr=3e-04 (win 25%)"
@@ -278,15 +302,15 @@ def test_run_plots_legends_frames_and_summary():
     assert fig.layout.yaxis.range[0] < 0.0 and fig.layout.yaxis.range[1] > 3.0
     with pytest.raises(ValueError, match="same number of runs"):
         run_plots.sweep_figure({1: [a], 2: [a, b]}, "gold")
-    t = run_plots.summary_table([a])
+    t = summary_table([a])
     assert (t.gold_peak.iloc[0], t.peak_step.iloc[0], t.gold_final.iloc[0]) == (3.0, 1, 0.0)
-    t3 = run_plots.summary_table([a], smooth=3)  # centred mean of 3: [2, 4/3, 1, 0]
+    t3 = summary_table([a], smooth=3)  # centred mean of 3: [2, 4/3, 1, 0]
     assert t3.gold_peak.iloc[0] == pytest.approx(2.0) and t3.gold_final.iloc[0] == 0.0
     assert len(run_plots.panels_figure([a, b], ("gold", "kl_k1")).data) == 4
 
 
 def test_live_history_draws_the_background_faded_and_updates_only_the_live_run():
-    from rlhf_nb import run_plots
+    from rlhf_nb.viz import run_plots
 
     a, b = _fake_run(0.0, [1.0, 3.0, 0.0, 0.0]), _fake_run(0.1, [1.0, 1.0, 1.0, 1.0])
     fig, update = run_plots.live_history(("gold", "kl_k1"), background=[a, b], height=380)

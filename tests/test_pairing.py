@@ -9,7 +9,7 @@ import jupytext
 import nbformat
 import pytest
 
-from rlhf_nb._build import NOTEBOOKS, notebook_sources
+from rlhf_nb._site.build import NOTEBOOKS, notebook_sources
 
 
 def pairing_problems(py: Path) -> list[str]:

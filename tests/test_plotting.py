@@ -11,7 +11,8 @@ import plotly.graph_objects as go
 import pytest
 
 import rlhf_nb
-from rlhf_nb import exact, plotting, widgets
+from rlhf_nb.theory import exact
+from rlhf_nb.viz import plotting, widgets
 
 
 def bars(alpha):

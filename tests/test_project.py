@@ -92,3 +92,58 @@ def test_build_outputs_are_ignored():
     ignored = (ROOT / ".gitignore").read_text().split()
     for path in (".venv/", "build/", "book/_build/", ".cache/"):
         assert path in ignored
+
+
+def test_notation_table_matches_the_config_fields():
+    """Every symbol's config fields exist and document the symbol's unit (chapter 00's table)."""
+    from rlhf_nb import notation
+
+    for sym in notation.SYMBOLS:
+        assert sym.fields, sym
+        for name in sym.fields:
+            cls, field = name.split(".")
+            doc = notation.field_doc(cls, field)
+            assert sym.unit in doc, f"{name}: documented as {doc!r}, table says {sym.unit!r}"
+    assert notation.table().index.is_unique
+
+
+LAYERS = {  # a module may import its own layer and the layers below it, never one above
+    "core": 0, "notation": 0, "theory": 1, "sampling": 2, "testbed": 3, "train": 4, "viz": 5,
+    "_site": 6,
+}  # fmt: skip
+
+
+def test_package_layers_never_import_upwards():
+    import ast
+
+    root = Path(__file__).resolve().parents[1] / "rlhf_nb"
+    bad = []
+    for path in root.rglob("*.py"):
+        rel = path.relative_to(root).with_suffix("")
+        if rel.parts == ("__init__",):
+            continue
+        layer = LAYERS[rel.parts[0]]
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                targets = [node.module] if node.module != "rlhf_nb" else [
+                    f"rlhf_nb.{a.name}" for a in node.names]  # fmt: skip
+            elif isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            else:
+                continue
+            for t in targets:
+                parts = t.split(".")
+                if parts[0] == "rlhf_nb" and len(parts) > 1 and LAYERS[parts[1]] > layer:
+                    bad.append(f"{rel} imports {t}")
+    assert not bad, bad
+
+
+def test_every_subpackage_is_packaged():
+    """A plain (non-editable) install, e.g. Colab's, must ship the subpackages too."""
+    from fnmatch import fnmatch
+
+    meta = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    include = meta["tool"]["setuptools"]["packages"]["find"]["include"]
+    for init in (ROOT / "rlhf_nb").rglob("__init__.py"):
+        name = ".".join(init.parent.relative_to(ROOT).parts)
+        assert any(fnmatch(name, pat) for pat in include), f"{name} is not packaged"

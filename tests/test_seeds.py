@@ -9,9 +9,11 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from rlhf_nb import run_plots, seeds
-from rlhf_nb.online_config import OnlineConfig
-from rlhf_nb.runs import COLUMNS, Run
+from rlhf_nb import train
+from rlhf_nb.train import seeds
+from rlhf_nb.train.online_config import OnlineConfig
+from rlhf_nb.train.runs import COLUMNS, Run
+from rlhf_nb.viz import run_plots
 
 
 def _run(seed: int, gold: list[float], kl: list[float] | None = None) -> Run:
@@ -82,7 +84,7 @@ def test_bad_inputs_fail_with_a_clear_message():
     with pytest.raises(ValueError, match="finite values"):
         seeds.Stat.of([1.0, math.nan])
     with pytest.raises(TypeError, match="config must be"):
-        seeds.kind_of(object())
+        train.kind_of(object())
     assert [c.seed for c in seeds.with_seeds(OnlineConfig(), [3, 4])] == [3, 4]
 
 

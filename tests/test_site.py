@@ -13,15 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from rlhf_nb import _sitecheck
-from rlhf_nb._build import ROOT, build_site, execute, notebook_sources
+from rlhf_nb._site import check as sitecheck
+from rlhf_nb._site.build import ROOT, build_site, execute, notebook_sources
 
 SITE = ROOT / "build" / "site-smoke"
 SCREENS = ROOT / "book" / "_build" / "screens"
 
 
 def _need_browser():
-    reason = _sitecheck.browser_available()
+    reason = sitecheck.browser_available()
     if reason:
         if os.environ.get("RLHF_NB_REQUIRE_BROWSER") == "1":
             pytest.fail(f"browser check required but Chromium is {reason}")
@@ -89,7 +89,7 @@ def test_no_progress_bars_on_the_pages(site):
 @pytest.mark.site
 def test_every_page_renders_in_chromium(site, smoke_dir):
     _need_browser()
-    reports = _sitecheck.check_pages(site, screens=SCREENS, notebooks=smoke_dir)
+    reports = sitecheck.check_pages(site, screens=SCREENS, notebooks=smoke_dir)
     chapters = [r for r in reports if r.page.startswith("chapters/")]
     assert len(chapters) == len(notebook_sources())
     for r in reports:
@@ -121,7 +121,7 @@ def test_check_fails_without_plotly_js(tmp_path):
         _page(tmp_path, "no_plotly.html", figure),
         _page(tmp_path, "math_untypeset.html", '<span class="math">\\(x^2\\)</span>'),
     ]
-    reports = {r.page: r for r in _sitecheck.check_pages(tmp_path, pages, timeout=3)}
+    reports = {r.page: r for r in sitecheck.check_pages(tmp_path, pages, timeout=3)}
     bad = reports["no_plotly.html"]
     assert bad.figures == 1 and bad.figures_rendered == 0
     assert any("not rendered" in p for p in bad.problems)
@@ -138,7 +138,7 @@ def test_check_passes_a_page_with_plotly_js(tmp_path):
     body = f"<script>{get_plotlyjs()}</script>{PLOTLY_DIV}"
     body += "<script>Plotly.newPlot('p', [{y: [1, 2, 3]}]);</script>"
     name = _page(tmp_path, "ok.html", body)
-    (rep,) = _sitecheck.check_pages(tmp_path, [name], timeout=10)
+    (rep,) = sitecheck.check_pages(tmp_path, [name], timeout=10)
     assert rep.figures == rep.figures_rendered == 1 and rep.problems == []
 
 
@@ -149,7 +149,7 @@ def test_check_moves_sliders_and_flags_a_dead_one(tmp_path):
     import plotly.graph_objects as go
     from plotly.offline import get_plotlyjs
 
-    from rlhf_nb import plotting
+    from rlhf_nb.viz import plotting
 
     good = plotting.slider_figure("a", [1.0, 2.0], lambda a: [go.Scatter(y=[0, a])])
     dead = go.Figure(good)
@@ -157,6 +157,6 @@ def test_check_moves_sliders_and_flags_a_dead_one(tmp_path):
     body = f"<script>{get_plotlyjs()}</script>"
     for name, fig in (("good", good), ("dead", dead)):
         body += fig.to_html(full_html=False, include_plotlyjs=False, div_id=name)
-    (rep,) = _sitecheck.check_pages(tmp_path, [_page(tmp_path, "s.html", body)], timeout=10)
+    (rep,) = sitecheck.check_pages(tmp_path, [_page(tmp_path, "s.html", body)], timeout=10)
     assert (rep.figures_rendered, rep.sliders, rep.sliders_working) == (2, 2, 1)
     assert "1/2 sliders do nothing" in rep.problems

@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from rlhf_nb.task import FILLERS, SEPARATOR, TOPICS, Task, document_topics, gold_components
+from rlhf_nb.testbed.task import FILLERS, SEPARATOR, TOPICS, Task, document_topics, gold_components
 
 # topics in order of first appearance: apple, river, castle (apple repeated)
 DOC = "the apple was in a river so the apple and the castle TL;DR:"

@@ -10,9 +10,9 @@ import torch
 from transformers import GPTNeoXForCausalLM, GPTNeoXForSequenceClassification
 
 from rlhf_nb import testbed
-from rlhf_nb.models import make_tokenizer
-from rlhf_nb.presets import PRESETS, Preset, cache_key, resolve_preset
-from rlhf_nb.task import COMPONENTS, Task
+from rlhf_nb.testbed.models import make_tokenizer
+from rlhf_nb.testbed.presets import CODE_VERSION, PRESETS, Preset, cache_key, resolve_preset
+from rlhf_nb.testbed.task import COMPONENTS, Task
 
 # A build small enough to make twice per test (seconds): the code path of a real build, tiny sizes.
 MICRO = dict(
@@ -50,7 +50,7 @@ def test_api_shapes_and_types(smoke):
     assert list(df.columns)[-1] == "total" and df["total"].tolist() == pytest.approx([3.5] * 5)
     with pytest.raises(ValueError, match="2 prompts but 1 responses"):
         smoke.gold_reward(prompts[:2], oracle[:1])
-    with pytest.raises(TypeError, match="lists of str"):
+    with pytest.raises(TypeError, match="must be a list of str, not a single str"):
         smoke.proxy_reward(prompts[0], oracle[0])
 
 
@@ -148,7 +148,7 @@ def test_cache_is_reused_and_corruption_or_partial_builds_are_rebuilt(tmp_path):
 
 
 def test_cache_key_names_preset_seed_version_and_overrides(tmp_path):
-    assert cache_key(PRESETS["tiny"], 3) == f"tiny-seed3-v{testbed.CODE_VERSION}"
+    assert cache_key(PRESETS["tiny"], 3) == f"tiny-seed3-v{CODE_VERSION}"
     long = cache_key(resolve_preset("tiny", length_bias="long"), 3)
     assert long.startswith("tiny-seed3-v") and long != cache_key(PRESETS["tiny"], 3)
 

@@ -1,0 +1,210 @@
+"""Build tooling: execute the notebooks with papermill and build the Jupyter Book (1.x) site.
+
+Used by the Makefile (``make book``) and by the tests (``make test``)::
+
+    python -m rlhf_nb._site.build execute --out build/executed          # default presets
+    python -m rlhf_nb._site.build execute --out build/smoke --smoke     # CI-sized
+    python -m rlhf_nb._site.build site --executed build/executed --out book
+
+The ``.py`` files in ``notebooks/`` are the source of truth. papermill cannot read them, so each
+is converted with jupytext first; the executed ``.ipynb`` go to a build folder, and the site is
+built from *those* (Jupyter Book is told not to execute again).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import contextlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+NOTEBOOKS = ROOT / "notebooks"
+BOOK = ROOT / "book"
+KERNEL = "python3"
+
+
+def notebook_sources(pattern: str = "*") -> list[Path]:
+    """The book's chapters: ``notebooks/NN_slug.py``, in order."""
+    return sorted(p for p in NOTEBOOKS.glob(f"{pattern}.py") if p.stem[:2].isdigit())
+
+
+def execute(
+    source: Path, out_dir: Path, *, smoke: bool, parameters: dict | None = None, timeout: int = 3600
+) -> Path:
+    """Convert ``source`` (py:percent) to ipynb and execute it with papermill.
+
+    Parameters are injected after the cell tagged ``parameters``: ``SMOKE`` plus ``parameters``.
+    The notebook runs with ``notebooks/`` as its working directory. Returns the executed path.
+    The kernel runs with ``TQDM_DISABLE=1``: progress bars are for live kernels; saved notebooks
+    would keep every redraw.
+    """
+    import jupytext
+    import nbformat
+    import papermill as pm
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    nb = jupytext.read(source)
+    nb.metadata["kernelspec"] = {"name": KERNEL, "display_name": "Python 3", "language": "python"}
+    src_ipynb = out_dir / f"{source.stem}.input.ipynb"
+    nbformat.write(nb, src_ipynb)
+    out = out_dir / f"{source.stem}.ipynb"
+    with _env(TQDM_DISABLE="1"):  # the kernel inherits os.environ
+        pm.execute_notebook(
+            str(src_ipynb),
+            str(out),
+            parameters={"SMOKE": smoke, **(parameters or {})},
+            kernel_name=KERNEL,
+            cwd=str(NOTEBOOKS),
+            progress_bar=False,
+            execution_timeout=timeout,
+        )
+    src_ipynb.unlink()
+    return out
+
+
+@contextlib.contextmanager
+def _env(**values: str):
+    """Set environment variables for the duration of the block, then restore the old values."""
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
+WIDGET_NOTE = (
+    '<div class="admonition note"><p class="admonition-title">Live widget</p>'
+    "<p>This control needs a running kernel: open the notebook in JupyterLab or Colab to use it. "
+    "The plotly slider figure next to it works on this page.</p></div>"
+)
+PLOTLY_MATHJAX_CDN = re.compile(r'<script src="https://cdn[^"]*/mathjax/[^"]*"></script>')
+
+
+def prepare_for_site(nb: dict) -> dict:
+    """Make an executed notebook render fully offline on the static site.
+
+    * Live ipywidgets have no kernel on a static page; myst-nb would load require.js and the
+      widget manager from a CDN for them. Their saved state is dropped and each widget output is
+      replaced by a note pointing to the plotly slider version of the same figure.
+    * plotly's notebook renderer adds a MathJax ``<script>`` from a CDN to every figure; the site
+      serves its own MathJax, so the tag is removed.
+    """
+    nb.get("metadata", {}).pop("widgets", None)
+    for cell in nb.get("cells", []):
+        for out in cell.get("outputs", []):
+            data = out.get("data", {})
+            if WIDGET_MIME in data:
+                out["data"] = {"text/html": WIDGET_NOTE}
+            elif "text/html" in data:
+                html = data["text/html"]
+                html = "".join(html) if isinstance(html, list) else html
+                data["text/html"] = PLOTLY_MATHJAX_CDN.sub("", html)
+    return nb
+
+
+def write_toc(src: Path, chapters: list[str]) -> None:
+    """Jupyter Book's table of contents, generated so that it can never miss a chapter."""
+    lines = ["format: jb-book", "root: intro", "chapters:"]
+    lines += [f"  - file: chapters/{c}" for c in chapters]
+    (src / "_toc.yml").write_text("\n".join(lines) + "\n")
+
+
+def build_site(executed: Path, out: Path, *, quiet: bool = True) -> Path:
+    """Build the site from already-executed notebooks; return the path of ``index.html``.
+
+    The chapters are the current ``notebooks/NN_slug.py`` (stale files in ``executed`` are ignored).
+
+    ``book/`` (config, intro, static files) is copied to ``build/src-<out>`` together with the
+    executed notebooks, and ``jupyter-book build`` writes ``out/_build/html``.
+    """
+    stems = [p.stem for p in notebook_sources()]
+    notebooks = [executed / f"{stem}.ipynb" for stem in stems]
+    missing = [nb.name for nb in notebooks if not nb.exists()]
+    if missing:
+        raise FileNotFoundError(f"not executed yet in {executed}: {missing} (run the execute step)")
+    src = ROOT / "build" / f"src-{Path(out).resolve().name}"  # staging, git-ignored
+    shutil.rmtree(src, ignore_errors=True)
+    shutil.copytree(BOOK, src, ignore=shutil.ignore_patterns("_build", "chapters"))
+    (src / "chapters").mkdir()
+    for nb in notebooks:
+        executed_nb = json.loads(nb.read_text())
+        (src / "chapters" / nb.name).write_text(json.dumps(prepare_for_site(executed_nb)))
+    write_toc(src, [nb.stem for nb in notebooks])
+    html = out / "_build" / "html"
+    shutil.rmtree(html, ignore_errors=True)
+    cmd = [
+        str(Path(sys.executable).with_name("jupyter-book")),
+        "build",
+        str(src),
+        "--path-output",
+        str(out),
+        "--all",
+        "-W",
+        "-n",
+        "--keep-going",
+    ]
+    res = subprocess.run(cmd, capture_output=quiet, text=True, env={**os.environ})
+    index = html / "index.html"
+    if res.returncode != 0 or not index.exists():
+        log = (res.stdout or "")[-6000:] + (res.stderr or "")[-3000:] if quiet else ""
+        raise RuntimeError(f"jupyter-book build failed (exit {res.returncode}):\n{log}")
+    return index
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m rlhf_nb._site.build", description=__doc__)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    ex = sub.add_parser("execute", help="execute notebooks with papermill")
+    ex.add_argument("--out", type=Path, required=True)
+    ex.add_argument("--smoke", action="store_true")
+    ex.add_argument("--only", default="*", help="glob on the notebook stem, e.g. '05_*'")
+    ex.add_argument(
+        "-p", "--param", action="append", default=[], metavar="NAME=VALUE",
+        help="a notebook parameter, e.g. -p SEED=1 (the value is parsed as a Python literal)",
+    )  # fmt: skip
+    st = sub.add_parser("site", help="build the Jupyter Book from executed notebooks")
+    st.add_argument("--executed", type=Path, required=True)
+    st.add_argument("--out", type=Path, required=True)
+    args = ap.parse_args(argv)
+
+    if args.cmd == "execute":
+        sources = notebook_sources(args.only)
+        if not sources:
+            ap.error(f"no notebook matches --only {args.only!r}")
+        params = {}
+        for item in args.param:
+            name, sep, value = item.partition("=")
+            if not sep or not name.isidentifier():
+                ap.error(f"--param must look like NAME=VALUE, got {item!r}")
+            try:
+                params[name] = ast.literal_eval(value)
+            except (ValueError, SyntaxError):
+                params[name] = value  # a bare string, e.g. -p PRESET=tiny
+        for src in sources:
+            t0 = time.perf_counter()
+            print(f"executing {src.name} (smoke={args.smoke}, {params or 'defaults'}) ...",
+                  flush=True)  # fmt: skip
+            execute(src, args.out, smoke=args.smoke, parameters=params)
+            print(f"  done in {time.perf_counter() - t0:.1f} s", flush=True)
+        return 0
+    index = build_site(args.executed, args.out, quiet=False)
+    print(f"site built: {index}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

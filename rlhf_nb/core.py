@@ -1,0 +1,206 @@
+"""Session set-up and parameter validation shared by every notebook.
+
+``setup()`` is the first call of every notebook (d2l habit: the notebook imports, the package
+decides). It
+
+* validates the papermill parameters (``SMOKE``, ``SEED``, ``DEVICE``) and fails with a message
+  naming the parameter and its valid values, before any work starts;
+* pins torch to one CPU thread (two threads on a shared 2-core machine were 3-50x slower for the
+  book's ~1M-parameter models);
+* seeds Python, NumPy and torch;
+* sets ``HF_HUB_OFFLINE=1`` (and ``HF_DATASETS_OFFLINE``, ``TRANSFORMERS_OFFLINE``) unless the
+  caller asks for the network: nothing in the CPU path downloads anything;
+* selects the plotly renderer ``plotly_mimetype+notebook`` so that figures work in JupyterLab and
+  appear, with plotly.js inlined, on the offline static site;
+* resolves ``DEVICE="auto"`` to CUDA when one is present, else the CPU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+DEVICES = ("auto", "cpu", "cuda")
+PLOTLY_RENDERER = "plotly_mimetype+notebook"
+
+
+def check_type(name: str, value: Any, types: type | tuple[type, ...]) -> None:
+    """Raise ``TypeError`` naming the parameter when ``value`` is not an instance of ``types``.
+
+    ``bool`` is refused where a number is expected (``True`` is an ``int`` in Python).
+    """
+    types = types if isinstance(types, tuple) else (types,)
+    if isinstance(value, bool) and bool not in types:
+        ok = False
+    else:
+        ok = isinstance(value, types)
+    if not ok:
+        names = " or ".join(t.__name__ for t in types)
+        raise TypeError(f"{name} must be {names}, got {value!r} ({type(value).__name__})")
+
+
+def check_choice(name: str, value: Any, choices: Iterable[Any]) -> None:
+    """Raise ``ValueError`` naming the parameter when ``value`` is not one of ``choices``."""
+    choices = tuple(choices)
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+
+
+def check_range(
+    name: str,
+    value: float,
+    low: float | None = None,
+    high: float | None = None,
+    *,
+    low_inclusive: bool = True,
+    high_inclusive: bool = True,
+    finite: bool = True,
+) -> None:
+    """Raise ``ValueError`` naming the parameter and the valid interval when out of range.
+
+    ``low``/``high`` of ``None`` mean unbounded. NaN is always out of range; ±inf too unless
+    ``finite=False`` (e.g. a gradient-clipping norm, where inf means "no clipping").
+    """
+    check_type(name, value, (int, float))
+    if finite and value in (float("inf"), float("-inf")):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    lo_ok = low is None or (value >= low if low_inclusive else value > low)
+    hi_ok = high is None or (value <= high if high_inclusive else value < high)
+    if value != value or not (lo_ok and hi_ok):  # value != value catches NaN
+        lb = "-inf" if low is None else f"{low}"
+        hb = "inf" if high is None else f"{high}"
+        interval = f"{'[' if low_inclusive and low is not None else '('}{lb}, {hb}"
+        interval += "]" if high_inclusive and high is not None else ")"
+        raise ValueError(f"{name} must be in {interval}, got {value!r}")
+
+
+def check_int(name: str, value: Any, low: int | None = None, high: int | None = None) -> None:
+    """``check_type(name, value, int)`` then ``check_range(name, value, low, high)``."""
+    check_type(name, value, int)
+    check_range(name, value, low, high)
+
+
+def check_ints(obj: Any, bounds: dict[str, int | tuple[int, int]]) -> None:
+    """:func:`check_int` on each attribute of ``obj`` named in ``bounds``: ``{field: low}`` or
+    ``{field: (low, high)}`` (the validation of a config dataclass's integer fields)."""
+    for field, bound in bounds.items():
+        low, high = bound if isinstance(bound, tuple) else (bound, None)
+        check_int(field, getattr(obj, field), low, high)
+
+
+@dataclass(frozen=True)
+class Context:
+    """What ``setup()`` decided: the validated parameters and the resolved device.
+
+    Attributes:
+        seed: the seed given to Python, NumPy and torch.
+        device: ``"cpu"`` or ``"cuda"`` (``"auto"`` resolved).
+        smoke: ``True`` in CI-sized runs (seconds, not minutes).
+        cache_dir: where finished artefacts (testbeds, runs) are cached.
+    """
+
+    seed: int
+    device: str
+    smoke: bool
+    cache_dir: Path
+
+
+def default_cache_dir() -> Path:
+    """``$RLHF_NB_CACHE`` if set, else ``~/.cache/rlhf_nb`` (the Makefile sets ``./.cache``)."""
+    env = os.environ.get("RLHF_NB_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "rlhf_nb"
+
+
+def resolve_device(device: str) -> str:
+    """Map ``"auto"`` to ``"cuda"`` when torch sees a GPU, else ``"cpu"``; check the others."""
+    check_type("DEVICE", device, str)
+    check_choice("DEVICE", device, DEVICES)
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("DEVICE='cuda' was asked for but torch sees no GPU; use 'auto' or 'cpu'")
+    return device
+
+
+def _in_kernel() -> bool:
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and getattr(shell, "kernel", None) is not None
+
+
+def setup(
+    seed: int = 0,
+    device: str = "auto",
+    smoke: bool = False,
+    *,
+    network: bool = False,
+    threads: int = 1,
+) -> Context:
+    """Validate a notebook's parameters and make the session reproducible, offline and quiet.
+
+    Args:
+        seed: non-negative int (the notebook's ``SEED``).
+        device: ``"auto"`` (CUDA if present, else CPU), ``"cpu"`` or ``"cuda"`` (``DEVICE``).
+        smoke: CI-sized run (``SMOKE``).
+        network: allow Hugging Face Hub access (default off: ``HF_HUB_OFFLINE=1``).
+        threads: torch CPU threads (default 1; see the module docstring for why).
+
+    Returns:
+        The :class:`Context` with the resolved device.
+    """
+    check_type("SMOKE", smoke, bool)
+    check_int("SEED", seed, 0, 2**32 - 1)
+    check_int("threads", threads, 1)
+    resolved = resolve_device(device)
+
+    if not network:
+        for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
+            os.environ[var] = "1"
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+    import numpy as np
+    import torch
+
+    if resolved == "cpu":
+        torch.set_num_threads(threads)
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+    import plotly.io as pio
+
+    pio.renderers.default = PLOTLY_RENDERER
+    if _in_kernel():
+        # Emit plotly.js now, as an output of the set-up cell: otherwise it is emitted by the
+        # first figure shown, which may sit inside a widget's Output and never reach the page.
+        pio.renderers._activate_pending_renderers()
+    return Context(seed=seed, device=resolved, smoke=smoke, cache_dir=default_cache_dir())
+
+
+@contextlib.contextmanager
+def quiet():
+    """Silence transformers' progress bars and load reports (e.g. "score.weight MISSING" when the
+    RM head is created from the SFT policy, which is intended) inside the block."""
+    from transformers.utils import logging
+
+    level, bars = logging.get_verbosity(), logging.is_progress_bar_enabled()
+    logging.set_verbosity_error()
+    logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        logging.set_verbosity(level)
+        if bars:
+            logging.enable_progress_bar()

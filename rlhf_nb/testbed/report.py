@@ -1,0 +1,118 @@
+"""What a testbed is like, measured, and the same measures over several testbed seeds (notebook 04).
+
+A claim about the testbed (the proxy correlates loosely with gold; the SFT policy loses to the
+references; the proxy has a blind spot for repetition) is a claim about a *build*: other seeds
+draw other documents, other preference labels and other SFT and RM weights. :func:`seed_table`
+builds the testbed at several seeds (in parallel processes, each build cached) and tabulates
+:func:`measure` for each, so chapter 04 can state its claims as ranges over builds.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+from collections.abc import Sequence
+
+import pandas as pd
+import torch
+
+from rlhf_nb import testbed as tb_mod
+
+# the build-time figures (rlhf_nb.testbed.assemble.measure) that chapter 04 reports per seed
+BUILD_STATS = (
+    "gold_sft", "gold_reference", "gold_oracle", "sft_win_rate", "label_gold_agreement",
+    "rm_heldout_accuracy", "rm_heldout_gold_accuracy", "proxy_gold_pearson",
+)  # fmt: skip
+
+
+def blind_spot(testbed) -> dict:
+    """The repetition blind spot: repeat each held-out document's first topic word k times,
+    k = 1..max_new_tokens, and score it with the proxy and the gold reward.
+
+    Returns ``ks`` [K]; ``proxy`` and ``gold`` [K, N] (N held-out documents); ``oracle_proxy``
+    [N]; ``beats``: the fraction of documents on which some k-fold repetition outscores the oracle
+    summary under the proxy; ``proxy_gap_max``: mean over documents of the proxy's largest
+    preference (RM logits) of a repetition over the oracle.
+    """
+    prompts = testbed.eval_prompts
+    oracles = testbed.oracles(prompts)
+    firsts = [s.split()[0] for s in oracles]
+    ks = list(range(1, testbed.max_new_tokens + 1))
+    texts = {k: [" ".join([w] * k) for w in firsts] for k in ks}
+    proxy = torch.stack([testbed.proxy_reward(prompts, texts[k]) for k in ks])
+    gold = torch.stack([testbed.gold_reward(prompts, texts[k]) for k in ks])
+    oracle_proxy = testbed.proxy_reward(prompts, oracles)
+    gap = proxy - oracle_proxy  # [K, N]
+    return {
+        "ks": ks, "texts": texts, "proxy": proxy, "gold": gold, "oracle_proxy": oracle_proxy,
+        "beats": (gap.max(0).values > 0).float().mean().item(),
+        "proxy_gap_max": gap.max(0).values.mean().item(),
+    }  # fmt: skip
+
+
+def measure(testbed) -> dict:
+    """One row of :func:`seed_table`: the build-time figures plus the blind spot's
+    ``beats`` and ``proxy_gap_max``, and the proxy and gold of the longest repetition minus
+    those of the SFT policy's samples (``rep_proxy_minus_sft``, ``rep_gold_minus_sft``)."""
+    spot = blind_spot(testbed)
+    sft = testbed.sample(testbed.sft_policy, testbed.eval_prompts, n=4, seed=testbed.seed + 10)
+    x4 = [p for p in testbed.eval_prompts for _ in range(4)]
+    sft_proxy = testbed.proxy_reward(x4, sft).mean().item()
+    row = {k: testbed.stats[k] for k in BUILD_STATS}
+    row.update(
+        beats=spot["beats"],
+        proxy_gap_max=spot["proxy_gap_max"],
+        rep_proxy_minus_sft=spot["proxy"][-1].mean().item() - sft_proxy,
+        rep_gold_minus_sft=spot["gold"][-1].mean().item() - testbed.stats["gold_sft"],
+    )
+    return row
+
+
+def _build(args) -> str:
+    preset, seed, cache_dir, overrides = args
+    torch.set_num_threads(1)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    return tb_mod.build(preset, seed=seed, cache_dir=cache_dir, **overrides).path.name
+
+
+def build_all(
+    preset: str, variants: Sequence[dict], *, seed: int = 0, workers: int = 2, cache_dir=None
+) -> list:
+    """Build (or load) the testbed of ``preset`` and ``seed`` once per dict of preset overrides in
+    ``variants`` (e.g. ``[{"length_bias": "short"}, {"length_bias": "long"}]``), ``workers`` at a
+    time in spawned processes, then load and return them in order. A build takes minutes on one
+    core (the tiny preset), so independent builds go in parallel."""
+    jobs = [(preset, seed, cache_dir, dict(v)) for v in variants]
+    if workers > 1 and len(jobs) > 1:
+        with mp.get_context("spawn").Pool(min(workers, len(jobs))) as pool:
+            pool.map(_build, jobs)
+    return [tb_mod.build(preset, seed=seed, cache_dir=cache_dir, **v) for v in variants]
+
+
+def _build_and_measure(args) -> dict:
+    preset, seed, cache_dir, overrides = args
+    torch.set_num_threads(1)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    return measure(tb_mod.build(preset, seed=seed, cache_dir=cache_dir, **overrides))
+
+
+def seed_table(
+    preset: str = "tiny",
+    seeds: Sequence[int] = (0, 1, 2),
+    *,
+    workers: int = 2,
+    cache_dir=None,
+    **overrides,
+) -> pd.DataFrame:
+    """:func:`measure` for the testbed built at each seed (index ``testbed seed``), the builds
+    ``workers`` at a time in spawned processes (cached builds only load)."""
+    seeds = [int(s) for s in seeds]
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds must be a non-empty list of distinct ints, got {seeds}")
+    jobs = [(preset, s, cache_dir, overrides) for s in seeds]
+    if workers > 1 and len(jobs) > 1:
+        with mp.get_context("spawn").Pool(min(workers, len(jobs))) as pool:
+            rows = pool.map(_build_and_measure, jobs)
+    else:
+        rows = [_build_and_measure(j) for j in jobs]
+    return pd.DataFrame(rows, index=pd.Index(seeds, name="testbed seed"))

@@ -1,0 +1,179 @@
+"""Offline preference optimisation with TRL's trainers: DPO and SimPO (notebook 06).
+
+Both start from the testbed's SFT policy and train on its fixed preference pairs
+(``testbed.preference_data``, TRL's prompt/chosen/rejected format):
+
+* ``method="dpo"``: ``trl.DPOTrainer`` (sigmoid loss), reference model = the SFT policy;
+  ``rlhf_nb.theory.losses.dpo_loss`` on summed log-probs (notebook 02, section 3).
+* ``method="simpo"``: ``trl.experimental.cpo.CPOTrainer(loss_type="simpo", cpo_alpha=0.0)``,
+  reference-free; ``rlhf_nb.theory.losses.simpo_loss`` on *average* log-probs (notebook 02,
+  section 4).
+  ``cpo_alpha=0`` matters: TRL's default ``cpo_alpha=1.0`` adds a behaviour-cloning NLL term
+  (CPO-SimPO), which is not SimPO.
+* ``method="simpo", length_normalize=False``: the same trainer with ``loss_type="sigmoid"``, i.e.
+  ``-log sigmoid(beta (log pi(y_w) - log pi(y_l)))`` on *summed* log-probs: the constant-alpha
+  MaxEnt Bradley-Terry loss of notebook 02 (``losses.maxent_bt_loss``; no margin, so gamma = 0).
+
+The history is written by :class:`rlhf_nb.train.evaluate.HistoryWriter`, fed from a TRL callback
+(:class:`TRLHistory`): the shared ``rlhf_nb.train.runs.COLUMNS`` on held-out prompts
+(:func:`rlhf_nb.train.evaluate.policy_metrics`), TRL's own training metrics averaged over each
+interval (``loss``, ``rewards_chosen``, ``rewards_rejected``, ``margin``, ``accuracy``; for SimPO
+the implicit reward is beta * average log-prob) and the same on held-out pairs (``heldout_*``,
+plus ``heldout_weight``, the mean per-pair gradient weight sigmoid(-logit) of the loss).
+The live widget of chapter 06 is :func:`rlhf_nb.viz.live.offline_widget`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import datasets
+from transformers import PrinterCallback, ProgressCallback, TrainerCallback
+
+from rlhf_nb.core import check_type, quiet
+from rlhf_nb.train.evaluate import PREFERENCE_COLUMNS, TRAIN_METRICS, HistoryWriter
+from rlhf_nb.train.preference import DEFAULT_BETA, METHODS, PreferenceConfig
+from rlhf_nb.train.runs import Run
+
+__all__ = [
+    "DEFAULT_BETA",
+    "METHODS",
+    "PREFERENCE_COLUMNS",
+    "OfflineConfig",
+    "make_trainer",
+    "train",
+]
+# TRL log key -> history column (means over the training batches of an interval)
+TRL_METRICS = dict(
+    zip(("loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies"),
+        TRAIN_METRICS)
+)  # fmt: skip
+
+
+@dataclass
+class OfflineConfig(PreferenceConfig):
+    """One offline run: DPO or SimPO on the testbed's fixed preference pairs (fields:
+    :class:`~rlhf_nb.train.preference.PreferenceConfig`; ``batch_size`` is pairs per step)."""
+
+
+class TRLHistory(TrainerCallback):
+    """Feeds a TRL trainer's steps and logs to a :class:`~rlhf_nb.train.evaluate.HistoryWriter`:
+    row 0 at the start, an evaluation every ``eval_interval`` steps and at the end, TRL's interval
+    means (:data:`TRL_METRICS`) merged into the same rows."""
+
+    def __init__(self, writer: HistoryWriter):
+        self.writer = writer
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        self.writer.start(model)  # the run's one progress bar (TRL's are removed)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self.writer.close()
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        s = state.global_step
+        self.writer.tick()
+        if s % self.writer.config.eval_interval == 0 or s == state.max_steps:
+            self.writer.evaluate(model, s)
+            control.should_log = True  # TRL's interval means land on the same row
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        metrics = {col: logs[key] for key, col in TRL_METRICS.items() if key in logs}
+        self.writer.log(state.global_step, metrics)
+
+
+def _dataset(testbed):
+    """TRL's prompt/chosen/rejected columns; responses get a leading space, since TRL tokenises
+    ``prompt + response`` as one string and ``"TL;DR:" + "apple"`` would be one unknown word."""
+    d = testbed.preference_data.select_columns(["prompt", "chosen", "rejected"])
+    return d.map(lambda e: {"chosen": " " + e["chosen"], "rejected": " " + e["rejected"]})
+
+
+def make_trainer(testbed, config: OfflineConfig, callbacks=(), output_dir: str | None = None):
+    """The TRL trainer of ``config`` (CPU-safe: fp32, no reporting, no checkpoints)."""
+    common = dict(
+        output_dir=output_dir or tempfile.mkdtemp(prefix="rlhf_nb_offline_"),
+        use_cpu=config.device == "cpu", bf16=False, fp16=False, report_to="none",
+        per_device_train_batch_size=config.batch_size, learning_rate=config.lr,
+        max_steps=config.steps, lr_scheduler_type="constant_with_warmup",
+        warmup_steps=config.warmup_steps, logging_steps=config.eval_interval,
+        save_strategy="no", seed=config.seed, data_seed=config.seed, beta=config.beta,
+        gradient_checkpointing=False, max_length=128, disable_tqdm=True,
+        dataloader_num_workers=0,
+    )  # fmt: skip
+    with quiet(), warnings.catch_warnings(), _no_dataset_bars():
+        warnings.simplefilter("ignore")
+        policy = testbed.load_sft_policy().to(config.device)
+        data = _dataset(testbed)
+        if config.method == "dpo":
+            from trl import DPOConfig, DPOTrainer
+
+            trainer = DPOTrainer(
+                model=policy, ref_model=testbed.load_sft_policy().to(config.device),
+                args=DPOConfig(**common, loss_type=["sigmoid"]), train_dataset=data,
+                processing_class=testbed.tokenizer, callbacks=list(callbacks),
+            )  # fmt: skip
+        else:
+            from trl.experimental.cpo import CPOConfig, CPOTrainer
+
+            args = CPOConfig(
+                **common, loss_type="simpo" if config.length_normalize else "sigmoid",
+                cpo_alpha=0.0, simpo_gamma=config.gamma, remove_unused_columns=False,
+            )  # fmt: skip
+            trainer = CPOTrainer(
+                model=policy, args=args, train_dataset=data, processing_class=testbed.tokenizer,
+                callbacks=list(callbacks),
+            )  # fmt: skip
+    for cb in (PrinterCallback, ProgressCallback):  # HistoryWriter draws the one progress bar
+        trainer.remove_callback(cb)
+    return trainer
+
+
+@contextlib.contextmanager
+def _no_dataset_bars():
+    enabled = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if enabled:
+            datasets.enable_progress_bars()
+
+
+def train(testbed, config: OfflineConfig, *, on_step: Callable | None = None) -> Run:
+    """Train ``config`` on ``testbed``'s preference data; return the
+    :class:`~rlhf_nb.train.runs.Run` (history columns
+    :data:`~rlhf_nb.train.evaluate.PREFERENCE_COLUMNS`). ``on_step(history)`` after each history
+    row (the run contract, :mod:`rlhf_nb.train.contract`). A non-finite
+    training loss ends the run as ``"diverged"``; Ctrl-C as ``"interrupted"`` (the history so far
+    is kept)."""
+    check_type("config", config, OfflineConfig)
+    writer = HistoryWriter(testbed, config, on_step)
+    trainer = make_trainer(testbed, config, [TRLHistory(writer)])
+    status, message, start = "finished", "", time.perf_counter()
+    try:
+        with quiet(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            trainer.train()
+    except KeyboardInterrupt:
+        status, message = "interrupted", "stopped by the user"
+        writer.close()
+    history = writer.history()
+    bad = history["loss"].dropna().pipe(lambda s: s[~s.map(math.isfinite)])
+    if len(bad):
+        status, message = (
+            "diverged",
+            f"non-finite loss at step {int(history.loc[bad.index[0], 'step'])}",
+        )
+    elif status == "finished":
+        message = (
+            f"{config.steps} steps in {time.perf_counter() - start:.0f} s (evaluation included)"
+        )
+    policy = trainer.model.eval()
+    return Run(config, history, status, policy, message, writer.samples)

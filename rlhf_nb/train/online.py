@@ -1,0 +1,249 @@
+"""Online RLHF with RLOO: MaxEnt (entropy bonus, no anchor) vs KL-regularised (notebook 05).
+
+``train(testbed, config)`` is the paper's central experiment at toy scale. Each step
+(:func:`train`, top to bottom):
+
+1. draw fresh training prompts x and sample k responses y ~ π(·|x) (``generate``, KV cache,
+   temperature 1, stop at EOS or ``max_new_tokens``);
+2. score them with the proxy RM r(x, y) (and the gold reward, for the history only);
+3. compute log π(y|x) and log π_ref(y|x) token by token;
+4. apply the regularisers (``rlhf_nb.train.online_config``; the maths of steps 4-6 is in
+   :mod:`rlhf_nb.train.rloo`): shaped reward
+   R = r - α·log π(y|x) - β·Σ_t log(π/π_ref), plus loss terms -α·H_token and β·k3;
+5. RLOO advantages A_i = R_i - mean_{j≠i} R_j over the k samples of a prompt;
+6. policy-gradient loss -mean_i A_i · log π(y_i|x_i), one Adam step.
+
+The k samples of a prompt share it, so steps 1-3 run each prompt through a model once and repeat
+its keys and values k times (:func:`rlhf_nb.sampling.prompt_cache`). That is an exact rewrite of
+one forward pass over the full sequences (:func:`token_logprobs_full`; tests compare samples,
+log-probs, gradients and RM scores), not an approximation, and it is where the step saves time
+against TRL's ``GRPOTrainer``, which runs every prompt k times (``benchmarks/online_step.py``).
+
+The history (``rlhf_nb.train.runs.COLUMNS`` plus ``loss``, ``grad_norm``, ``reward_shaped``)
+logs the samples drawn at step s, i.e. the policy after s updates.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from rlhf_nb.core import check_type, quiet
+from rlhf_nb.sampling import rollout, token_logprobs
+from rlhf_nb.train.online_config import REGULARIZERS, OnlineConfig
+from rlhf_nb.train.rloo import coefficients, rloo_loss
+from rlhf_nb.train.runs import COLUMNS, Run, run_path
+
+__all__ = ["REGULARIZERS", "OnlineConfig", "log_probs", "score", "train", "update"]
+
+
+def score(testbed, batch: dict, prompts: list[str], reward_fn=None):
+    """Step 2: the reward optimised, r(x, y) [N] (the proxy RM on the sampled ids, each prompt
+    run once for its k samples, or ``reward_fn(prompts, texts)``), and the gold reward [N]
+    (logged only, never optimised). ``prompts`` is [N], one per sample."""
+    if reward_fn is None:
+        r = testbed.proxy_reward_rollout(batch).float()
+    else:
+        r = reward_fn(prompts, batch["texts"]).float().to(batch["ids"].device)
+    return r, testbed.gold_reward(prompts, batch["texts"])
+
+
+def log_probs(policy, ref, batch: dict):
+    """Step 3: log π(y_t|·) with gradient and the per-token entropy of π, and log π_ref(y_t|·)
+    without gradient; each [N, T-1], aligned with ``batch["response_mask"]``."""
+    policy.train()
+    logp, ent = token_logprobs(policy, batch)
+    with torch.no_grad():
+        ref_logp, _ = token_logprobs(ref, batch)
+    return logp, ent, ref_logp
+
+
+def update(policy, opt, loss, grad_clip: float) -> float:
+    """One Adam step on ``loss`` with the global gradient norm clipped to ``grad_clip``; returns
+    the norm before clipping. A non-finite norm skips the step (the caller ends the run)."""
+    opt.zero_grad()
+    loss.backward()
+    gn = torch.nn.utils.clip_grad_norm_(policy.parameters(), grad_clip).item()
+    if math.isfinite(gn):
+        opt.step()
+    return gn
+
+
+def train(
+    testbed,
+    config: OnlineConfig,
+    *,
+    on_step: Callable | None = None,
+    resume: bool = False,
+    reward_fn: Callable | None = None,
+    checkpoint_dir: Path | None = None,
+    progress: bool = True,
+) -> Run:
+    """Run online RLOO from the SFT policy (module docstring); returns a :class:`Run`.
+
+    Args:
+        testbed: a built :class:`rlhf_nb.testbed.Testbed` (policy init, reference, rewards).
+        config: the validated :class:`OnlineConfig`.
+        on_step: ``on_step(history)`` after every step (the run contract,
+            :mod:`rlhf_nb.train.contract`); may raise ``KeyboardInterrupt`` to stop.
+        resume: continue from this config's last checkpoint when one exists.
+        reward_fn: ``(prompts, responses) -> float tensor [N]`` to optimise instead of the proxy
+            RM (e.g. ``testbed.gold_reward``; tests inject non-finite rewards with it).
+        checkpoint_dir: where checkpoints go (default ``<cache>/checkpoints/online/<key>``).
+        progress: show a progress bar (also off when ``TQDM_DISABLE=1``).
+    """
+    check_type("config", config, OnlineConfig)
+    loop = _Loop(testbed, config, checkpoint_dir)
+    start = loop.resume() if resume else 0
+    status, message = "running", ""
+    bar = tqdm(range(start, config.steps + 1), desc=config.label(), disable=not progress,
+               leave=False)  # fmt: skip
+    try:
+        for step in bar:
+            row, problem = loop.step(step, reward_fn)
+            if row is not None:
+                loop.rows.append(row)
+            if problem:
+                status, message = "diverged", problem
+                break
+            loop.checkpoint(step)
+            bar.set_postfix(gold=f"{row['gold']:.2f}", proxy=f"{row['proxy']:.2f}",
+                            kl=f"{row['kl_k1']:.2f}")  # fmt: skip
+            if on_step is not None:
+                on_step(_history(loop.rows))
+        if status == "running":
+            status, message = "finished", f"{config.steps} steps"
+    except KeyboardInterrupt:
+        status, message = "interrupted", f"interrupted after {len(loop.rows)} logged steps"
+    finally:
+        bar.close()
+    loop.policy.eval()
+    return Run(config, _history(loop.rows), status, loop.policy, message, loop.samples)
+
+
+class _Loop:
+    """The state of one online run (policy, reference, optimiser, prompt RNG, history) and its
+    step; :func:`train` drives it."""
+
+    def __init__(self, testbed, cfg: OnlineConfig, checkpoint_dir: Path | None):
+        self.testbed, self.cfg = testbed, cfg
+        torch.manual_seed(cfg.seed)
+        self.max_new = cfg.max_new_tokens or testbed.max_new_tokens
+        with quiet():
+            self.policy = testbed.load_sft_policy().to(cfg.device)
+        self.ref = testbed.sft_policy.to(cfg.device).eval()
+        self.opt = torch.optim.Adam(self.policy.parameters(), lr=cfg.lr)
+        self.coef, self.held_out = coefficients(cfg), set(testbed.eval_prompts)  # never trained on
+        self.prompt_rng = random.Random(cfg.seed)
+        folder = checkpoint_dir or run_path("online", testbed, cfg, area="checkpoints")
+        self.ckpt = Path(folder) / "checkpoint.pt"
+        self.rows: list[dict] = []
+        self.samples: dict[int, list[str]] = {}
+
+    def resume(self) -> int:
+        """Load the last checkpoint, if any; returns the step to continue from."""
+        self.rows, self.samples, start = _load_checkpoint(
+            self.ckpt, self.policy, self.opt, self.prompt_rng
+        )
+        return start
+
+    def step(self, step: int, reward_fn=None) -> tuple[dict | None, str]:
+        """Steps 1-6 of the module docstring on fresh prompts, the history row of the samples
+        drawn (policy after ``step`` updates), then the update (none after the last row).
+        Returns ``(row, problem)``: ``problem`` is "" or why the run diverged."""
+        cfg, t0 = self.cfg, time.perf_counter()
+        prompts = self.testbed.task.documents(cfg.prompts_per_step, self.prompt_rng, self.held_out)
+        try:  # 1. fresh prompts x, k samples y ~ π(·|x) each
+            batch = rollout(self.policy, self.testbed.tokenizer, prompts, cfg.k, self.max_new)
+        except RuntimeError as exc:  # NaN/inf logits: torch.multinomial refuses them
+            return None, f"sampling failed at step {step}: {exc}"
+        xs = [p for p in prompts for _ in range(cfg.k)]
+        r, gold = score(self.testbed, batch, xs, reward_fn)  # 2.
+        logp, ent, ref_logp = log_probs(self.policy, self.ref, batch)  # 3.
+        loss, terms = rloo_loss(r, logp, ent, ref_logp, batch["response_mask"], cfg.k, self.coef)
+        row, problem = _row(step, r, gold, batch, terms, loss), ""
+        if step % cfg.eval_interval == 0 or step == cfg.steps:
+            row["win_rate"] = _win_rate(self.testbed, self.policy, cfg, step, self.max_new)
+        if step % cfg.sample_interval == 0 or step == cfg.steps:
+            self.samples[step] = [f"{x} {y}" for x, y in zip(prompts, batch["texts"][:: cfg.k])][:4]
+        if not (math.isfinite(row["proxy"]) and math.isfinite(row["loss"])):
+            problem = f"non-finite reward or loss at step {step}"
+        elif step < cfg.steps:  # 6. one optimiser step (the last row only measures)
+            row["grad_norm"] = update(self.policy, self.opt, loss, cfg.grad_clip)
+            if not math.isfinite(row["grad_norm"]):
+                problem = f"non-finite gradient at step {step}"
+        row["seconds"] = time.perf_counter() - t0
+        return row, problem
+
+    def checkpoint(self, step: int) -> None:
+        """Save a resumable checkpoint every ``checkpoint_interval`` steps (0: never)."""
+        every = self.cfg.checkpoint_interval
+        if every and (step + 1) % every == 0:
+            _save_checkpoint(self.ckpt, self.policy, self.opt, self.prompt_rng, self.rows,
+                             self.samples, step + 1)  # fmt: skip
+
+
+def _row(step: int, r, gold, batch: dict, terms: dict, loss) -> dict:
+    """The history row of the samples drawn at ``step`` (before the step's update)."""
+    return {
+        "step": step, "gold": gold.mean().item(), "proxy": r.mean().item(),
+        "kl_k1": terms["kl_k1"], "kl_k3": terms["kl_k3"],
+        "entropy_token": terms["entropy_token"], "entropy_seq": terms["entropy_seq"],
+        "length": batch["length"].mean().item(), "eos_rate": batch["eos"].float().mean().item(),
+        "win_rate": math.nan, "reward_shaped": terms["reward_shaped"], "loss": loss.item(),
+        "grad_norm": math.nan,
+    }  # fmt: skip
+
+
+def _win_rate(testbed, policy, cfg: OnlineConfig, step: int, max_new: int) -> float:
+    """Win rate against the references on the eval prompts, drawn with their own seeded RNG."""
+    prompts = testbed.eval_prompts[: cfg.n_eval_prompts]
+    texts = testbed.sample(policy, prompts, seed=cfg.seed + 10_000 + step, max_new_tokens=max_new)
+    return testbed.win_rate(prompts, texts)
+
+
+def _history(rows: list[dict]) -> pd.DataFrame:
+    extra = ["reward_shaped", "loss", "grad_norm"]
+    return pd.DataFrame(rows, columns=[*COLUMNS, *extra])
+
+
+def _save_checkpoint(path: Path, policy, opt, prompt_rng, rows, samples, step) -> None:
+    """Everything ``resume=True`` needs to continue bit-for-bit (CUDA RNGs too when the policy
+    is on a GPU), written atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    on_cuda = next(policy.parameters()).is_cuda
+    state = {
+        "policy": policy.state_dict(),
+        "optimizer": opt.state_dict(),
+        "torch_rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state_all() if on_cuda else None,
+        "prompt_rng": prompt_rng.getstate(),
+        "rows": list(rows),
+        "samples": dict(samples),
+        "step": step,
+    }
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)
+
+
+def _load_checkpoint(path: Path, policy, opt, prompt_rng) -> tuple[list, dict, int]:
+    """Restore a :func:`_save_checkpoint` state into ``policy``, ``opt``, the RNGs; returns
+    ``(rows, samples, next step)``, or a fresh start when there is no checkpoint."""
+    if not path.exists():
+        return [], {}, 0
+    state = torch.load(path, weights_only=False)
+    policy.load_state_dict(state["policy"])
+    opt.load_state_dict(state["optimizer"])
+    torch.set_rng_state(state["torch_rng"])
+    if state.get("cuda_rng") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
+    prompt_rng.setstate(state["prompt_rng"])
+    return state["rows"], state["samples"], state["step"]

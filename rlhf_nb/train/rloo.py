@@ -1,0 +1,86 @@
+"""The RLOO update of chapter 05, steps 4-6: shaped reward, leave-one-out advantages, the loss.
+
+Pure functions of tensors (no model, no testbed), so that each equation can be read, shown in the
+chapter (``inspect.getsource``) and tested on its own; :mod:`rlhf_nb.train.online` runs them in
+its loop. Shapes: ``N = P·k`` samples, prompt-major (the k samples of a prompt are adjacent);
+per-token quantities are ``[N, T-1]`` with a response mask of the same shape.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from rlhf_nb.theory import estimators
+from rlhf_nb.train.online_config import OnlineConfig
+
+
+def shaped_reward(r, seq_logp, k1_seq, alpha: float, beta: float) -> torch.Tensor:
+    """R = r - α·log π(y|x) - β·Σ_t log(π/π_ref), per sample [N], everything detached.
+
+    With y ~ π, -log π(y|x) is an unbiased sample of the sequence entropy H(π(·|x)), so REINFORCE
+    on R ascends E[r] + α·H(π) - β·KL(π||π_ref): the MaxEnt objective of notebook 01 (β = 0) or
+    the KL-regularised one (α = 0, k1 estimator of notebook 03).
+    """
+    return r - alpha * seq_logp.detach() - beta * k1_seq.detach()
+
+
+def rloo_advantages(rewards: torch.Tensor, k: int) -> torch.Tensor:
+    """A_i = R_i - (1/(k-1)) Σ_{j≠i} R_j within each group of ``k`` samples of one prompt.
+
+    ``rewards``: [P·k] (prompt-major). Sums to zero per prompt (Ahmadian et al. 2024, eq. 7).
+    """
+    r = rewards.view(-1, k)
+    baseline = (r.sum(dim=1, keepdim=True) - r) / (k - 1)
+    return (r - baseline).reshape(-1)
+
+
+def rloo_loss(r, logp, ent, ref_logp, mask, k: int, coef: dict[str, float]):
+    """Steps 4-6: the regularised REINFORCE-leave-one-out loss of one batch.
+
+    With seq_logp = Σ_t log π(y_t|·) (nats/sequence) and k1 = Σ_t log π/π_ref (nats/sequence):
+
+    4. shaped reward  R = r - α_seq·log π(y|x) - β·k1   (detached; :func:`shaped_reward`);
+    5. advantages     A_i = R_i - mean_{j≠i} R_j over the k samples of a prompt
+       (:func:`rloo_advantages`);
+    6. loss           L = -mean_i A_i·seq_logp_i - α_tok·H̄_tok + β_loss·k̄3_tok,
+
+    where H̄_tok and k̄3_tok are token means over the batch's response tokens: the per-token
+    entropy term (TRL's ``entropy_coef``; its gradient flows through the logits at the visited
+    states only) and the k3 KL term (GRPO's). ``coef`` holds ``alpha_seq`` (reward units per nat
+    of sequence log-prob), ``alpha_tok`` (loss units per nat of mean token entropy), ``beta_rew``
+    and ``beta_loss`` (per nat of KL), zero when the regulariser is off.
+
+    Returns ``(loss, terms)``, ``terms`` the detached per-batch quantities the history logs.
+    """
+    seq_logp = (logp * mask).sum(-1)  # log π(y|x), nats/sequence
+    k1_seq = ((logp.detach() - ref_logp) * mask).sum(-1)  # Σ_t log π/π_ref
+    k3_tok = estimators.k3(logp, ref_logp)  # per token, nats
+    shaped = shaped_reward(r, seq_logp, k1_seq, coef["alpha_seq"], coef["beta_rew"])
+    adv = rloo_advantages(shaped, k)
+    loss = -(adv * seq_logp).mean()
+    loss = (loss - coef["alpha_tok"] * _token_mean(ent, mask)
+            + coef["beta_loss"] * _token_mean(k3_tok, mask))  # fmt: skip
+    terms = {
+        "kl_k1": k1_seq.mean().item(),
+        "kl_k3": (k3_tok.detach() * mask).sum(-1).mean().item(),
+        "entropy_token": _token_mean(ent.detach(), mask).item(),
+        "entropy_seq": -seq_logp.mean().item(),
+        "reward_shaped": shaped.mean().item(),
+    }
+    return loss, terms
+
+
+def coefficients(config: OnlineConfig) -> dict[str, float]:
+    """The coefficients of :func:`rloo_loss` that ``config.regularizer`` switches on."""
+    regs = set(config.regularizers)
+    return {
+        "alpha_seq": config.alpha if "entropy" in regs else 0.0,
+        "alpha_tok": config.alpha if "entropy_token" in regs else 0.0,
+        "beta_rew": config.beta if "kl" in regs else 0.0,
+        "beta_loss": config.beta if "kl_loss" in regs else 0.0,
+    }
+
+
+def _token_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of a per-token quantity [B, T-1] over all response tokens of the batch."""
+    return (x * mask).sum() / mask.sum().clamp(min=1)

@@ -1,0 +1,179 @@
+"""Chapter 05's grid of online runs, built from the notebook's parameters, its headline
+settings, and the central contrast its checkpoints (and CI) assert.
+
+:func:`grid` turns the reader's α list, β list, two learning rates and run lengths into
+:class:`~rlhf_nb.train.online_config.OnlineConfig` lists keyed by group; ``rlhf_nb.train.run_all``
+trains them (cached, in parallel) and returns runs in the same shape. :func:`headline` picks the
+five settings chapter 05 runs at several seeds; :func:`central_contrast` checks the paper's
+contrast seed by seed. The defaults below are the book's; every one is a notebook parameter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pandas as pd
+
+from rlhf_nb.core import check_int, check_range, check_type
+from rlhf_nb.train.online_config import OnlineConfig
+
+LR_HI, LR_LO = 3e-4, 1e-4  # "aggressive" and "conservative" for the tiny policy
+STEPS_HI, STEPS_LO = 200, 600  # the conservative rate needs a 3x longer run to collapse
+ALPHAS = (0.0, 0.02, 0.05, 0.2)  # sequence-level entropy bonus, 0 = no regulariser at all
+# the conservative rate runs 3x longer, so it gets the two α the chapter's claims need: plain
+# RLOO (α = 0) and the headline MaxEnt α ("even at low learning rates")
+ALPHAS_LO = (0.0, 0.05)
+BETAS = (0.05, 0.2)  # KL-regularised baselines (k1 in the reward)
+TOKEN_ALPHA = 0.05  # the per-token entropy loss term (TRL's entropy_coef) at the higher rate
+MAXENT_ALPHA = 0.05  # the headline MaxEnt run: a sequence-level entropy bonus, no anchor
+SMOKE_RUN = dict(steps=8, prompts_per_step=8, eval_interval=4, n_eval_prompts=16)
+
+
+def _floats(name: str, values, low: float, *, positive: bool = False) -> tuple[float, ...]:
+    check_type(name, values, (list, tuple))
+    if not values:
+        raise ValueError(f"{name} must be a non-empty list, got {values!r}")
+    for v in values:
+        check_range(name, v, low, None, low_inclusive=not positive)
+    return tuple(float(v) for v in values)
+
+
+def grid(
+    *,
+    alphas: Sequence[float] = ALPHAS,
+    alphas_lo: Sequence[float] = ALPHAS_LO,
+    betas: Sequence[float] = BETAS,
+    lr_hi: float = LR_HI,
+    lr_lo: float = LR_LO,
+    steps_hi: int = STEPS_HI,
+    steps_lo: int = STEPS_LO,
+    token_alpha: float = TOKEN_ALPHA,
+    seed: int = 0,
+    smoke: bool = False,
+) -> dict[str, list[OnlineConfig]]:
+    """Chapter 05's runs: ``{"alpha_hi": [α sweep at lr_hi], "alpha_lo": [α sweep at lr_lo],
+    "kl": [β sweep at lr_hi], "token": [per-token entropy term at lr_hi]}``, one seed each.
+
+    Every list and rate is checked first (``ValueError`` naming the parameter): α ≥ 0 and 0 in
+    both α lists (plain RLOO, the baseline every claim compares with), β > 0, rates in (0, 1),
+    run lengths ≥ 1. SMOKE: runs of 8 steps x 8 prompts (:data:`SMOKE_RUN`) and at most two
+    values per list (its first and last), so the notebook runs in seconds.
+    """
+    alphas, alphas_lo = _floats("ALPHAS", alphas, 0.0), _floats("ALPHAS_LO", alphas_lo, 0.0)
+    betas = _floats("BETAS", betas, 0.0, positive=True)
+    for name, values in (("ALPHAS", alphas), ("ALPHAS_LO", alphas_lo)):
+        if 0.0 not in values:
+            raise ValueError(f"{name} must contain 0.0 (plain RLOO, the baseline), got {values}")
+    for name, lr in (("LR_HI", lr_hi), ("LR_LO", lr_lo)):
+        check_range(name, lr, 0.0, 1.0, low_inclusive=False)
+    check_int("STEPS_HI", steps_hi, 1)
+    check_int("STEPS_LO", steps_lo, 1)
+    check_range("TOKEN_ALPHA", token_alpha, 0.0, None, low_inclusive=False)
+    if smoke:
+        alphas, alphas_lo, betas = (sorted({v[0], v[-1]}) for v in (alphas, alphas_lo, betas))
+        hi = lo = dict(SMOKE_RUN, seed=seed)
+    else:
+        hi, lo = dict(steps=steps_hi, seed=seed), dict(steps=steps_lo, seed=seed)
+    return {
+        "alpha_hi": [OnlineConfig(regularizer="entropy", alpha=a, lr=lr_hi, **hi) for a in alphas],
+        "alpha_lo": [
+            OnlineConfig(regularizer="entropy", alpha=a, lr=lr_lo, **lo) for a in alphas_lo
+        ],
+        "kl": [OnlineConfig(regularizer="kl", beta=b, lr=lr_hi, **hi) for b in betas],
+        "token": [OnlineConfig(regularizer="entropy_token", alpha=token_alpha, lr=lr_hi, **hi)],
+    }
+
+
+def headline(
+    groups: dict[str, list[OnlineConfig]], maxent_alpha: float = MAXENT_ALPHA, smoke: bool = False
+) -> dict[str, OnlineConfig]:
+    """The five settings chapter 05 runs at several seeds (``rlhf_nb.train.seeds.run_seeds``),
+    each a run of :func:`grid` (so its first seed is the grid's own run, trained once):
+
+    ``"rloo"`` α = 0 (plain RLOO on the proxy) and ``"maxent"`` α = ``maxent_alpha`` at the
+    higher rate; ``"kl_weak"`` / ``"kl_strong"`` the smallest and largest β; ``"rloo_slow"``
+    α = 0 at the lower rate. ``maxent_alpha`` must be one of the grid's α > 0 (``ValueError``
+    otherwise); in SMOKE, whose grid keeps only the first and last α, the largest α stands in.
+    """
+    hi, lo, kl = groups["alpha_hi"], groups["alpha_lo"], groups["kl"]
+    check_range("MAXENT_ALPHA", maxent_alpha, 0.0, None, low_inclusive=False)
+    maxent = [c for c in hi if c.alpha == maxent_alpha]
+    if not maxent and not smoke:
+        raise ValueError(
+            f"MAXENT_ALPHA must be one of ALPHAS {[c.alpha for c in hi]}, got {maxent_alpha}"
+        )
+    maxent = maxent or [max(hi, key=lambda c: c.alpha)]
+    if maxent[0].alpha == 0:
+        raise ValueError(f"ALPHAS needs an α > 0 for the MaxEnt side, got {[c.alpha for c in hi]}")
+    kl = sorted(kl, key=lambda c: c.beta)
+    return {
+        "rloo": next(c for c in hi if c.alpha == 0),
+        "maxent": maxent[0],
+        "kl_weak": kl[0],
+        "kl_strong": kl[-1],
+        "rloo_slow": next(c for c in lo if c.alpha == 0),
+    }
+
+
+def central_contrast(
+    maxent,
+    anchored,
+    *,
+    smooth: int = 3,
+    min_fall: float = 2.0,
+    min_kl_ratio: float = 5.0,
+    max_anchored_fall: float = 0.75,
+    min_gold_gap: float = 3.0,
+) -> list[str]:
+    """The seed-robust facts of chapter 05's central contrast, checked seed by seed; returns the
+    statements that fail (an empty list: every one held for every seed).
+
+    ``maxent`` and ``anchored`` are :class:`rlhf_nb.train.seeds.SeedRuns` of an unanchored MaxEnt
+    setting and a KL-anchored one, seeds paired by position. For every seed:
+
+    1. the MaxEnt run's gold ends more than ``min_fall`` below its peak (it over-optimises);
+    2. its final KL to SFT is more than ``min_kl_ratio`` times the anchored run's;
+    3. the anchored run's gold ends less than ``max_anchored_fall`` below its peak (near its best);
+    4. the anchored run's final gold is more than ``min_gold_gap`` above the MaxEnt run's.
+
+    Gold peak and final come from :func:`rlhf_nb.train.runs.summary_table` with ``smooth``.
+    Used by chapter 05's checkpoints and by ``tests/test_science.py`` (CI), which also shows that
+    the check fails once the anchor is removed (β = 0).
+    """
+    if maxent.n != anchored.n:
+        raise ValueError(f"need the same seeds for both settings, got {maxent.n} and {anchored.n}")
+    m, a = maxent.summaries(smooth=smooth), anchored.summaries(smooth=smooth)
+    failed = []
+    for (seed, mr), (_, ar) in zip(m.iterrows(), a.iterrows()):
+        facts = {
+            f"MaxEnt gold falls > {min_fall:g} from its peak ({mr.gold_fall:.2f})":
+                mr.gold_fall > min_fall,
+            f"MaxEnt KL > {min_kl_ratio:g}x the anchored KL "
+            f"({mr.kl_k1_final:.2f} vs {ar.kl_k1_final:.2f})":
+                mr.kl_k1_final > min_kl_ratio * ar.kl_k1_final,
+            f"anchored gold ends < {max_anchored_fall:g} below its peak ({ar.gold_fall:.2f})":
+                ar.gold_fall < max_anchored_fall,
+            f"anchored final gold > MaxEnt final gold + {min_gold_gap:g} "
+            f"({ar.gold_final:.2f} vs {mr.gold_final:.2f})":
+                ar.gold_final > mr.gold_final + min_gold_gap,
+        }  # fmt: skip
+        failed += [f"seed {seed}: {k}" for k, ok in facts.items() if not ok]
+    return failed
+
+
+def entropy_correlations(runs) -> dict[tuple[str, str], float]:
+    """Spearman ρ over the pooled steps of ``runs`` (e.g. one seed's unanchored runs) between
+    the entropy measures and the damage: ``entropy_term`` = α·(−log π(y|x)) (what the MaxEnt
+    reward pays; 0 for α = 0) and ``entropy_seq`` = −log π(y|x) (the raw sequence entropy
+    estimate), each against ``kl_k1`` and ``gold_drop`` (running gold peak minus gold).
+    Returns ``{(x, y): ρ}`` for the four pairs."""
+    from scipy.stats import spearmanr
+
+    pooled = pd.concat([r.history.assign(run=r.label, alpha=r.config.alpha) for r in runs])
+    pooled["gold_drop"] = pooled.groupby("run")["gold"].transform(lambda g: g.cummax() - g)
+    pooled["entropy_term"] = pooled["alpha"] * pooled["entropy_seq"]
+    return {
+        (x, y): float(spearmanr(pooled[x], pooled[y]).statistic)
+        for x in ("entropy_term", "entropy_seq")
+        for y in ("kl_k1", "gold_drop")
+    }

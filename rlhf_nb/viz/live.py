@@ -1,0 +1,99 @@
+"""The live-run widgets of chapters 05 and 06: controls and a button that trains a short run
+(:mod:`rlhf_nb.train`, ``on_step`` redraws the figure after every logged row).
+
+Nothing trains until the button is pressed, so rendering a widget (papermill, the site build)
+is instant; on the static site there is no kernel and the slider figures carry the cached runs.
+"""
+
+from __future__ import annotations
+
+from rlhf_nb.core import check_int
+from rlhf_nb.train.online_config import OnlineConfig
+from rlhf_nb.viz import run_plots, widgets
+
+
+def online_widget(testbed, runs, *, steps: int = 40, alpha: float = 0.05, lr: float = 3e-4):
+    """α and learning-rate sliders and a button that trains a short live run (sequence-level
+    entropy bonus, no KL) and overlays its gold and KL on ``runs`` (the cached sweep).
+
+    Nothing trains until the button is pressed, so rendering the widget (papermill) is instant.
+    Returns the ``VBox`` (displayed by the caller) and the figure.
+    """
+    import ipywidgets as w
+
+    from rlhf_nb.train.online import train
+
+    a_box = w.FloatSlider(value=alpha, min=0.0, max=0.3, step=0.01, description="α")
+    lr_box = widgets.log_slider("lr", lr, 1e-5, 1e-3)
+    button = w.Button(description=f"train {steps} steps")
+    fig, update = run_plots.live_history(
+        ("gold", "kl_k1"),
+        title="live run (black) over the cached sweep",
+        background=runs,
+        height=380,
+    )
+
+    def on_click(_):
+        button.disabled = True
+        try:
+            cfg = OnlineConfig(
+                regularizer="entropy", alpha=a_box.value, lr=lr_box.value, steps=steps
+            )
+            run = train(testbed, cfg, on_step=update, progress=False)
+            update(run.history)
+        finally:
+            button.disabled = False
+
+    button.on_click(on_click)
+    return w.VBox([w.HBox([a_box, lr_box, button]), fig]), fig
+
+
+def offline_widget(
+    testbed,
+    *,
+    steps: int = 60,
+    beta: float = 2.0,
+    gamma: float = 1.0,
+    lr: float = 3e-4,
+    seed: int = 0,
+    device: str = "cpu",
+):
+    """Method, β, γ and learning-rate controls and a button that trains a short live run of
+    ``steps`` steps from ``testbed``'s SFT policy (:func:`train`, 64 held-out prompts, 128
+    held-out pairs, ten evaluations) and redraws its gold reward, KL and margin as it goes.
+
+    Nothing trains until the button is pressed, so rendering the widget (papermill) is instant;
+    the button is disabled while a run trains. The other arguments are the controls' initial
+    values (β on a log slider over [0.01, 20], γ over [0, 5], lr on a log slider over
+    [1e-5, 1e-2]) and the run's ``seed`` and ``device``. Returns the ``VBox`` (displayed by the
+    caller) and the figure.
+    """
+    import ipywidgets as w
+
+    from rlhf_nb.train.offline import OfflineConfig, train
+
+    check_int("steps", steps, 1)
+    method_w = w.Dropdown(options=["simpo", "dpo"], value="simpo", description="method")
+    beta_w = widgets.log_slider("β", beta, 0.01, 20.0)
+    gamma_w = w.FloatSlider(value=gamma, min=0.0, max=5.0, step=0.1, description="γ")
+    lr_w = widgets.log_slider("lr", lr, 1e-5, 1e-2)
+    button = w.Button(description=f"train {steps} steps")
+    status = w.Label()
+    fig, update = run_plots.live_history(("gold", "kl_k1", "margin"), title="live run")
+
+    def on_click(_):
+        button.disabled = True
+        try:
+            cfg = OfflineConfig(
+                method=method_w.value, beta=beta_w.value, gamma=gamma_w.value, lr=lr_w.value,
+                steps=steps, eval_interval=max(1, steps // 10), n_eval_prompts=64,
+                n_heldout_pairs=128, seed=seed, device=device,
+            )  # fmt: skip
+            status.value = f"training {cfg.label()} ..."
+            run = train(testbed, cfg, on_step=update)
+            status.value = f"{cfg.label()}: {run.status}, gold {run.final('gold'):.2f}"
+        finally:
+            button.disabled = False
+
+    button.on_click(on_click)
+    return w.VBox([w.HBox([method_w, button]), beta_w, gamma_w, lr_w, status, fig]), fig
