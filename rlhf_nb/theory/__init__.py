@@ -9,7 +9,9 @@
 * :mod:`~rlhf_nb.theory.estimators` — k1/k2/k3 KL estimators and entropy estimators, their
   moments and gradients (chapter 03);
 * :mod:`~rlhf_nb.theory.losses` — DPO, SimPO, MaxEnt-BT and Plackett–Luce losses on
-  log-probabilities (chapter 02; the training methods call the same functions).
+  log-probabilities (chapter 02; the training methods call the same functions);
+* :mod:`~rlhf_nb.theory.frontier` — over-optimisation frontiers (gold vs √KL) of the KL, MaxEnt
+  and combined families and of best-of-n, exactly; Gao et al.'s fits (chapter 07).
 
 Lowest layer: imports only :mod:`rlhf_nb.core`, numpy and torch. A new exact result goes here,
 with a test that checks it by an independent route (``tests/test_exact.py``).

@@ -1,0 +1,199 @@
+"""Over-optimisation as a frontier, computed exactly on a finite response space (chapter 07).
+
+The field states over-optimisation as gold reward against how far the policy moved,
+d = √KL(π‖π_SFT) (Gao, Schulman & Hilton 2022). On a space small enough to enumerate, every
+family of policies the book trains towards has a closed form, so its frontier is a curve we can
+compute exactly — no sampling, float64:
+
+* the **KL family** π_β ∝ π_SFT·exp(r/β) (β from ∞, where π = π_SFT and d = 0, down to 0);
+* the **MaxEnt family** π_α ∝ exp(r/α) (α from ∞, where π is *uniform* — its "safe" end is not
+  π_SFT, so it starts at d = √KL(uniform‖π_SFT) > 0 — down to 0);
+* the **combined optimum** of E_π r + α·H(π) − β·KL(π‖π_SFT) (:func:`combined_policy`);
+* **best-of-n** under a reward: sample n responses from π_SFT, keep the best
+  (:func:`best_of_n`), with its exact KL next to the usual bound log n − (n−1)/n
+  (:func:`bon_kl_bound`).
+
+:func:`frontier` turns any list of policies into (d, gold, proxy) rows, and :func:`fit_gao`
+fits Gao et al.'s functional forms to measured points. The empirical frontier of the testbed
+runs (chapters 05–07) uses the same two functions.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.special import logsumexp
+
+from rlhf_nb.core import check_choice, check_int, check_range
+from rlhf_nb.theory.exact import as_probs, as_vector, kl_divergence
+
+
+def combined_policy(r, ref, alpha: float, beta: float) -> np.ndarray:
+    """The optimum of  J(π) = E_π[r] + α·H(π) − β·KL(π‖ref)  over the simplex, α, β ≥ 0, α+β > 0.
+
+    Derivation (Lagrange multiplier λ for Σ_y π(y) = 1): for every y with π(y) > 0,
+
+        ∂J/∂π(y) = r(y) − α(log π(y) + 1) − β(log π(y) − log ref(y) + 1) = λ,
+
+    so (α+β)·log π(y) = r(y) + β·log ref(y) + const, i.e.
+
+        π*(y) ∝ ref(y)^{β/(α+β)} · exp(r(y)/(α+β)).
+
+    β = 0 gives the MaxEnt optimum exp(r/α)/Z; α = 0 the KL optimum ref·exp(r/β)/Z. Responses
+    with ref(y) = 0 keep π*(y) = 0 when β > 0 (KL would be infinite otherwise).
+    :func:`stationarity_gap` checks the first-order condition numerically.
+
+    Args: r, rewards (n,); ref, reference probabilities (n,); alpha, beta >= 0, not both 0.
+    Returns π*, shape (n,).
+    """
+    r, ref = as_vector("r", r), as_probs("ref", ref, size=np.size(r))
+    check_range("alpha", alpha, 0.0, None)
+    check_range("beta", beta, 0.0, None)
+    if alpha + beta <= 0:
+        raise ValueError("alpha + beta must be > 0 (with both 0 the optimum is the argmax of r)")
+    with np.errstate(divide="ignore"):
+        log_ref = np.log(ref)
+    logits = r / (alpha + beta) + (beta / (alpha + beta)) * log_ref if beta > 0 else r / alpha
+    return np.exp(logits - logsumexp(logits))
+
+
+def combined_objective(pi, r, ref, alpha: float, beta: float) -> float:
+    """J(π) = E_π[r] + α·H(π) − β·KL(π‖ref), reward units (0·log 0 = 0)."""
+    pi = as_probs("pi", pi)
+    r = as_vector("r", r, size=pi.size)
+    nz = pi > 0
+    h = -float(np.sum(pi[nz] * np.log(pi[nz])))
+    kl = kl_divergence(pi, ref) if beta > 0 else 0.0
+    return float(pi @ r) + alpha * h - beta * kl
+
+
+def stationarity_gap(pi, r, ref, alpha: float, beta: float) -> float:
+    """max − min over the support of π of ∂J/∂π(y) (:func:`combined_policy`'s docstring): 0 at an
+    interior stationary point of J on the simplex (reward units)."""
+    pi, r = as_probs("pi", pi), as_vector("r", r)
+    ref = as_probs("ref", ref, size=pi.size)
+    s = pi > 0
+    g = r[s] - alpha * (np.log(pi[s]) + 1) - beta * (np.log(pi[s]) - np.log(ref[s]) + 1)
+    return float(g.max() - g.min())
+
+
+def best_of_n(ref, score, n: int) -> np.ndarray:
+    """The exact distribution of best-of-n: draw y_1…y_n iid from ``ref``, return the one with
+    the highest ``score`` (ties broken uniformly among the tied draws).
+
+    Sort the responses by score and let G be a group of equal scores, F(G) = P_ref(score ≤ s_G)
+    and F⁻(G) = P_ref(score < s_G). The best draw lands in G with probability F(G)ⁿ − F⁻(G)ⁿ,
+    and within G it is a draw from ref restricted to G, so
+
+        π_n(y) = ref(y)/ref(G) · (F(G)ⁿ − F⁻(G)ⁿ),   y ∈ G.
+
+    Args: ref, probabilities (n_y,); score, the reward it is scored by (n_y,); n >= 1 draws.
+    """
+    ref = as_probs("ref", ref)
+    score = as_vector("score", score, size=ref.size)
+    check_int("n", n, 1)
+    out = np.zeros_like(ref)
+    levels = np.unique(score[ref > 0])  # ascending
+    below = 0.0
+    for s in levels:
+        group = (score == s) & (ref > 0)
+        mass = ref[group].sum()
+        upto = min(1.0, below + mass)
+        out[group] = ref[group] / mass * (upto**n - below**n)
+        below = upto
+    return out / out.sum()
+
+
+def bon_kl_bound(n: int) -> float:
+    """log n − (n−1)/n nats: the KL(π_n‖ref) of best-of-n when no two responses tie (a
+    continuous score); with ties or a reference that puts much mass on few responses the exact
+    KL (:func:`best_of_n` + ``kl_divergence``) is smaller, and this is an upper bound
+    (Beirami et al. 2024)."""
+    check_int("n", n, 1)
+    return math.log(n) - (n - 1) / n
+
+
+def frontier(policies, ref, gold, proxy=None) -> dict[str, np.ndarray]:
+    """The frontier of a list of policies: ``d`` = √KL(π‖ref) (√nats), ``kl`` (nats), ``gold`` =
+    E_π[gold] and (when given) ``proxy`` = E_π[proxy] (reward units), one entry per policy."""
+    ref = as_probs("ref", ref)
+    gold = as_vector("gold", gold, size=ref.size)
+    kl = np.array([kl_divergence(as_probs("policy", p, size=ref.size), ref) for p in policies])
+    out = {"kl": kl, "d": np.sqrt(np.maximum(kl, 0.0)),
+           "gold": np.array([np.asarray(p) @ gold for p in policies])}  # fmt: skip
+    if proxy is not None:
+        proxy = as_vector("proxy", proxy, size=ref.size)
+        out["proxy"] = np.array([np.asarray(p) @ proxy for p in policies])
+    return out
+
+
+GAO_FORMS = ("bon", "rl")
+
+
+@dataclass(frozen=True)
+class GaoFit:
+    """A fit of Gao et al.'s form to (d, gold − gold at d = 0).
+
+    Attributes:
+        form: ``"bon"``: R(d) = d·(a − b·d); ``"rl"``: R(d) = d·(a − b·log d).
+        a, b: the coefficients (reward units per √nat; ``b`` of ``"bon"`` per nat).
+        a_se, b_se: their standard errors (from the fit's covariance).
+        d_star: the d of the gold peak (``"bon"``: a/(2b); ``"rl"``: exp(a/b − 1)); ``inf`` when
+            the fit does not turn over (b <= 0).
+        gold_star: R(d_star), the predicted peak gain over d = 0.
+    """
+
+    form: str
+    a: float
+    b: float
+    a_se: float
+    b_se: float
+    d_star: float
+    gold_star: float
+
+    def predict(self, d) -> np.ndarray:
+        """R(d) for an array of d (√nats)."""
+        return gao_curve(np.asarray(d, dtype=np.float64), self.a, self.b, self.form)
+
+
+def gao_curve(d, a: float, b: float, form: str) -> np.ndarray:
+    """Gao et al. (2022): best-of-n R(d) = d(a − b·d), RL R(d) = d(a − b·log d); R(0) = 0."""
+    check_choice("form", form, GAO_FORMS)
+    d = np.asarray(d, dtype=np.float64)
+    if form == "bon":
+        return d * (a - b * d)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(d > 0, d * (a - b * np.log(np.where(d > 0, d, 1.0))), 0.0)
+
+
+def fit_gao(d, gold, form: str) -> GaoFit:
+    """Least-squares fit of :func:`gao_curve` to measured points (``scipy.optimize.curve_fit``).
+
+    Args:
+        d: √KL(π‖π_SFT) of each point (√nats), >= 0.
+        gold: the gold reward *gain* over the starting policy at each point (the forms have
+            R(0) = 0: subtract the gold at d = 0 first).
+        form: ``"bon"`` or ``"rl"``.
+    Returns a :class:`GaoFit` with coefficients, standard errors and the predicted peak.
+    """
+    from scipy.optimize import curve_fit
+
+    check_choice("form", form, GAO_FORMS)
+    d, gold = as_vector("d", d), as_vector("gold", gold, size=np.size(d))
+    if np.any(d < 0):
+        raise ValueError("d must be >= 0 (it is a square root of a KL)")
+    if np.count_nonzero(d > 0) < 3:
+        raise ValueError(f"need at least 3 points with d > 0 to fit two coefficients, got {d}")
+    (a, b), cov = curve_fit(lambda x, a, b: gao_curve(x, a, b, form), d, gold, p0=(1.0, 0.1))
+    a_se, b_se = (float(math.sqrt(v)) if np.isfinite(v) and v >= 0 else math.nan
+                  for v in np.diag(cov))  # fmt: skip
+    if b <= 0:
+        d_star = math.inf
+    elif form == "bon":
+        d_star = a / (2 * b)
+    else:
+        d_star = math.exp(a / b - 1)
+    gold_star = float(gao_curve(d_star, a, b, form)) if math.isfinite(d_star) else math.inf
+    return GaoFit(form, float(a), float(b), a_se, b_se, float(d_star), gold_star)
