@@ -7,6 +7,7 @@
 * :mod:`~rlhf_nb.train.offline` — DPO and SimPO on fixed pairs with TRL's trainers (chapter 06);
 * :mod:`~rlhf_nb.train.online_simpo` — SimPO on pairs sampled from the current policy (ch. 06);
 * :mod:`~rlhf_nb.train.grpo` — TRL's ``GRPOTrainer``, an independent cross-check (chapter 05);
+* :mod:`~rlhf_nb.train.best_of_n` — best-of-n from the SFT policy, its gold/proxy/KL frontier;
 * :mod:`~rlhf_nb.train.preference` — the config fields and pair loss DPO and SimPO share;
 * :mod:`~rlhf_nb.train.evaluate` — what a preference run measures and the history writer;
 * :mod:`~rlhf_nb.train.runs` — the :class:`Run` format, its summary table and the on-disk cache;
