@@ -38,7 +38,7 @@ from tqdm.auto import tqdm
 from rlhf_nb.core import check_type, quiet
 from rlhf_nb.sampling import rollout, token_logprobs
 from rlhf_nb.train.online_config import REGULARIZERS, OnlineConfig
-from rlhf_nb.train.rloo import coefficients, rloo_loss
+from rlhf_nb.train.rloo import adapt_alpha, coefficients, mixed_reference, rloo_loss
 from rlhf_nb.train.runs import COLUMNS, Run, run_path
 
 __all__ = ["REGULARIZERS", "OnlineConfig", "log_probs", "score", "train", "update"]
@@ -55,13 +55,16 @@ def score(testbed, batch: dict, prompts: list[str], reward_fn=None):
     return r, testbed.gold_reward(prompts, batch["texts"])
 
 
-def log_probs(policy, ref, batch: dict):
+def log_probs(policy, ref, batch: dict, ref_mix: float = 1.0):
     """Step 3: log π(y_t|·) with gradient and the per-token entropy of π, and log π_ref(y_t|·)
-    without gradient; each [N, T-1], aligned with ``batch["response_mask"]``."""
+    without gradient; each [N, T-1], aligned with ``batch["response_mask"]``. With ``ref_mix``
+    λ < 1 the reference is the per-token mixture λ·π_ref + (1−λ)·uniform
+    (:func:`rlhf_nb.train.rloo.mixed_reference`)."""
     policy.train()
     logp, ent = token_logprobs(policy, batch)
     with torch.no_grad():
         ref_logp, _ = token_logprobs(ref, batch)
+        ref_logp = mixed_reference(ref_logp, ref_mix, ref.config.vocab_size)
     return logp, ent, ref_logp
 
 
@@ -152,6 +155,12 @@ class _Loop:
         self.rows, self.samples, start = _load_checkpoint(
             self.ckpt, self.policy, self.opt, self.prompt_rng
         )
+        cfg = self.cfg
+        if cfg.target_entropy is not None and self.rows:  # the adaptive α of the next step
+            last = self.rows[-1]
+            self.coef["alpha_tok"] = adapt_alpha(
+                last["alpha_tok"], last["entropy_token"], cfg.target_entropy, cfg.entropy_rate
+            )
         return start
 
     def step(self, step: int, reward_fn=None) -> tuple[dict | None, str]:
@@ -166,9 +175,13 @@ class _Loop:
             return None, f"sampling failed at step {step}: {exc}"
         xs = [p for p in prompts for _ in range(cfg.k)]
         r, gold = score(self.testbed, batch, xs, reward_fn)  # 2.
-        logp, ent, ref_logp = log_probs(self.policy, self.ref, batch)  # 3.
+        logp, ent, ref_logp = log_probs(self.policy, self.ref, batch, cfg.ref_mix)  # 3.
         loss, terms = rloo_loss(r, logp, ent, ref_logp, batch["response_mask"], cfg.k, self.coef)
         row, problem = _row(step, r, gold, batch, terms, loss), ""
+        if cfg.target_entropy is not None:  # log this step's α, then adapt it for the next
+            row["alpha_tok"] = self.coef["alpha_tok"]
+            self.coef["alpha_tok"] = adapt_alpha(row["alpha_tok"], terms["entropy_token"],
+                                                 cfg.target_entropy, cfg.entropy_rate)  # fmt: skip
         if step % cfg.eval_interval == 0 or step == cfg.steps:
             row["win_rate"] = _win_rate(self.testbed, self.policy, cfg, step, self.max_new)
         if step % cfg.sample_interval == 0 or step == cfg.steps:
@@ -211,6 +224,8 @@ def _win_rate(testbed, policy, cfg: OnlineConfig, step: int, max_new: int) -> fl
 
 def _history(rows: list[dict]) -> pd.DataFrame:
     extra = ["reward_shaped", "loss", "grad_norm"]
+    if rows and "alpha_tok" in rows[0]:  # the adaptive entropy coefficient, when it adapts
+        extra.append("alpha_tok")
     return pd.DataFrame(rows, columns=[*COLUMNS, *extra])
 
 

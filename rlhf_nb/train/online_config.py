@@ -8,18 +8,32 @@ Regularisers (notebook 05, "The update"; combine them with ``+``, e.g. ``"entrop
                     unbiased estimate of ∇(E[r] + α·H(π)) (notebook 01, the MaxEnt objective)
 ``entropy_token``   loss term -α·(mean per-token entropy of π along the samples), what TRL's
                     GRPO ``entropy_coef`` adds
+``entropy_norm``    length-normalised MaxEnt: shaped reward r - (α/|y|)·log π(y|x), chapter
+                    02/03's token-averaged bonus (SimPO's form), the length-consistent objective
 ``kl``              shaped reward r - β·Σ_t log(π/π_ref) (k1 in the reward, as RLOO does)
 ``kl_loss``         loss term β·(mean per-token k3), as GRPO does (notebook 03, estimators)
+``length``          shaped reward r - c·|y| (``length_coef`` c per response token, EOS included)
 ==================  ==========================================================================
+
+The reference of ``kl``/``kl_loss`` is the SFT policy, or with ``ref_mix`` λ < 1 the per-token
+mixture λ·π_SFT(·|x, y<t) + (1-λ)/V: λ = 1 is KL-regularised RLHF, λ = 0 a KL to the uniform
+policy, which is MaxEnt RL's implicit anchor (KL(π‖u) = log V - H per token). With
+``target_entropy`` set, the ``entropy_token`` coefficient adapts every step to hold the batch-mean
+per-token entropy at the target: α ← max(0, α + ``entropy_rate``·(target - H̄_tok)), starting
+from ``alpha`` (as TRL's ``use_adaptive_entropy``; SAC's temperature tuning).
+
+Options added after the book's runs were cached (``ref_mix``, ``length_coef``, ``target_entropy``,
+``entropy_rate``) enter a run's cache key only when set (``rlhf_nb.train.runs.KEY_IF_SET``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from rlhf_nb.core import check_choice, check_ints, check_range, check_type
+from rlhf_nb.train.runs import KEY_IF_SET
 
-REGULARIZERS = ("none", "entropy", "entropy_token", "kl", "kl_loss")
+REGULARIZERS = ("none", "entropy", "entropy_token", "entropy_norm", "kl", "kl_loss", "length")
 
 
 @dataclass
@@ -49,6 +63,13 @@ class OnlineConfig:
         checkpoint_interval: save a resumable checkpoint every this many steps (0: never).
         seed: seeds the training prompts, the sampling and the eval draws.
         device: ``"cpu"`` or ``"cuda"``.
+        ref_mix: λ in [0, 1], the SFT weight of the per-token KL reference (module docstring);
+            1 (default) is the SFT policy itself. Needs ``kl`` or ``kl_loss``.
+        length_coef: c >= 0, reward units per response token of the ``length`` penalty.
+        target_entropy: per-token entropy target (nats/token) of an adaptive ``entropy_token``
+            coefficient; ``None`` (default) keeps α fixed.
+        entropy_rate: step size of the adaptive coefficient (loss units per nat/token of entropy
+            error, per step), > 0.
     """
 
     regularizer: str = "none"
@@ -66,6 +87,10 @@ class OnlineConfig:
     checkpoint_interval: int = 0
     seed: int = 0
     device: str = "cpu"
+    ref_mix: float = field(default=1.0, metadata=KEY_IF_SET)
+    length_coef: float = field(default=0.0, metadata=KEY_IF_SET)
+    target_entropy: float | None = field(default=None, metadata=KEY_IF_SET)
+    entropy_rate: float = field(default=0.05, metadata=KEY_IF_SET)
 
     def __post_init__(self) -> None:
         check_type("regularizer", self.regularizer, str)
@@ -91,17 +116,35 @@ class OnlineConfig:
         if self.max_new_tokens is not None:
             check_ints(self, {"max_new_tokens": (1, 64)})
         check_choice("device", self.device, ("cpu", "cuda"))
-        uses_alpha = {"entropy", "entropy_token"} & set(self.regularizers)
+        self._check_remedies()
+        uses_alpha = {"entropy", "entropy_token", "entropy_norm"} & set(self.regularizers)
         if self.alpha > 0 and not uses_alpha:
             raise ValueError(
                 f"alpha={self.alpha} has no effect with regularizer={self.regularizer!r}; "
-                "add 'entropy' or 'entropy_token'"
+                "add 'entropy', 'entropy_token' or 'entropy_norm'"
             )
         if self.beta > 0 and not {"kl", "kl_loss"} & set(self.regularizers):
             raise ValueError(
                 f"beta={self.beta} has no effect with regularizer={self.regularizer!r}; "
                 "add 'kl' or 'kl_loss'"
             )
+
+    def _check_remedies(self) -> None:
+        regs = set(self.regularizers)
+        check_range("ref_mix", self.ref_mix, 0.0, 1.0)
+        check_range("length_coef", self.length_coef, 0.0, None)
+        check_range("entropy_rate", self.entropy_rate, 0.0, None, low_inclusive=False)
+        if self.ref_mix != 1.0 and not {"kl", "kl_loss"} & regs:
+            raise ValueError(f"ref_mix={self.ref_mix} has no effect without 'kl' or 'kl_loss'")
+        if ("length" in regs) != (self.length_coef > 0):
+            raise ValueError(
+                "regularizer 'length' and length_coef > 0 go together, got "
+                f"regularizer={self.regularizer!r}, length_coef={self.length_coef}"
+            )
+        if self.target_entropy is not None:
+            check_range("target_entropy", self.target_entropy, 0.0, None)
+            if "entropy_token" not in regs:
+                raise ValueError("target_entropy adapts the 'entropy_token' coefficient: add it")
 
     @property
     def regularizers(self) -> tuple[str, ...]:
@@ -113,6 +156,13 @@ class OnlineConfig:
         """Legend label, e.g. ``α=0.05 (seq), lr=3e-4`` or ``β=0.05 (kl), lr=3e-4``."""
         parts = []
         for name in self.regularizers:
+            if name == "length":
+                parts.append(f"c={self.length_coef:g} (length)")
+                continue
             coef = f"α={self.alpha:g}" if name.startswith("entropy") else f"β={self.beta:g}"
+            if name.startswith("kl") and self.ref_mix != 1.0:
+                coef += f" λ={self.ref_mix:g}"
+            if name == "entropy_token" and self.target_entropy is not None:
+                coef = f"H*={self.target_entropy:g}"
             parts.append(f"{coef} ({'seq' if name == 'entropy' else name})")
         return f"{', '.join(parts) or 'no reg.'}, lr={self.lr:.0e}"

@@ -8,6 +8,8 @@ per-token quantities are ``[N, T-1]`` with a response mask of the same shape.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from rlhf_nb.theory import estimators
@@ -39,7 +41,8 @@ def rloo_loss(r, logp, ent, ref_logp, mask, k: int, coef: dict[str, float]):
 
     With seq_logp = Σ_t log π(y_t|·) (nats/sequence) and k1 = Σ_t log π/π_ref (nats/sequence):
 
-    4. shaped reward  R = r - α_seq·log π(y|x) - β·k1   (detached; :func:`shaped_reward`);
+    4. shaped reward  R = r - α_seq·log π(y|x) - β·k1   (detached; :func:`shaped_reward`),
+       plus the remedies of chapter 07 when switched on (:func:`remedy_terms`);
     5. advantages     A_i = R_i - mean_{j≠i} R_j over the k samples of a prompt
        (:func:`rloo_advantages`);
     6. loss           L = -mean_i A_i·seq_logp_i - α_tok·H̄_tok + β_loss·k̄3_tok,
@@ -56,6 +59,8 @@ def rloo_loss(r, logp, ent, ref_logp, mask, k: int, coef: dict[str, float]):
     k1_seq = ((logp.detach() - ref_logp) * mask).sum(-1)  # Σ_t log π/π_ref
     k3_tok = estimators.k3(logp, ref_logp)  # per token, nats
     shaped = shaped_reward(r, seq_logp, k1_seq, coef["alpha_seq"], coef["beta_rew"])
+    if coef.get("alpha_norm", 0.0) or coef.get("length", 0.0):
+        shaped = shaped - remedy_terms(seq_logp, mask, coef)
     adv = rloo_advantages(shaped, k)
     loss = -(adv * seq_logp).mean()
     loss = (loss - coef["alpha_tok"] * _token_mean(ent, mask)
@@ -70,6 +75,18 @@ def rloo_loss(r, logp, ent, ref_logp, mask, k: int, coef: dict[str, float]):
     return loss, terms
 
 
+def remedy_terms(seq_logp, mask, coef: dict[str, float]) -> torch.Tensor:
+    """What the chapter-07 remedies subtract from the reward, per sample [N], detached:
+
+        α_norm·log π(y|x)/|y|  +  c·|y|,
+
+    the length-normalised entropy bonus (−(α/|y|)·log π(y|x) is paid, chapter 02/03's
+    token-averaged form) and the length penalty, with |y| the response tokens (EOS included)."""
+    length = mask.sum(-1)
+    return (coef.get("alpha_norm", 0.0) * seq_logp.detach() / length.clamp(min=1)
+            + coef.get("length", 0.0) * length)  # fmt: skip
+
+
 def coefficients(config: OnlineConfig) -> dict[str, float]:
     """The coefficients of :func:`rloo_loss` that ``config.regularizer`` switches on."""
     regs = set(config.regularizers)
@@ -78,7 +95,26 @@ def coefficients(config: OnlineConfig) -> dict[str, float]:
         "alpha_tok": config.alpha if "entropy_token" in regs else 0.0,
         "beta_rew": config.beta if "kl" in regs else 0.0,
         "beta_loss": config.beta if "kl_loss" in regs else 0.0,
+        "alpha_norm": config.alpha if "entropy_norm" in regs else 0.0,
+        "length": config.length_coef if "length" in regs else 0.0,
     }
+
+
+def mixed_reference(ref_logp: torch.Tensor, mix: float, vocab_size: int) -> torch.Tensor:
+    """log of the per-token mixture λ·π_ref(y_t|·) + (1−λ)/V of the reference and the uniform
+    policy over the V tokens, [N, T-1] (λ = ``mix``; λ = 1 returns ``ref_logp`` unchanged)."""
+    if mix == 1.0:
+        return ref_logp
+    uniform = torch.full_like(ref_logp, -math.log(vocab_size))
+    if mix == 0.0:
+        return uniform
+    return torch.logaddexp(ref_logp + math.log(mix), uniform + math.log(1.0 - mix))
+
+
+def adapt_alpha(alpha: float, entropy: float, target: float, rate: float) -> float:
+    """One step of the adaptive entropy coefficient: α ← max(0, α + rate·(target − H̄_tok));
+    the coefficient grows while the per-token entropy is below its target, shrinks above."""
+    return max(0.0, alpha + rate * (target - entropy))
 
 
 def _token_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

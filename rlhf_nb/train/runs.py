@@ -109,11 +109,20 @@ class Run:
 RUNS_CODE_VERSION = 3
 
 
+KEY_IF_SET = {"key": "if_set"}  # field metadata: the field enters the key only when not default
+
+
 def config_key(config: Any, *extra: Any) -> str:
     """A stable hash of a config dataclass plus e.g. the testbed key (and ``RUNS_CODE_VERSION``):
-    the run's cache key."""
+    the run's cache key. Fields declared with ``metadata=KEY_IF_SET`` (options added after runs
+    were cached) enter the key only when set to a non-default value, so adding an option does
+    not invalidate the runs that never used it."""
+    fields = dataclasses.asdict(config)
+    for f in dataclasses.fields(config):
+        if f.metadata.get("key") == "if_set" and fields[f.name] == f.default:
+            del fields[f.name]
     payload = json.dumps(
-        [type(config).__name__, dataclasses.asdict(config), *map(str, extra), RUNS_CODE_VERSION],
+        [type(config).__name__, fields, *map(str, extra), RUNS_CODE_VERSION],
         sort_keys=True,
         default=str,
     )
