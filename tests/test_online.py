@@ -323,3 +323,14 @@ def test_live_history_draws_the_background_faded_and_updates_only_the_live_run()
     plain, update = run_plots.live_history(("gold",))  # no background: one bare trace per panel
     update(b.history)
     assert len(plain.data) == 1 and list(plain.data[0].y) == [1.0] * 4
+
+
+def test_progress_bar_follows_tqdm_disable(tb, monkeypatch, capsys):
+    """The book's build and the process pool set TQDM_DISABLE=1: no bar may reach stderr."""
+    cfg = OnlineConfig(**{**SMALL, "steps": 2})
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    online.train(tb, cfg)
+    assert "it/s" not in capsys.readouterr().err
+    monkeypatch.delenv("TQDM_DISABLE")
+    online.train(tb, cfg)
+    assert "it/s" in capsys.readouterr().err  # a live kernel or terminal still gets its bar

@@ -141,6 +141,9 @@ class HistoryWriter:
 def progress_bar(config):
     """A text progress bar (plain ``tqdm``) for one run. It shows in live kernels and terminals;
     the notebooks executed for the site run with ``TQDM_DISABLE=1``, so they save none."""
+    import os
+
     from tqdm import tqdm
 
-    return tqdm(total=config.steps, desc=config.label(), leave=False, mininterval=1.0)
+    off = os.environ.get("TQDM_DISABLE", "").lower() in ("1", "true")  # read now, not at import
+    return tqdm(total=config.steps, desc=config.label(), leave=False, mininterval=1.0, disable=off)

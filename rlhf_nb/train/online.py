@@ -26,6 +26,7 @@ logs the samples drawn at step s, i.e. the policy after s updates.
 from __future__ import annotations
 
 import math
+import os
 import random
 import time
 from collections.abc import Callable
@@ -87,7 +88,7 @@ def train(
     resume: bool = False,
     reward_fn: Callable | None = None,
     checkpoint_dir: Path | None = None,
-    progress: bool = True,
+    progress: bool | None = None,
 ) -> Run:
     """Run online RLOO from the SFT policy (module docstring); returns a :class:`Run`.
 
@@ -100,14 +101,17 @@ def train(
         reward_fn: ``(prompts, responses) -> float tensor [N]`` to optimise instead of the proxy
             RM (e.g. ``testbed.gold_reward``; tests inject non-finite rewards with it).
         checkpoint_dir: where checkpoints go (default ``<cache>/checkpoints/online/<key>``).
-        progress: show a progress bar (also off when ``TQDM_DISABLE=1``).
+        progress: ``False`` hides the progress bar; ``None`` (default) shows it unless
+            ``TQDM_DISABLE=1`` (the book's build and the process pool set it).
     """
     check_type("config", config, OnlineConfig)
     loop = _Loop(testbed, config, checkpoint_dir)
     start = loop.resume() if resume else 0
     status, message = "running", ""
-    bar = tqdm(range(start, config.steps + 1), desc=config.label(), disable=not progress,
-               leave=False)  # fmt: skip
+    if progress is None:  # read at call time (tqdm reads its TQDM_* variables at import)
+        progress = os.environ.get("TQDM_DISABLE", "").lower() not in ("1", "true")
+    bar = tqdm(range(start, config.steps + 1), desc=config.label(), leave=False,
+               disable=not progress)  # fmt: skip
     try:
         for step in bar:
             row, problem = loop.step(step, reward_fn)
