@@ -102,3 +102,39 @@ def test_adaptive_entropy_logs_its_coefficient_and_moves_it_towards_the_target(t
     h = online.train(tb, cfg, progress=False).history
     assert h["alpha_tok"].iloc[0] == 0.01
     assert (h["entropy_token"] < 5.0).all() and (h["alpha_tok"].diff().iloc[1:] > 0).all()
+
+
+def test_ensemble_aggregate_by_hand():
+    from rlhf_nb.testbed.ensemble import aggregate
+
+    scores = torch.tensor([[1.0, 2.0], [3.0, 2.0]])  # 2 members x 2 samples
+    assert aggregate(scores).tolist() == pytest.approx([1.0, 2.0])  # mean 2, std 1 and 0
+    assert aggregate(scores, penalty=0.5).tolist() == pytest.approx([1.5, 2.0])
+    assert aggregate(scores, "min").tolist() == [1.0, 2.0]
+    with pytest.raises(ValueError, match="mode must be one of"):
+        aggregate(scores, "median")
+
+
+def test_proxy_ensemble_members_differ_and_are_cached(tb, tmp_path):
+    from rlhf_nb.testbed.ensemble import proxy_ensemble
+
+    members = proxy_ensemble(tb, 3, cache_dir=tmp_path)
+    assert len(members) == 3 and members[0] is tb.proxy_rm
+    prompts = tb.eval_prompts[:8]
+    texts = tb.sample(tb.sft_policy, prompts, seed=0)
+    from rlhf_nb.sampling import reward_scores
+
+    scores = torch.stack([reward_scores(m, tb.tokenizer, prompts, texts) for m in members])
+    assert not torch.allclose(scores[0], scores[1]) and not torch.allclose(scores[1], scores[2])
+    again = proxy_ensemble(tb, 3, cache_dir=tmp_path)  # loaded, not retrained
+    rescored = reward_scores(again[2], tb.tokenizer, prompts, texts)
+    assert torch.equal(rescored, scores[2])
+
+
+def test_online_run_with_an_ensemble_reward(tb, monkeypatch, tmp_path):
+    monkeypatch.setenv("RLHF_NB_CACHE", str(tmp_path))
+    cfg = OnlineConfig(ensemble=2, ensemble_mode="min", **SMALL)
+    assert cfg.label() == "2 RMs (min), lr=3e-04"
+    run = online.train(tb, cfg, progress=False)
+    assert run.status == "finished"
+    assert config_key(cfg, "x") != config_key(OnlineConfig(**SMALL), "x")

@@ -10,7 +10,9 @@ proxy reward model, an SFT policy, preference data — built once per (preset, s
 * :mod:`~rlhf_nb.testbed.testbed` — :class:`Testbed` (the loaded bundle: rewards, sampling,
   references) and :func:`build` (build or load from the cache);
 * :mod:`~rlhf_nb.testbed.report` — what chapter 04 measures about a build (blind spot, seed
-  table, builds in parallel).
+  table, builds in parallel);
+* :mod:`~rlhf_nb.testbed.ensemble` — extra proxy RMs of a build (other seeds, cached beside
+  it) and their aggregate reward, a remedy of chapter 07.
 
 Imports :mod:`rlhf_nb.core` and :mod:`rlhf_nb.sampling` only. A new preset goes in ``presets.py``
 (with a smoke-sized test build); a new task or gold term in ``task.py``.

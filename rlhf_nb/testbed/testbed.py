@@ -116,17 +116,18 @@ class Testbed:
         _check_pairs(prompts, responses)
         return reward_scores(self.proxy_rm, self.tokenizer, list(prompts), list(responses))
 
-    def proxy_reward_rollout(self, batch: dict) -> torch.Tensor:
+    def proxy_reward_rollout(self, batch: dict, rm=None) -> torch.Tensor:
         """``proxy_reward`` of a :func:`rlhf_nb.sampling.rollout` batch, from its token ids.
 
         Skips decoding and re-tokenising and runs each prompt once for its k samples
         (:func:`rlhf_nb.sampling.reward_scores_tokens`); equal to ``proxy_reward(prompts,
-        batch["texts"])`` to float rounding (tested). Float32 ``[N]``.
+        batch["texts"])`` to float rounding (tested). Float32 ``[N]``. ``rm``: another reward
+        model on the same tokenizer (an ensemble member), default the proxy RM.
         """
         n_prompt = batch["prompt_ids"].shape[1]
         return reward_scores_tokens(
-            self.proxy_rm, self.tokenizer, batch["prompt_ids"], batch["prompt_mask"],
-            batch["ids"][:, n_prompt:], batch["k"],
+            self.proxy_rm if rm is None else rm, self.tokenizer, batch["prompt_ids"],
+            batch["prompt_mask"], batch["ids"][:, n_prompt:], batch["k"],
         )  # fmt: skip
 
     def scores(self, prompts: list[str], responses: list[str]):

@@ -38,6 +38,7 @@ from tqdm.auto import tqdm
 
 from rlhf_nb.core import check_type, quiet
 from rlhf_nb.sampling import rollout, token_logprobs
+from rlhf_nb.testbed.ensemble import aggregate, proxy_ensemble
 from rlhf_nb.train.online_config import REGULARIZERS, OnlineConfig
 from rlhf_nb.train.rloo import adapt_alpha, coefficients, mixed_reference, rloo_loss
 from rlhf_nb.train.runs import COLUMNS, Run, run_path
@@ -45,11 +46,16 @@ from rlhf_nb.train.runs import COLUMNS, Run, run_path
 __all__ = ["REGULARIZERS", "OnlineConfig", "log_probs", "score", "train", "update"]
 
 
-def score(testbed, batch: dict, prompts: list[str], reward_fn=None):
+def score(testbed, batch: dict, prompts: list[str], reward_fn=None, ensemble=None):
     """Step 2: the reward optimised, r(x, y) [N] (the proxy RM on the sampled ids, each prompt
-    run once for its k samples, or ``reward_fn(prompts, texts)``), and the gold reward [N]
-    (logged only, never optimised). ``prompts`` is [N], one per sample."""
-    if reward_fn is None:
+    run once for its k samples; ``ensemble=(members, mode, penalty)`` aggregates several RMs,
+    :func:`rlhf_nb.testbed.ensemble.aggregate`; or ``reward_fn(prompts, texts)``), and the gold
+    reward [N] (logged only, never optimised). ``prompts`` is [N], one per sample."""
+    if reward_fn is None and ensemble is not None:
+        members, mode, penalty = ensemble
+        scores = torch.stack([testbed.proxy_reward_rollout(batch, rm) for rm in members])
+        r = aggregate(scores.float(), mode, penalty)
+    elif reward_fn is None:
         r = testbed.proxy_reward_rollout(batch).float()
     else:
         r = reward_fn(prompts, batch["texts"]).float().to(batch["ids"].device)
@@ -153,6 +159,10 @@ class _Loop:
         self.ckpt = Path(folder) / "checkpoint.pt"
         self.rows: list[dict] = []
         self.samples: dict[int, list[str]] = {}
+        self.ensemble = None
+        if cfg.ensemble > 1:
+            members = [m.to(cfg.device) for m in proxy_ensemble(testbed, cfg.ensemble)]
+            self.ensemble = (members, cfg.ensemble_mode, cfg.ensemble_penalty)
 
     def resume(self) -> int:
         """Load the last checkpoint, if any; returns the step to continue from."""
@@ -178,7 +188,7 @@ class _Loop:
         except RuntimeError as exc:  # NaN/inf logits: torch.multinomial refuses them
             return None, f"sampling failed at step {step}: {exc}"
         xs = [p for p in prompts for _ in range(cfg.k)]
-        r, gold = score(self.testbed, batch, xs, reward_fn)  # 2.
+        r, gold = score(self.testbed, batch, xs, reward_fn, self.ensemble)  # 2.
         logp, ent, ref_logp = log_probs(self.policy, self.ref, batch, cfg.ref_mix)  # 3.
         loss, terms = rloo_loss(r, logp, ent, ref_logp, batch["response_mask"], cfg.k, self.coef)
         row, problem = _row(step, r, gold, batch, terms, loss), ""

@@ -22,8 +22,13 @@ policy, which is MaxEnt RL's implicit anchor (KL(π‖u) = log V - H per token).
 per-token entropy at the target: α ← max(0, α + ``entropy_rate``·(target - H̄_tok)), starting
 from ``alpha`` (as TRL's ``use_adaptive_entropy``; SAC's temperature tuning).
 
+With ``ensemble`` k > 1 the reward optimised is an ensemble of k proxy RMs (member 0 the
+testbed's; ``rlhf_nb.testbed.ensemble``): their mean minus ``ensemble_penalty``·std, or their
+minimum (``ensemble_mode``) — conservative where the members disagree (Coste et al. 2024).
+
 Options added after the book's runs were cached (``ref_mix``, ``length_coef``, ``target_entropy``,
-``entropy_rate``) enter a run's cache key only when set (``rlhf_nb.train.runs.KEY_IF_SET``).
+``entropy_rate``, ``ensemble*``) enter a run's cache key only when set
+(``rlhf_nb.train.runs.KEY_IF_SET``).
 """
 
 from __future__ import annotations
@@ -70,6 +75,10 @@ class OnlineConfig:
             coefficient; ``None`` (default) keeps α fixed.
         entropy_rate: step size of the adaptive coefficient (loss units per nat/token of entropy
             error, per step), > 0.
+        ensemble: proxy RMs in the reward (1-16; 1 = the testbed's proxy alone).
+        ensemble_mode: ``"mean_minus_std"`` or ``"min"`` over the members.
+        ensemble_penalty: the std weight of ``"mean_minus_std"`` (>= 0; reward units per unit
+            of member std).
     """
 
     regularizer: str = "none"
@@ -91,6 +100,9 @@ class OnlineConfig:
     length_coef: float = field(default=0.0, metadata=KEY_IF_SET)
     target_entropy: float | None = field(default=None, metadata=KEY_IF_SET)
     entropy_rate: float = field(default=0.05, metadata=KEY_IF_SET)
+    ensemble: int = field(default=1, metadata=KEY_IF_SET)
+    ensemble_mode: str = field(default="mean_minus_std", metadata=KEY_IF_SET)
+    ensemble_penalty: float = field(default=1.0, metadata=KEY_IF_SET)
 
     def __post_init__(self) -> None:
         check_type("regularizer", self.regularizer, str)
@@ -141,6 +153,9 @@ class OnlineConfig:
                 "regularizer 'length' and length_coef > 0 go together, got "
                 f"regularizer={self.regularizer!r}, length_coef={self.length_coef}"
             )
+        check_ints(self, {"ensemble": (1, 16)})
+        check_choice("ensemble_mode", self.ensemble_mode, ("mean_minus_std", "min"))
+        check_range("ensemble_penalty", self.ensemble_penalty, 0.0, None)
         if self.target_entropy is not None:
             check_range("target_entropy", self.target_entropy, 0.0, None)
             if "entropy_token" not in regs:
@@ -165,4 +180,7 @@ class OnlineConfig:
             if name == "entropy_token" and self.target_entropy is not None:
                 coef = f"H*={self.target_entropy:g}"
             parts.append(f"{coef} ({'seq' if name == 'entropy' else name})")
+        if self.ensemble > 1:
+            mode = "min" if self.ensemble_mode == "min" else f"mean-{self.ensemble_penalty:g}sd"
+            parts.append(f"{self.ensemble} RMs ({mode})")
         return f"{', '.join(parts) or 'no reg.'}, lr={self.lr:.0e}"
