@@ -145,6 +145,9 @@ assert logp_gap < 1e-4, logp_gap  # checkpoint: the shared-prompt path is exact
 # rate — run at `N_SEEDS` seeds each (`rlhf_nb.train.seeds.run_seeds`; the first seed is the sweep's own
 # run). Every run is cached on disk keyed by its config, so re-rendering the book does not
 # retrain; the runs go `WORKERS` at a time in separate processes.
+# Every list, rate and length of this grid is a parameter of the notebook (`ALPHAS`, `ALPHAS_LO`,
+# `BETAS`, `MAXENT_ALPHA`, `LR_HI`, `LR_LO`, `STEPS_HI`, `STEPS_LO`): edit the parameters cell,
+# or pass e.g. `-p 'ALPHAS=[0.0, 0.1]' -p MAXENT_ALPHA=0.1` to papermill or `rlhf_nb._site.build`.
 
 # %%
 run_seeds = [SEED + i for i in range(2 if SMOKE else N_SEEDS)]
