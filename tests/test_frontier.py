@@ -89,3 +89,17 @@ def test_fit_gao_recovers_known_coefficients_from_noisy_points(form, a, b):
         frontier.fit_gao([0.0, 1.0, 2.0], [0.0, 0.5, 0.6], form)
     with pytest.raises(ValueError, match="form must be one of"):
         frontier.fit_gao(d, gold, "linear")
+
+
+def test_kl_family_stays_within_its_bound_and_maxent_family_does_not():
+    rng = np.random.default_rng(4)
+    for _ in range(50):
+        r, ref = rng.normal(size=7), rng.dirichlet(np.ones(7))
+        for beta in (0.05, 0.3, 1.0, 5.0):
+            pi = exact.kl_policy(r, ref, beta)
+            kl = exact.kl_divergence(pi, ref)
+            inner = (pi @ r - ref @ r) / beta  # the tighter, middle term of the bound
+            assert kl <= inner + 1e-12 <= frontier.kl_family_kl_bound(r, ref, beta) + 2e-12
+    ref = np.array([0.97, 0.01, 0.01, 0.01])  # an SFT policy sure of one response
+    far = exact.kl_divergence(exact.maxent_policy(np.zeros(4), 1.0), ref)  # uniform: α → ∞
+    assert far > 1.0 and far == pytest.approx(math.log(0.25 / 0.97) * 0.25 + 0.75 * math.log(25))

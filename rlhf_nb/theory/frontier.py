@@ -79,6 +79,21 @@ def stationarity_gap(pi, r, ref, alpha: float, beta: float) -> float:
     return float(g.max() - g.min())
 
 
+def kl_family_kl_bound(r, ref, beta: float) -> float:
+    """An upper bound on how far the KL-regularised optimum π_β ∝ ref·exp(r/β) moves from ref:
+
+        KL(π_β‖ref) ≤ (E_{π_β}[r] − E_ref[r]) / β ≤ (max r − E_ref[r]) / β   (nats).
+
+    Proof: KL(π_β‖ref) = E_{π_β}[r]/β − log E_ref[exp(r/β)], and by Jensen
+    log E_ref[exp(r/β)] ≥ E_ref[r]/β. So a β-anchored run cannot drift further than the reward's
+    range above the reference's mean, divided by β — whatever the optimiser does to reach it;
+    the MaxEnt family has no such bound towards π_SFT (its α → ∞ end is the uniform policy).
+    Returns the outer bound (max r − E_ref r)/β."""
+    r, ref = as_vector("r", r), as_probs("ref", ref, size=np.size(r))
+    check_range("beta", beta, 0.0, None, low_inclusive=False)
+    return float((r[ref > 0].max() - ref @ r) / beta)
+
+
 def best_of_n(ref, score, n: int) -> np.ndarray:
     """The exact distribution of best-of-n: draw y_1…y_n iid from ``ref``, return the one with
     the highest ``score`` (ties broken uniformly among the tied draws).
