@@ -1,0 +1,77 @@
+"""Where a cold `make book` spends its CPU: core-seconds per cached run and testbed build.
+
+Reads a run cache (default ``$RLHF_NB_CACHE`` or ``.cache``) after a build and prints, per method
+and per setting, the seconds each run spent training (online: the sum of its per-step wall
+times; offline and online SimPO: the time in its message; TRL: seconds per step × steps), the
+testbed builds, and the share of 2 cores that a given wall time represents. It measures what the
+issue-10 budget is made of; it asserts nothing.
+
+    .venv/bin/python benchmarks/book_cost.py [CACHE_DIR] [--wall SECONDS]
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import re
+from pathlib import Path
+
+import pandas as pd
+
+
+def run_seconds(run_dir: Path, kind: str) -> float:
+    meta = json.loads((run_dir / "run.json").read_text())
+    history = pd.read_csv(run_dir / "history.csv")
+    found = re.search(r"in (\d+) s", meta.get("message", ""))
+    if kind == "trl":
+        return float(history["seconds"].iloc[-1]) * meta["config"]["steps"]
+    if found:
+        return float(found.group(1))
+    return float(history["seconds"].dropna().sum())
+
+
+def label(meta: dict) -> str:
+    """The config's legend label and length, e.g. ``α=0 (seq), lr=1e-04, 600 steps``."""
+    import importlib
+
+    from rlhf_nb.notation import CONFIGS
+
+    cls = getattr(importlib.import_module(CONFIGS[meta["config_type"]]), meta["config_type"])
+    return f"{cls(**meta['config']).label()}, {meta['config']['steps']} steps"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("cache", nargs="?", default=os.environ.get("RLHF_NB_CACHE", ".cache"))
+    ap.add_argument("--wall", type=float, help="the build's wall seconds, for the core share")
+    args = ap.parse_args()
+    root = Path(args.cache)
+    per_kind, per_setting = collections.Counter(), collections.defaultdict(list)
+    for kind_dir in sorted((root / "runs").glob("*")):
+        for run_dir in kind_dir.glob("*"):
+            if not (run_dir / "run.json").exists():
+                continue
+            meta = json.loads((run_dir / "run.json").read_text())
+            sec = run_seconds(run_dir, kind_dir.name)
+            per_kind[kind_dir.name] += sec
+            per_setting[(kind_dir.name, label(meta))].append(sec)
+    builds = {p.parent.name: json.loads(p.read_text())["build_seconds"]
+              for p in (root / "testbed").glob("*/meta.json")}  # fmt: skip
+    total = sum(per_kind.values()) + sum(builds.values())
+    print(f"cache {root}: {sum(map(len, per_setting.values()))} runs, {len(builds)} testbeds")
+    for kind, sec in per_kind.most_common():
+        print(f"  {kind:13s} {sec:8.0f} core-s")
+    print(f"  {'testbeds':13s} {sum(builds.values()):8.0f} core-s")
+    print(f"  {'total':13s} {total:8.0f} core-s = {total / 60:.1f} core-min")
+    if args.wall:
+        print(f"  busy share of 2 cores over {args.wall:.0f} s: {total / (2 * args.wall):.0%}")
+    print("largest settings (core-s, one entry per seed):")
+    rows = sorted(per_setting.items(), key=lambda kv: -sum(kv[1]))[:12]
+    for (kind, name), secs in rows:
+        print(f"  {sum(secs):6.0f}  {kind:12s} {name:48s} {[round(s) for s in secs]}")
+
+
+if __name__ == "__main__":
+    main()
