@@ -20,17 +20,23 @@ import torch
 from rlhf_nb.theory import losses
 
 
+def check_texts(name: str, texts) -> list[str]:
+    """``texts`` as a list of str, or ``TypeError`` naming ``name`` (a single str, a non-str
+    item at its index)."""
+    if isinstance(texts, str):
+        raise TypeError(f"{name} must be a list of str, not a single str")
+    texts = list(texts)
+    for i, t in enumerate(texts):
+        if not isinstance(t, str):
+            raise TypeError(f"{name} must be a list of str, got {type(t).__name__} at index {i}")
+    return texts
+
+
 def check_prompts(prompts) -> list[str]:
-    """``prompts`` as a list, or ``TypeError``/``ValueError`` naming it (a single str, a non-str
-    item, an empty batch) before any model runs."""
-    if isinstance(prompts, str):
-        raise TypeError("prompts must be a list of str, not a single str")
-    prompts = list(prompts)
+    """:func:`check_texts` for a batch to sample from, which must not be empty."""
+    prompts = check_texts("prompts", prompts)
     if not prompts:
         raise ValueError("prompts is empty: need at least one prompt to sample from")
-    for i, p in enumerate(prompts):
-        if not isinstance(p, str):
-            raise TypeError(f"prompts must be a list of str, got {type(p).__name__} at index {i}")
     return prompts
 
 

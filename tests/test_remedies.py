@@ -138,3 +138,15 @@ def test_online_run_with_an_ensemble_reward(tb, monkeypatch, tmp_path):
     run = online.train(tb, cfg, progress=False)
     assert run.status == "finished"
     assert config_key(cfg, "x") != config_key(OnlineConfig(**SMALL), "x")
+
+
+def test_mixed_anchor_penalises_against_the_mixture_but_logs_kl_to_sft():
+    torch.manual_seed(1)
+    logp, ref = -torch.rand(4, 3), -torch.rand(4, 3)
+    mask, r = torch.ones(4, 3), torch.zeros(4)
+    anchor = rloo.mixed_reference(ref, 0.5, 8)
+    coef = {"alpha_seq": 0.0, "alpha_tok": 0.0, "beta_rew": 0.1, "beta_loss": 0.0}
+    _, t = rloo.rloo_loss(r, logp, torch.zeros(4, 3), ref, mask, 2, coef, anchor)
+    assert t["kl_k1"] == pytest.approx(((logp - ref) * mask).sum(-1).mean().item())  # vs SFT
+    k1_anchor = ((logp - anchor) * mask).sum(-1)
+    assert t["reward_shaped"] == pytest.approx((-0.1 * k1_anchor).mean().item())  # vs mixture

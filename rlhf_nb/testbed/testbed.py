@@ -31,7 +31,7 @@ from transformers import (
 )
 
 from rlhf_nb.core import check_int, check_range, default_cache_dir, quiet
-from rlhf_nb.sampling import generate, reward_scores, reward_scores_tokens
+from rlhf_nb.sampling import check_texts, generate, reward_scores, reward_scores_tokens
 from rlhf_nb.testbed.assemble import MARKER, build_into, checksum, verify, win_rate
 from rlhf_nb.testbed.presets import (
     CODE_VERSION,
@@ -178,14 +178,7 @@ class Testbed:
 def _check_pairs(prompts, responses) -> None:
     """Both lists of str of the same, non-zero length (``TypeError``/``ValueError`` naming the
     argument otherwise)."""
-    for name, values in (("prompts", prompts), ("responses", responses)):
-        if isinstance(values, str):
-            raise TypeError(f"{name} must be a list of str, not a single str")
-        bad = next((i for i, v in enumerate(values) if not isinstance(v, str)), None)
-        if bad is not None:
-            raise TypeError(
-                f"{name} must be a list of str, got {type(values[bad]).__name__} at index {bad}"
-            )
+    prompts, responses = check_texts("prompts", prompts), check_texts("responses", responses)
     if len(prompts) != len(responses):
         raise ValueError(f"got {len(prompts)} prompts but {len(responses)} responses")
     if not prompts:

@@ -62,16 +62,13 @@ def score(testbed, batch: dict, prompts: list[str], reward_fn=None, ensemble=Non
     return r, testbed.gold_reward(prompts, batch["texts"])
 
 
-def log_probs(policy, ref, batch: dict, ref_mix: float = 1.0):
+def log_probs(policy, ref, batch: dict):
     """Step 3: log π(y_t|·) with gradient and the per-token entropy of π, and log π_ref(y_t|·)
-    without gradient; each [N, T-1], aligned with ``batch["response_mask"]``. With ``ref_mix``
-    λ < 1 the reference is the per-token mixture λ·π_ref + (1−λ)·uniform
-    (:func:`rlhf_nb.train.rloo.mixed_reference`)."""
+    without gradient; each [N, T-1], aligned with ``batch["response_mask"]``."""
     policy.train()
     logp, ent = token_logprobs(policy, batch)
     with torch.no_grad():
         ref_logp, _ = token_logprobs(ref, batch)
-        ref_logp = mixed_reference(ref_logp, ref_mix, ref.config.vocab_size)
     return logp, ent, ref_logp
 
 
@@ -189,8 +186,12 @@ class _Loop:
             return None, f"sampling failed at step {step}: {exc}"
         xs = [p for p in prompts for _ in range(cfg.k)]
         r, gold = score(self.testbed, batch, xs, reward_fn, self.ensemble)  # 2.
-        logp, ent, ref_logp = log_probs(self.policy, self.ref, batch, cfg.ref_mix)  # 3.
-        loss, terms = rloo_loss(r, logp, ent, ref_logp, batch["response_mask"], cfg.k, self.coef)
+        logp, ent, ref_logp = log_probs(self.policy, self.ref, batch)  # 3.
+        anchor = None  # ref_mix λ < 1: the KL penalties use λ·π_SFT + (1−λ)·uniform per token
+        if cfg.ref_mix != 1.0:
+            anchor = mixed_reference(ref_logp, cfg.ref_mix, self.ref.config.vocab_size)
+        mask = batch["response_mask"]
+        loss, terms = rloo_loss(r, logp, ent, ref_logp, mask, cfg.k, self.coef, anchor)
         row, problem = _row(step, r, gold, batch, terms, loss), ""
         if cfg.target_entropy is not None:  # log this step's α, then adapt it for the next
             row["alpha_tok"] = self.coef["alpha_tok"]

@@ -36,7 +36,7 @@ def rloo_advantages(rewards: torch.Tensor, k: int) -> torch.Tensor:
     return (r - baseline).reshape(-1)
 
 
-def rloo_loss(r, logp, ent, ref_logp, mask, k: int, coef: dict[str, float]):
+def rloo_loss(r, logp, ent, ref_logp, mask, k: int, coef: dict[str, float], anchor_logp=None):
     """Steps 4-6: the regularised REINFORCE-leave-one-out loss of one batch.
 
     With seq_logp = Σ_t log π(y_t|·) (nats/sequence) and k1 = Σ_t log π/π_ref (nats/sequence):
@@ -53,18 +53,26 @@ def rloo_loss(r, logp, ent, ref_logp, mask, k: int, coef: dict[str, float]):
     of sequence log-prob), ``alpha_tok`` (loss units per nat of mean token entropy), ``beta_rew``
     and ``beta_loss`` (per nat of KL), zero when the regulariser is off.
 
+    ``anchor_logp``: the per-token log-probs of the KL penalties' reference when it is not
+    π_ref itself (a mixed reference, :func:`mixed_reference`); the logged ``kl_k1``/``kl_k3``
+    stay the KL to π_ref (the SFT policy), the frontier's axis, whatever the anchor.
+
     Returns ``(loss, terms)``, ``terms`` the detached per-batch quantities the history logs.
     """
     seq_logp = (logp * mask).sum(-1)  # log π(y|x), nats/sequence
     k1_seq = ((logp.detach() - ref_logp) * mask).sum(-1)  # Σ_t log π/π_ref
     k3_tok = estimators.k3(logp, ref_logp)  # per token, nats
-    shaped = shaped_reward(r, seq_logp, k1_seq, coef["alpha_seq"], coef["beta_rew"])
+    k1_pen, k3_pen = k1_seq, k3_tok
+    if anchor_logp is not None:  # penalties against the anchor, logs against π_ref
+        k1_pen = ((logp.detach() - anchor_logp) * mask).sum(-1)
+        k3_pen = estimators.k3(logp, anchor_logp)
+    shaped = shaped_reward(r, seq_logp, k1_pen, coef["alpha_seq"], coef["beta_rew"])
     if coef.get("alpha_norm", 0.0) or coef.get("length", 0.0):
         shaped = shaped - remedy_terms(seq_logp, mask, coef)
     adv = rloo_advantages(shaped, k)
     loss = -(adv * seq_logp).mean()
     loss = (loss - coef["alpha_tok"] * _token_mean(ent, mask)
-            + coef["beta_loss"] * _token_mean(k3_tok, mask))  # fmt: skip
+            + coef["beta_loss"] * _token_mean(k3_pen, mask))  # fmt: skip
     terms = {
         "kl_k1": k1_seq.mean().item(),
         "kl_k3": (k3_tok.detach() * mask).sum(-1).mean().item(),
