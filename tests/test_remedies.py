@@ -150,3 +150,10 @@ def test_mixed_anchor_penalises_against_the_mixture_but_logs_kl_to_sft():
     assert t["kl_k1"] == pytest.approx(((logp - ref) * mask).sum(-1).mean().item())  # vs SFT
     k1_anchor = ((logp - anchor) * mask).sum(-1)
     assert t["reward_shaped"] == pytest.approx((-0.1 * k1_anchor).mean().item())  # vs mixture
+
+
+def test_length_penalty_shows_in_the_logged_shaped_reward(tb):
+    """History check of the `length` remedy: mean shaped reward = mean proxy − c·mean length."""
+    h = online.train(tb, OnlineConfig(regularizer="length", length_coef=0.05, **SMALL)).history
+    want = h["proxy"] - 0.05 * h["length"]
+    assert (h["reward_shaped"] - want).abs().max() < 1e-5
