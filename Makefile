@@ -7,6 +7,8 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# chapters executed side by side by `make book` (they share the cache, whose entries are locked)
+BOOK_JOBS ?= 3
 export RLHF_NB_CACHE ?= $(CURDIR)/.cache
 export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
@@ -32,7 +34,7 @@ $(STAMP): pyproject.toml constraints.txt
 	@touch $(STAMP)
 
 book: $(STAMP)
-	$(BIN)/python -m rlhf_nb._site.build execute --out build/executed
+	$(BIN)/python -m rlhf_nb._site.build execute --out build/executed --jobs $(BOOK_JOBS)
 	$(BIN)/python -m rlhf_nb._site.build site --executed build/executed --out book
 	@echo "Open: $(CURDIR)/book/_build/html/index.html"
 

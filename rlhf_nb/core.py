@@ -116,6 +116,25 @@ def default_cache_dir() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "rlhf_nb"
 
 
+@contextlib.contextmanager
+def cache_lock(root: Path, entry: Path):
+    """Hold an exclusive inter-process lock on one cache entry (a run or a testbed folder).
+
+    Two notebooks executed at once (``make book`` runs chapters side by side; a reader may run
+    two kernels) can ask for the same testbed or run: the first takes the lock and builds it,
+    the second waits, then finds it cached. The lock file is ``<root>/locks/<entry path
+    relative to root, "/" -> "-">.lock``, never inside the entry. ``filelock`` works on POSIX
+    and Windows, and a process that dies releases its lock.
+    """
+    from filelock import FileLock
+
+    root, entry = Path(root), Path(entry)
+    folder = root / "locks"
+    folder.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(folder / ("-".join(entry.relative_to(root).parts) + ".lock"))):
+        yield
+
+
 def resolve_device(device: str) -> str:
     """Map ``"auto"`` to ``"cuda"`` when torch sees a GPU, else ``"cpu"``; check the others."""
     check_type("DEVICE", device, str)

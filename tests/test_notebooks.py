@@ -109,3 +109,20 @@ def test_chapter_05_bad_grid_fails_in_the_first_cells(params, message, tmp_path)
     with pytest.raises(pm.PapermillExecutionError) as err:
         execute(CHAPTER_05, tmp_path, smoke=True, parameters=params, timeout=120)
     assert message in str(err.value)
+
+
+@pytest.mark.notebook
+def test_chapters_execute_side_by_side_and_a_failure_stops_the_build(tmp_path, capsys):
+    """``make book``'s ``--jobs``: chapters in their own processes, each with its log; the first
+    failing chapter ends the build with its exit status and the tail of its log."""
+    from rlhf_nb._site.build import execute_side_by_side
+
+    two = SOURCES[:2]
+    assert execute_side_by_side(two, tmp_path / "ok", 2, True, []) == 0
+    for src in two:
+        assert (tmp_path / "ok" / f"{src.stem}.ipynb").exists()
+        assert (tmp_path / "ok" / "logs" / f"{src.stem}.log").exists()
+    assert "all 2 chapters executed" in capsys.readouterr().out
+    assert execute_side_by_side(two, tmp_path / "bad", 2, True, ["SEED=-1"]) != 0
+    out = capsys.readouterr().out
+    assert "FAILED" in out and "SEED must be in" in out

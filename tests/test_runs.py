@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+import multiprocessing as mp
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -65,6 +68,36 @@ def test_cached_run_trains_once_and_survives_corruption(tmp_path):
     with pytest.warns(UserWarning, match="unreadable"):
         cached_run("test", "k", train, config_cls=Cfg, cache_dir=tmp_path)
     assert len(calls) == 2
+
+
+def _train_slowly(counter: str) -> Run:
+    with open(counter, "a") as f:  # one "x" per training, whichever process does it
+        f.write("x")
+    time.sleep(1.0)
+    return make_run()
+
+
+def _ask_for_shared_run(cache: str, counter: str, out: str) -> None:
+    run = cached_run("test", "shared", functools.partial(_train_slowly, counter),
+                     config_cls=Cfg, cache_dir=cache)  # fmt: skip
+    Path(out).write_text(run.status)
+
+
+def test_two_processes_asking_for_one_run_train_it_once(tmp_path):
+    """Chapters executed side by side share runs: the entry's lock makes the second process wait
+    for the first one's training and load it, instead of training it again."""
+    counter, ctx = tmp_path / "calls", mp.get_context("spawn")
+    procs = [ctx.Process(target=_ask_for_shared_run,
+                         args=(str(tmp_path / "cache"), str(counter), str(tmp_path / f"out{i}")))
+             for i in range(2)]  # fmt: skip
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=120)
+    assert [p.exitcode for p in procs] == [0, 0]
+    assert counter.read_text() == "x", "the run was trained more than once"
+    assert [(tmp_path / f"out{i}").read_text() for i in range(2)] == ["finished", "finished"]
+    assert (tmp_path / "cache" / "locks" / "runs-test-shared.lock").exists()
 
 
 def test_interrupted_runs_are_not_cached(tmp_path):

@@ -30,7 +30,7 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
-from rlhf_nb.core import check_int, check_range, default_cache_dir, quiet
+from rlhf_nb.core import cache_lock, check_int, check_range, default_cache_dir, quiet
 from rlhf_nb.sampling import check_texts, generate, reward_scores, reward_scores_tokens
 from rlhf_nb.testbed.assemble import MARKER, build_into, checksum, verify, win_rate
 from rlhf_nb.testbed.presets import (
@@ -206,25 +206,27 @@ def build(
 def _build(preset: Preset, seed: int, cache_dir) -> Testbed:
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     path = root / "testbed" / cache_key(preset, seed)
-    if path.exists():
-        problem = verify(path)
-        if problem is None:
-            try:
-                return Testbed(path, preset, seed)
-            except Exception as exc:  # noqa: BLE001 - any unreadable artefact means "rebuild"
-                problem = f"could not load it ({type(exc).__name__}: {exc})"
-        warnings.warn(f"testbed cache {path} is unusable: {problem}; rebuilding", stacklevel=3)
-        shutil.rmtree(path, ignore_errors=True)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))
-    try:
-        build_into(tmp, preset, seed)
-        (tmp / MARKER).write_text(json.dumps({"sha256": checksum(tmp)}))
+    if path.exists() and verify(path) is None:  # the common case, without taking the lock
         try:
+            return Testbed(path, preset, seed)
+        except Exception:  # noqa: BLE001 - any unreadable artefact means "rebuild" (below)
+            pass
+    with cache_lock(root, path):  # a second process building the same testbed waits here
+        if path.exists():
+            problem = verify(path)
+            if problem is None:
+                try:
+                    return Testbed(path, preset, seed)
+                except Exception as exc:  # noqa: BLE001 - any unreadable artefact: rebuild
+                    problem = f"could not load it ({type(exc).__name__}: {exc})"
+            warnings.warn(f"testbed cache {path} is unusable: {problem}; rebuilding", stacklevel=3)
+            shutil.rmtree(path, ignore_errors=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))
+        try:
+            build_into(tmp, preset, seed)
+            (tmp / MARKER).write_text(json.dumps({"sha256": checksum(tmp)}))
             tmp.rename(path)
-        except OSError:  # another process finished first: keep theirs if it is valid
-            if verify(path) is not None:
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
     return Testbed(path, preset, seed)

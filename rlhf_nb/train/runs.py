@@ -42,7 +42,7 @@ from typing import Any
 
 import pandas as pd
 
-from rlhf_nb.core import default_cache_dir
+from rlhf_nb.core import cache_lock, default_cache_dir
 
 STATUSES = ("running", "finished", "diverged", "interrupted")
 COLUMNS = (
@@ -193,8 +193,8 @@ def cached_training(
     """:func:`cached_run` keyed by ``config`` and the testbed it trains on: the one cache that
     online, online-SimPO and offline runs share (:func:`run_path`).
     ``train`` is called without arguments only on a cache miss."""
-    path = run_path(kind, testbed, config, cache_dir)
-    return _cached_at(path, train, type(config), refresh)
+    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    return _cached_at(root, run_path(kind, testbed, config, root), train, type(config), refresh)
 
 
 def cached_run(
@@ -209,21 +209,33 @@ def cached_run(
     """Return the cached run ``cache_dir/runs/<kind>/<key>`` or train, cache and return it.
 
     Only finished or diverged runs are cached (an interrupted run is resumed, not reused). An
-    unreadable cache entry is retrained with a warning, never a crash.
+    unreadable cache entry is retrained with a warning, never a crash. Training holds the
+    entry's lock (:func:`rlhf_nb.core.cache_lock`): a second process asking for the same run
+    meanwhile waits and then loads it, instead of training it twice.
     """
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    return _cached_at(root / "runs" / kind / key, train, config_cls, refresh)
+    return _cached_at(root, root / "runs" / kind / key, train, config_cls, refresh)
 
 
-def _cached_at(path: Path, train: Callable[[], Run], config_cls: type | None, refresh: bool) -> Run:
-    if path.exists() and not refresh:
+def _cached_at(
+    root: Path, path: Path, train: Callable[[], Run], config_cls: type | None, refresh: bool
+) -> Run:
+    def load() -> Run | None:
         try:
             return load_run(path, config_cls)
         except Exception as exc:  # noqa: BLE001 - any unreadable entry means "retrain"
-            warnings.warn(f"run cache {path} unreadable ({exc}); retraining", stacklevel=3)
-    run = train()
-    if run.status in ("finished", "diverged"):
-        save_run(run, path)
+            warnings.warn(f"run cache {path} unreadable ({exc}); retraining", stacklevel=4)
+            return None
+
+    if path.exists() and not refresh and (found := load()) is not None:
+        return found
+    with cache_lock(root, path):
+        # another process may have trained it while this one waited for the lock
+        if path.exists() and not refresh and (found := load()) is not None:
+            return found
+        run = train()
+        if run.status in ("finished", "diverged"):
+            save_run(run, path)
     return run
 
 
