@@ -173,8 +173,6 @@ def test_online_simpo_runs_with_the_same_history(tb):
     assert h["step"].tolist() == [0, 2, 4] and h["kl_k1"].iloc[0] == 0 and h["kl_k1"].iloc[-1] > 0
     assert ((h["accuracy"].iloc[1:] >= 0) & (h["accuracy"].iloc[1:] <= 1)).all()
     assert run.label.startswith("online SimPO")
-    with pytest.raises(ValueError, match="method must be 'simpo'"):
-        online_simpo.OnlineSimPOConfig(method="dpo")
 
 
 def test_online_simpo_labels_the_proxy_preferred_sample_as_chosen():
@@ -206,3 +204,59 @@ def test_online_simpo_still_evaluates_when_every_pair_is_identical(tb, monkeypat
     assert run.status == "finished" and h["step"].tolist() == [0, 2, 4]  # every row logged
     assert h["loss"].isna().all() and h["gold"].notna().all()  # no update, still evaluated
     assert h["kl_k1"].abs().max() == 0  # the policy never moved
+
+
+def test_labeller_defaults_normalise_so_cached_keys_stay():
+    from rlhf_nb.train.online_simpo import OnlineSimPOConfig
+    from rlhf_nb.train.runs import config_key
+
+    assert OfflineConfig(labeller="gold").labeller is None
+    assert config_key(OfflineConfig(labeller="gold")) == config_key(OfflineConfig())
+    assert OnlineSimPOConfig(labeller="proxy").labeller is None
+    assert config_key(OnlineSimPOConfig(labeller="proxy")) == config_key(OnlineSimPOConfig())
+    assert config_key(OfflineConfig(labeller="proxy")) != config_key(OfflineConfig())
+    assert OfflineConfig(labeller="proxy").label().endswith("[proxy labels]")
+    assert OnlineSimPOConfig(method="dpo", labeller="gold").label().startswith("online DPO")
+    with pytest.raises(ValueError, match="labeller must be one of"):
+        OfflineConfig(labeller="human")
+
+
+def test_relabel_makes_the_proxy_preferred_response_the_chosen_one(tb):
+    data = tb.preference_data.select_columns(["prompt", "chosen", "rejected"])
+    out = offline.relabel(tb, data)
+    p, c, r = list(out["prompt"]), list(out["chosen"]), list(out["rejected"])
+    assert p == list(data["prompt"])
+    assert {frozenset(x) for x in zip(c, r)} == {
+        frozenset(x) for x in zip(data["chosen"], data["rejected"])
+    }
+    assert (tb.proxy_reward(p, c) >= tb.proxy_reward(p, r)).all()
+    assert "of pairs flipped" in out.info.description
+
+
+def test_gold_bt_labels_follow_the_bradley_terry_probability():
+    from types import SimpleNamespace
+
+    from rlhf_nb.train.online_simpo import gold_bt_labels
+
+    gold = {"a": 1.0, "b": 0.5}
+    fake = SimpleNamespace(gold_reward=lambda ps, ys: torch.tensor([gold[y] for y in ys]),
+                           preset=SimpleNamespace(label_beta=2.0))  # fmt: skip
+    n = 20_000
+    ra, rb = gold_bt_labels(fake, ["p"] * n, ["a"] * n, ["b"] * n,
+                            torch.Generator().manual_seed(0))  # fmt: skip
+    p = 1 / (1 + math.exp(-2.0 * 0.5))  # σ(β (g_a - g_b)) = 0.731
+    assert ra.mean().item() == pytest.approx(p, abs=4 * math.sqrt(p * (1 - p) / n))
+    assert torch.equal(ra + rb, torch.ones(n))
+
+
+@pytest.mark.parametrize("method", ["dpo", "simpo"])
+def test_online_runs_with_gold_labels_and_online_dpo_starts_at_log_2(tb, method):
+    from rlhf_nb.train import online_simpo
+
+    cfg = online_simpo.OnlineSimPOConfig(method=method, labeller="gold", steps=2,
+                                         eval_interval=1, batch_size=8, n_eval_prompts=8,
+                                         n_heldout_pairs=16, warmup_steps=0)  # fmt: skip
+    run = online_simpo.train(tb, cfg)
+    assert run.status == "finished", run.message
+    if method == "dpo":  # step 1's loss is on the SFT policy itself: π = π_ref, z = 0
+        assert run.history["loss"].iloc[1] == pytest.approx(math.log(2), abs=1e-5)

@@ -17,7 +17,14 @@ from pathlib import Path
 import torch
 from transformers import GPTNeoXForSequenceClassification
 
-from rlhf_nb.core import check_choice, check_int, check_range, default_cache_dir, quiet
+from rlhf_nb.core import (
+    cache_lock,
+    check_choice,
+    check_int,
+    check_range,
+    default_cache_dir,
+    quiet,
+)
 from rlhf_nb.testbed.models import reward_model_from_policy, train_reward_model
 
 MODES = ("mean_minus_std", "min")
@@ -35,23 +42,28 @@ def proxy_ensemble(testbed, k: int, *, cache_dir: str | Path | None = None) -> l
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     folder = root / "ensembles" / testbed.path.name
     members = [testbed.proxy_rm]
-    data, p = testbed.preference_data, testbed.preset
     for j in range(1, k):
         path = folder / f"rm-{j}"
-        if not (path / "config.json").exists():
-            with quiet(), torch.random.fork_rng():
-                rm = reward_model_from_policy(testbed.sft_path, member_seed(testbed, j))
-                train_reward_model(
-                    rm, testbed.tokenizer, list(data["prompt"]), list(data["chosen"]),
-                    list(data["rejected"]), steps=p.rm_steps, batch_size=p.rm_batch_size,
-                    lr=p.rm_lr, seed=member_seed(testbed, j),
-                )  # fmt: skip
-                tmp = path.with_name(path.name + ".tmp")
-                rm.save_pretrained(tmp)
-                tmp.replace(path)
+        with cache_lock(root, path):  # parallel runs of one ensemble train each member once
+            if not (path / "config.json").exists():
+                _train_member(testbed, j, path)
         with quiet():
             members.append(GPTNeoXForSequenceClassification.from_pretrained(path).eval())
     return members
+
+
+def _train_member(testbed, j: int, path: Path) -> None:
+    data, p = testbed.preference_data, testbed.preset
+    with quiet(), torch.random.fork_rng():
+        rm = reward_model_from_policy(testbed.sft_path, member_seed(testbed, j))
+        train_reward_model(
+            rm, testbed.tokenizer, list(data["prompt"]), list(data["chosen"]),
+            list(data["rejected"]), steps=p.rm_steps, batch_size=p.rm_batch_size,
+            lr=p.rm_lr, seed=member_seed(testbed, j),
+        )  # fmt: skip
+        tmp = path.with_name(path.name + ".tmp")
+        rm.save_pretrained(tmp)
+        tmp.replace(path)
 
 
 def aggregate(scores: torch.Tensor, mode: str = "mean_minus_std", penalty: float = 1.0):

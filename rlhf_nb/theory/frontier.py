@@ -212,3 +212,115 @@ def fit_gao(d, gold, form: str) -> GaoFit:
         d_star = math.exp(a / b - 1)
     gold_star = float(gao_curve(d_star, a, b, form)) if math.isfinite(d_star) else math.inf
     return GaoFit(form, float(a), float(b), a_se, b_se, float(d_star), gold_star)
+
+
+@dataclass(frozen=True)
+class MisspecifiedProblem:
+    """A finite response space with a gold reward, a proxy that over-rewards length, and an SFT
+    reference (chapter 07's exact plane).
+
+    Attributes:
+        space: the enumerable :class:`~rlhf_nb.theory.sequences.SequenceSpace` (EOS = token 0).
+        ref: π_SFT(y), shape (S,): an autoregressive policy that usually opens with the right
+            token and stops early.
+        gold: r_gold(y) = 1[first token is 1] − ``token_cost``·|y|, shape (S,) (chapter 03's
+            "short correct answer" reward).
+        proxy: r_proxy(y) = r_gold(y) + ``length_bonus``·|y|: right about the answer, wrong about
+            length — the misspecification a learned RM with a length bias has.
+        token_cost, length_bonus: reward units per token.
+    """
+
+    space: object
+    ref: np.ndarray
+    gold: np.ndarray
+    proxy: np.ndarray
+    token_cost: float
+    length_bonus: float
+
+
+def misspecified_problem(
+    vocab_size: int = 4,
+    max_len: int = 5,
+    *,
+    token_cost: float = 0.15,
+    length_bonus: float = 0.4,
+    seed: int = 0,
+) -> MisspecifiedProblem:
+    """Build a :class:`MisspecifiedProblem`. The SFT logits are N(0, 0.5²) noise (``seed``)
+    plus +1.5 on the right first token at the root and +1 on EOS after it, so π_SFT is
+    mostly right and short, with mass on every response (its KL to anything is finite).
+
+    Args: vocab_size (2-12) and max_len (1-8) of the space; token_cost, length_bonus >= 0,
+    reward units per token; seed >= 0.
+    """
+    from rlhf_nb.theory.sequences import EOS, SequenceSpace
+
+    check_range("token_cost", token_cost, 0.0, None)
+    check_range("length_bonus", length_bonus, 0.0, None)
+    check_int("seed", seed, 0)
+    space = SequenceSpace(vocab_size, max_len)
+    logits = space.random_logits(np.random.default_rng(seed), 0.5)
+    logits[0, 1] += 1.5  # the root (empty prefix): the right first token
+    logits[1:, EOS] += 1.0  # afterwards: stop
+    first = np.array([y[0] for y in space.sequences])
+    gold = np.where(first == 1, 1.0, 0.0) - token_cost * space.lengths
+    proxy = gold + length_bonus * space.lengths
+    return MisspecifiedProblem(space, space.probs(logits), gold, proxy, token_cost, length_bonus)
+
+
+FAMILIES = ("kl", "maxent", "combined", "best_of_n")
+
+
+def family_policies(problem: MisspecifiedProblem, family: str, coefs) -> list[np.ndarray]:
+    """The exact policies of one family under the proxy, one per coefficient:
+
+    * ``"kl"``: π_β ∝ π_SFT·exp(r_proxy/β); β = inf gives π_SFT itself;
+    * ``"maxent"``: π_α ∝ exp(r_proxy/α); α = inf gives the uniform policy over responses;
+    * ``"combined"``: :func:`combined_policy` with α = β = t (entropy *and* KL, equal weights):
+      π_t ∝ π_SFT^{1/2}·exp(r_proxy/(2t)); t = inf gives the normalised √π_SFT;
+    * ``"best_of_n"``: :func:`best_of_n` of π_SFT under the proxy, coefficient n (int >= 1).
+    """
+    check_choice("family", family, FAMILIES)
+    r, ref = problem.proxy, problem.ref
+    out = []
+    for c in coefs:
+        if family == "best_of_n":
+            out.append(best_of_n(ref, r, int(c)))
+        elif math.isinf(c):
+            end = {"kl": ref, "maxent": np.ones_like(ref), "combined": np.sqrt(ref)}[family]
+            out.append(end / end.sum())
+        elif family == "kl":
+            out.append(combined_policy(r, ref, 0.0, c))
+        elif family == "maxent":
+            out.append(combined_policy(r, ref, c, 0.0))
+        else:
+            out.append(combined_policy(r, ref, c, c))
+    return out
+
+
+def family_frontiers(problem: MisspecifiedProblem, coefs=None, ns=None):
+    """Every family of :func:`family_policies` on the (d, gold) plane, as one ``pandas``
+    DataFrame: ``family``, ``coef`` (β, α, t or n; ``inf`` for the families' regularised end),
+    ``kl`` (nats), ``d`` (√nats), ``gold``, ``proxy`` (reward units), ``length`` (E|y|, tokens,
+    EOS included) and ``entropy`` (nats per response).
+
+    Args: coefs, the temperatures (default: inf and 40 values log-spaced from 100 to 0.01);
+    ns, the best-of-n sizes (default 1…64).
+    """
+    import pandas as pd
+
+    from rlhf_nb.theory.exact import entropy
+
+    coefs = [math.inf, *np.logspace(2, -2, 40)] if coefs is None else list(coefs)
+    ns = range(1, 65) if ns is None else list(ns)
+    rows = []
+    for family in FAMILIES:
+        grid = ns if family == "best_of_n" else coefs
+        pols = family_policies(problem, family, grid)
+        pts = frontier(pols, problem.ref, problem.gold, problem.proxy)
+        for i, (c, pi) in enumerate(zip(grid, pols)):
+            rows.append({"family": family, "coef": float(c), "kl": pts["kl"][i], "d": pts["d"][i],
+                         "gold": pts["gold"][i], "proxy": pts["proxy"][i],
+                         "length": float(pi @ problem.space.lengths),
+                         "entropy": entropy(pi)})  # fmt: skip
+    return pd.DataFrame(rows)

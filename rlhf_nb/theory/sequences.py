@@ -182,3 +182,35 @@ class SequenceSpace:
         check_type("n", n, int)
         check_range("n", n, 1, None)
         return rng.choice(self.size, size=n, p=self.probs(logits))
+
+
+def uniform_length_law(vocab_size: int, max_len: int) -> np.ndarray:
+    """P(|y| = n), n = 1…L, under the uniform distribution over every response of the space of
+    :class:`SequenceSpace` — the MaxEnt optimum π_α ∝ exp(r/α) as α → ∞ for any bounded r.
+
+    Closed form, no enumeration (so it works at a real vocabulary and length cap): there are
+    (V−1)^(n−1) responses of n tokens ending in EOS for n = 1…L, plus (V−1)^L truncated ones of L
+    tokens (no EOS). Index n−1 holds length n; the last entry includes the truncated responses,
+    and their share alone is ``truncated_share(V, L)``. Computed in log space (V = 50k, L = 64
+    is fine). Returns shape (L,), float64, summing to 1.
+    """
+    check_type("vocab_size", vocab_size, int)
+    check_range("vocab_size", vocab_size, 2, None)
+    check_type("max_len", max_len, int)
+    check_range("max_len", max_len, 1, None)
+    log_c = np.log(vocab_size - 1)
+    logs = np.array([(n - 1) * log_c for n in range(1, max_len + 1)])  # n-token, ending in EOS
+    logs[-1] = np.logaddexp(logs[-1], max_len * log_c)  # + the truncated ones at length L
+    return np.exp(logs - logsumexp(logs))
+
+
+def truncated_share(vocab_size: int, max_len: int) -> float:
+    """The fraction of all responses that reach the cap without EOS: (V−1)^L / Σ_n counts —
+    the no-EOS rate of the α → ∞ MaxEnt optimum (:func:`uniform_length_law`)."""
+    check_type("vocab_size", vocab_size, int)
+    check_range("vocab_size", vocab_size, 2, None)
+    check_type("max_len", max_len, int)
+    check_range("max_len", max_len, 1, None)
+    log_c = np.log(vocab_size - 1)
+    logs = np.array([(n - 1) * log_c for n in range(1, max_len + 1)] + [max_len * log_c])
+    return float(np.exp(logs[-1] - logsumexp(logs)))

@@ -59,7 +59,17 @@ TRL_METRICS = dict(
 @dataclass
 class OfflineConfig(PreferenceConfig):
     """One offline run: DPO or SimPO on the testbed's fixed preference pairs (fields:
-    :class:`~rlhf_nb.train.preference.PreferenceConfig`; ``batch_size`` is pairs per step)."""
+    :class:`~rlhf_nb.train.preference.PreferenceConfig`; ``batch_size`` is pairs per step).
+    ``labeller="proxy"`` relabels the same pairs by the proxy RM (:func:`relabel`); ``"gold"``
+    is the data as built, normalised to ``None``."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.labeller == "gold":
+            self.labeller = None
+
+    def label(self) -> str:
+        return super().label() + (" [proxy labels]" if self.labeller == "proxy" else "")
 
 
 class TRLHistory(TrainerCallback):
@@ -88,10 +98,31 @@ class TRLHistory(TrainerCallback):
         self.writer.log(state.global_step, metrics)
 
 
-def _dataset(testbed):
-    """TRL's prompt/chosen/rejected columns; responses get a leading space, since TRL tokenises
-    ``prompt + response`` as one string and ``"TL;DR:" + "apple"`` would be one unknown word."""
+def relabel(testbed, data):
+    """The same pairs with the proxy RM as the labeller: in each pair the response with the
+    higher proxy score becomes ``chosen`` (ties keep the data's order). Returns a new
+    ``datasets.Dataset`` with ``prompt``/``chosen``/``rejected``; the fraction of pairs whose
+    label flipped is in its ``info.description``."""
+    prompts, chosen, rejected = list(data["prompt"]), list(data["chosen"]), list(data["rejected"])
+    rc = testbed.proxy_reward(prompts, chosen).tolist()
+    rr = testbed.proxy_reward(prompts, rejected).tolist()
+    flip = [b > a for a, b in zip(rc, rr)]
+    out = datasets.Dataset.from_dict({
+        "prompt": prompts,
+        "chosen": [r if f else c for c, r, f in zip(chosen, rejected, flip)],
+        "rejected": [c if f else r for c, r, f in zip(chosen, rejected, flip)],
+    })  # fmt: skip
+    out.info.description = f"proxy labels; {sum(flip) / max(1, len(flip)):.4f} of pairs flipped"
+    return out
+
+
+def _dataset(testbed, config: OfflineConfig | None = None):
+    """TRL's prompt/chosen/rejected columns (relabelled by the proxy RM when ``config`` asks);
+    responses get a leading space, since TRL tokenises ``prompt + response`` as one string and
+    ``"TL;DR:" + "apple"`` would be one unknown word."""
     d = testbed.preference_data.select_columns(["prompt", "chosen", "rejected"])
+    if config is not None and config.labeller == "proxy":
+        d = relabel(testbed, d)
     return d.map(lambda e: {"chosen": " " + e["chosen"], "rejected": " " + e["rejected"]})
 
 
@@ -110,7 +141,7 @@ def make_trainer(testbed, config: OfflineConfig, callbacks=(), output_dir: str |
     with quiet(), warnings.catch_warnings(), _no_dataset_bars():
         warnings.simplefilter("ignore")
         policy = testbed.load_sft_policy().to(config.device)
-        data = _dataset(testbed)
+        data = _dataset(testbed, config)
         if config.method == "dpo":
             from trl import DPOConfig, DPOTrainer
 

@@ -11,14 +11,16 @@ log-probs (``length_normalize=False``) SimPO's β *is* the MaxEnt temperature α
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
 from rlhf_nb.core import check_choice, check_ints, check_range, check_type
 from rlhf_nb.theory import losses
+from rlhf_nb.train.runs import KEY_IF_SET
 
 METHODS = ("dpo", "simpo")
+LABELLERS = ("gold", "proxy")
 DEFAULT_BETA = {"dpo": 0.1, "simpo": 2.0}
 
 
@@ -53,6 +55,13 @@ class PreferenceConfig:
         seed: seeds the data order (offline) or the prompts and samples (online), and the
             evaluation draws.
         device: ``"cpu"`` or ``"cuda"``.
+        labeller: who says which response of a pair wins (chapter 09's 2×2 experiment).
+            ``None`` (default): the setting's own — offline, the data's labels, drawn from the
+            noisy gold Bradley–Terry model; online, the proxy RM. ``"gold"``: the noisy gold
+            Bradley–Terry model, P(a ≻ b) = σ(label_beta·(gold(a) − gold(b))) (the testbed's
+            preset ``label_beta``), a fresh seeded draw per pair; ``"proxy"``: the proxy RM,
+            the higher score wins. Each config normalises its own default to ``None`` (so the
+            book's cached runs keep their keys).
     """
 
     method: str = "simpo"
@@ -68,8 +77,11 @@ class PreferenceConfig:
     n_heldout_pairs: int = 512
     seed: int = 0
     device: str = "cpu"
+    labeller: str | None = field(default=None, metadata=KEY_IF_SET)
 
     def __post_init__(self) -> None:
+        if self.labeller is not None:
+            check_choice("labeller", self.labeller, LABELLERS)
         check_type("method", self.method, str)
         check_choice("method", self.method, METHODS)
         if self.beta is None:

@@ -1,4 +1,4 @@
-"""The live-run widgets of chapters 05 and 06: controls and a button that trains a short run
+"""The live-run widgets of chapters 05-07: controls and a button that trains a short run
 (:mod:`rlhf_nb.train`, ``on_step`` redraws the figure after every logged row).
 
 Nothing trains until the button is pressed, so rendering a widget (papermill, the site build)
@@ -46,6 +46,44 @@ def online_widget(testbed, runs, *, steps: int = 40, alpha: float = 0.05, lr: fl
 
     button.on_click(on_click)
     return w.VBox([w.HBox([a_box, lr_box, button]), fig]), fig
+
+
+def anchor_widget(
+    testbed, runs, *, steps: int = 40, alpha: float = 0.05, ref_mix: float = 0.5,
+    beta: float = 0.2, lr: float = 3e-4,
+):  # fmt: skip
+    """Chapter 07's knob between the two worlds: an α slider (sequence-level entropy bonus) and a
+    λ slider (the KL anchor λ·π_SFT + (1−λ)·uniform, weight ``beta``), and a button that trains
+    a short live run with both and overlays its gold, KL and length on ``runs``.
+
+    λ = 1 with α = 0 is KL-regularised RLHF; λ = 0 anchors to the uniform policy, MaxEnt's
+    implicit anchor. Returns the ``VBox`` and the figure; nothing trains until the click.
+    """
+    import ipywidgets as w
+
+    from rlhf_nb.train.online import train
+
+    a_box = w.FloatSlider(value=alpha, min=0.0, max=0.3, step=0.01, description="α")
+    lam_box = w.FloatSlider(value=ref_mix, min=0.0, max=1.0, step=0.05, description="λ")
+    button = w.Button(description=f"train {steps} steps")
+    fig, update = run_plots.live_history(
+        ("gold", "kl_k1", "length"), title="live run (black) over the cached remedies",
+        background=runs, height=380,
+    )  # fmt: skip
+
+    def on_click(_):
+        button.disabled = True
+        try:
+            reg = "entropy+kl" if a_box.value > 0 else "kl"
+            cfg = OnlineConfig(regularizer=reg, alpha=a_box.value, beta=beta,
+                               ref_mix=lam_box.value, lr=lr, steps=steps)  # fmt: skip
+            run = train(testbed, cfg, on_step=update, progress=False)
+            update(run.history)
+        finally:
+            button.disabled = False
+
+    button.on_click(on_click)
+    return w.VBox([w.HBox([a_box, lam_box, button]), fig]), fig
 
 
 def offline_widget(

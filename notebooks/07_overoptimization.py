@@ -1,0 +1,420 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 07 · Over-optimisation as a frontier, and remedies beyond entropy
+#
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/rlhf-nb/rlhf-nb/blob/main/notebooks/07_overoptimization.ipynb)
+#
+# Chapters 05 and 06 showed the paper's failure as curves over training steps. The field states
+# over-optimisation differently: as **gold reward against how far the policy moved**,
+# $d = \sqrt{\mathrm{KL}(\pi\,\|\,\pi_\text{SFT})}$ (Gao, Schulman & Hilton 2022). Gold rises, peaks
+# and falls as $d$ grows; Gao et al. fit best-of-$n$ with $R(d) = d(a - b\,d)$ and RL with
+# $R(d) = d(a - b\log d)$. On one such plane every method of this book — best-of-$n$, KL-RL,
+# MaxEnt RL, DPO, SimPO — is a path, which is the sharpest way to state the paper's claim.
+#
+# The chapter has four parts: (1) the exact frontiers of each family of optimal policies on a
+# space small enough to enumerate; (2) the measured frontier of the testbed's runs, with Gao
+# fits; (3) entropy's two failure modes; (4) the paper's closing suggestion — reference-free
+# online alignment needs "regularisation beyond entropy" — tested with six remedies. Sentences
+# that describe results are printed from the numbers; the checkpoints assert what held.
+
+# %% tags=["parameters"]
+SMOKE = False  # CI-sized run: the smoke testbed and a few steps
+SEED = 0  # seeds Python, NumPy, torch, the testbed and the first run seed
+DEVICE = "auto"  # "auto" (CUDA if present), "cpu" or "cuda"
+WORKERS = 2  # parallel processes for the runs (the book machine has 2 cores)
+N_SEEDS = 3  # run seeds of the headline settings and of the best remedy; at least 2
+LENGTH_BONUS = 0.4  # exact plane: the proxy's reward per token that the gold does not share
+TOKEN_COST = 0.15  # exact plane: the gold's cost per token (a short correct answer is best)
+REF_MIX = 0.5  # λ of the mixed-reference remedy, in [0, 1)
+ENSEMBLE = 3  # proxy RMs of the ensemble remedy (2-16)
+BON_N_MAX = 64  # best-of-n sizes n = 1, 2, 4, 8 up to this power of 2
+BON_PROMPTS = 256  # eval prompts of the best-of-n frontier
+SMOOTH = 10  # trailing-mean window (rows) of the online runs' frontier paths
+LIVE_STEPS = 40  # steps of the live run started by the widget button
+
+# %% [markdown]
+# The next cell only does something in Colab: it installs this book's package.
+
+# %%
+import subprocess
+import sys
+
+if "google.colab" in sys.modules:  # Colab only; Colab keeps its own torch
+    pip = [sys.executable, "-m", "pip", "install", "-q"]
+    subprocess.run([*pip, "rlhf-nb @ git+https://github.com/rlhf-nb/rlhf-nb"], check=True)
+
+# %%
+import time
+
+import numpy as np
+import pandas as pd
+from IPython.display import display
+
+import rlhf_nb
+from rlhf_nb import testbed, train
+from rlhf_nb.theory import exact, frontier
+from rlhf_nb.train import best_of_n, evaluate, overopt, seeds, sweep
+from rlhf_nb.train.offline import OfflineConfig
+from rlhf_nb.train.online_simpo import OnlineSimPOConfig
+from rlhf_nb.viz import frontier_plots, live, run_plots
+
+ctx = rlhf_nb.setup(seed=SEED, device=DEVICE, smoke=SMOKE)
+for name, value, low, high in [("WORKERS", WORKERS, 1, 16), ("N_SEEDS", N_SEEDS, 2, 10),
+                               ("ENSEMBLE", ENSEMBLE, 2, 16), ("BON_N_MAX", BON_N_MAX, 2, 256),
+                               ("BON_PROMPTS", BON_PROMPTS, 1, 256), ("SMOOTH", SMOOTH, 1, 50),
+                               ("LIVE_STEPS", LIVE_STEPS, 1, 500)]:  # fmt: skip
+    rlhf_nb.check_type(name, value, int)
+    rlhf_nb.check_range(name, value, low, high)
+if BON_N_MAX & (BON_N_MAX - 1):
+    raise ValueError(f"BON_N_MAX must be a power of 2, got {BON_N_MAX}")
+rlhf_nb.check_range("REF_MIX", REF_MIX, 0.0, 1.0, high_inclusive=False)
+rlhf_nb.check_range("LENGTH_BONUS", LENGTH_BONUS, 0.0, None)
+rlhf_nb.check_range("TOKEN_COST", TOKEN_COST, 0.0, None)
+PRESET = "smoke" if SMOKE else "tiny"
+run_seeds = [SEED + i for i in range(2 if SMOKE else N_SEEDS)]
+workers = 1 if SMOKE else WORKERS
+pd.set_option("display.width", 160)
+print(f"device={ctx.device} seed={ctx.seed} smoke={ctx.smoke} preset={PRESET} seeds={run_seeds}")
+
+# %% [markdown]
+# ## 1. The exact plane
+#
+# Chapter 03's space of token sequences (vocabulary of 4 with EOS, at most 5 tokens: 364
+# responses) with a **gold** reward that wants a short correct answer — 1 if the first token is
+# right, minus `TOKEN_COST` per token — and a **proxy** that agrees about the answer but pays
+# `LENGTH_BONUS` per token: the misspecification a learned reward model with a length bias has.
+# The SFT policy usually answers right and stops early. Four families of policies optimise the
+# proxy, each with a knob (`rlhf_nb.theory.frontier.family_policies`):
+#
+# * the **KL family** $\pi_\beta \propto \pi_\text{SFT}\,e^{r/\beta}$, the optimum of KL-regularised
+#   RLHF, from $\beta=\infty$ ($\pi_\text{SFT}$, $d=0$) to $\beta \to 0$;
+# * the **MaxEnt family** $\pi_\alpha \propto e^{r/\alpha}$, from $\alpha=\infty$ — the *uniform*
+#   policy, not $\pi_\text{SFT}$ — to $\alpha\to 0$;
+# * **entropy + KL** with equal weights, $\pi_t \propto \pi_\text{SFT}^{1/2} e^{r/2t}$
+#   (`combined_policy`, derived in its docstring);
+# * **best-of-$n$** from $\pi_\text{SFT}$ under the proxy, its exact distribution for $n = 1\ldots64$.
+#
+# Move the slider to lower the temperature: each marker walks along its family.
+
+# %%
+problem = frontier.misspecified_problem(length_bonus=LENGTH_BONUS, token_cost=TOKEN_COST)
+plane = frontier.family_frontiers(problem)
+fig_plane = frontier_plots.exact_plane_figure(plane)
+fig_plane.show()
+
+# %%
+fam = {f: g.reset_index(drop=True) for f, g in plane.groupby("family")}
+sft_gold = float(problem.ref @ problem.gold)
+kl_peak, bon_peak = (
+    fam["kl"].loc[fam["kl"].gold.idxmax()],
+    fam["best_of_n"].loc[fam["best_of_n"].gold.idxmax()],
+)
+me_start, me_closest = fam["maxent"].iloc[0], fam["maxent"].loc[fam["maxent"].d.idxmin()]
+me_peak, comb_start = fam["maxent"].loc[fam["maxent"].gold.idxmax()], fam["combined"].iloc[0]
+end_gold = fam["kl"].gold.iloc[-1]
+bon_last = fam["best_of_n"].iloc[-1]
+print(
+    f"π_SFT: gold {sft_gold:.3f}, length {problem.ref @ problem.space.lengths:.2f} tokens.\n"
+    f"KL family: gold rises to {kl_peak.gold:.3f} at β = {kl_peak.coef:.3g} (d = {kl_peak.d:.2f}), "
+    f"then falls to {end_gold:.3f} as β → 0: the proxy's argmax is the longest correct answer.\n"
+    f"best-of-n: peak {bon_peak.gold:.3f} at n = {bon_peak.coef:.0f} (d = {bon_peak.d:.2f}); at n = "
+    f"{bon_last.coef:.0f} its exact KL is {bon_last.kl:.2f} nats against the bound "
+    f"log n − (n−1)/n = {frontier.bon_kl_bound(int(bon_last.coef)):.2f} (the proxy takes few "
+    "values, so many responses tie and the bound is loose).\n"
+    f"MaxEnt family: at α = ∞ it is the uniform policy, d = {me_start.d:.2f} from π_SFT with gold "
+    f"{me_start.gold:.3f} (below π_SFT's, length {me_start.length:.2f}); its closest point to π_SFT "
+    f"is d = {me_closest.d:.2f} (α = {me_closest.coef:.3g}), so no α gives π_SFT back; its best "
+    f"gold is {me_peak.gold:.3f}, {'below' if me_peak.gold < kl_peak.gold else 'not below'} the "
+    f"KL family's peak.\n"
+    f"Entropy + KL (α = β = t) starts at √π_SFT normalised, d = {comb_start.d:.2f}: halfway."
+)
+
+# %% [markdown]
+# The picture behind the paper's argument: the KL family and best-of-$n$ *start at* the SFT
+# policy and trade distance for gold until the proxy's misspecification takes over. The MaxEnt
+# family has no such start — its regularised end is the uniform policy, which on this space
+# (and on any space where most responses are long) is long and wrong — so lowering α is the only
+# way towards good answers, and it leads to the same proxy optimum the other families end at.
+# With a learned proxy, "reference-free" means exactly this: nothing in the objective says
+# *where the good text is*, only how spread out it should be.
+
+# %% [markdown]
+# ## 2. The measured frontier on the testbed
+#
+# Now the same plane with trained policies. Chapter 05's headline online runs (plain RLOO α = 0,
+# MaxEnt α > 0, KL β weak and strong) and chapter 06's DPO and SimPO runs come from the cache at
+# `N_SEEDS` seeds each (the same configs: when those chapters ran, nothing trains here); each
+# history row gives a point (d, gold) — the online rows smoothed over `SMOOTH` steps, since one
+# batch is noisy. Best-of-$n$ from the SFT policy under the proxy RM
+# (`rlhf_nb.train.best_of_n.bon_frontier`) is computed from one set of `BON_N_MAX` samples per
+# prompt, with its KL measured exactly over those samples.
+
+# %%
+tb = testbed.build(PRESET, seed=SEED, cache_dir=ctx.cache_dir)
+groups = sweep.grid(seed=SEED, smoke=SMOKE)  # chapter 05's defaults: its cached runs
+heads = sweep.headline(groups, smoke=SMOKE)  # + "rloo_slow", α = 0 at the lower rate
+common = dict(steps=30 if SMOKE else 300, lr=3e-4, eval_interval=10 if SMOKE else 25,
+              n_eval_prompts=64 if SMOKE else 256, n_heldout_pairs=128 if SMOKE else 512,
+              seed=SEED, device=ctx.device)  # chapter 06's defaults: the same cached runs  # fmt: skip
+offline = {"DPO": OfflineConfig(method="dpo", beta=0.1, **common),
+           "SimPO": OfflineConfig(method="simpo", beta=2.0, gamma=1.0, **common),
+           "online SimPO": OnlineSimPOConfig(method="simpo", beta=2.0, gamma=1.0, **common)}  # fmt: skip
+sft, _ = evaluate.policy_metrics(tb, tb.sft_policy, tb.eval_prompts[:BON_PROMPTS], seed=SEED)
+remedies = overopt.remedy_configs(
+    heads["maxent"], beta=heads["kl_strong"].beta, vocab_size=tb.sft_policy.config.vocab_size,
+    sft_length=sft["length"], sft_entropy=sft["entropy_token"], ref_mix=REF_MIX,
+    ensemble=ENSEMBLE,
+)  # fmt: skip
+print(f"SFT policy on {BON_PROMPTS} eval prompts: length {sft['length']:.2f} tokens, "
+      f"per-token entropy {sft['entropy_token']:.3f} nats, gold {sft['gold']:.3f}")  # fmt: skip
+display(pd.DataFrame({k: {"config": c.label(), "regularizer": c.regularizer}
+                      for k, c in remedies.items()}).T)  # fmt: skip
+
+# %% [markdown]
+# The remedies of part 4 (above, derived from the testbed rather than tuned to a run; the table
+# in `rlhf_nb.train.overopt`'s docstring says why each coefficient) train in the same process
+# pool as everything else this chapter needs, longest first: the headline settings and the
+# offline runs at every seed, each remedy at the first seed.
+
+# %%
+t0 = time.perf_counter()
+loaded = train.run_all(
+    {"heads": {k: seeds.with_seeds(c, run_seeds) for k, c in heads.items()},
+     "offline": {k: seeds.with_seeds(c, run_seeds) for k, c in offline.items()},
+     "remedies": remedies, "sweep": groups["alpha_hi"]},
+    preset=PRESET, testbed_seed=SEED, workers=workers, cache_dir=ctx.cache_dir,
+)  # fmt: skip
+seeded = {k: seeds.SeedRuns(heads[k], v, tuple(run_seeds)) for k, v in loaded["heads"].items()}
+offline_seeded = {k: seeds.SeedRuns(offline[k], v, tuple(run_seeds))
+                  for k, v in loaded["offline"].items()}  # fmt: skip
+remedy_runs = loaded["remedies"]
+t_bon = time.perf_counter()
+bon = best_of_n.bon_frontier(tb, n_max=8 if SMOKE else BON_N_MAX,
+                             n_prompts=16 if SMOKE else BON_PROMPTS, seed=SEED)  # fmt: skip
+print(
+    f"runs ready in {t_bon - t0:.0f} s; best-of-n frontier in {time.perf_counter() - t_bon:.0f} s"
+)
+bon.round(3)
+
+# %% [markdown]
+# Each method's path on the plane (chapter 05's one-seed α sweep included, without a fit), gold gain over its own start on the left and the proxy it
+# optimised on the right; the dashed curves are Gao et al.'s forms fitted to each method's points
+# pooled over seeds (`rlhf_nb.train.overopt.gao_table`: best-of-$n$ with $d(a-bd)$, the RL runs
+# with $d(a - b\log d)$, for which the peak sits at $d^* = e^{a/b-1}$).
+
+# %%
+NAMES = {"rloo": "RLOO α=0", "maxent": f"MaxEnt α={heads['maxent'].alpha:g}",
+         "kl_weak": f"KL β={heads['kl_weak'].beta:g}", "kl_strong": f"KL β={heads['kl_strong'].beta:g}",
+         "rloo_slow": f"RLOO α=0, lr={heads['rloo_slow'].lr:g}"}  # fmt: skip
+one_seed_sweep = {f"α={c.alpha:g} (one seed)": [r] for c, r in zip(groups["alpha_hi"], loaded["sweep"])
+                  if c.alpha not in (0.0, heads["maxent"].alpha)}  # fmt: skip
+points = pd.concat([
+    overopt.frontier_points({NAMES[k]: g.runs for k, g in seeded.items()}, smooth=SMOOTH),
+    overopt.frontier_points(one_seed_sweep, smooth=SMOOTH),
+    overopt.frontier_points({k: g.runs for k, g in offline_seeded.items()}),
+    overopt.bon_points(bon),
+], ignore_index=True)  # fmt: skip
+forms = {"best-of-n": "bon", **{NAMES[k]: "rl" for k in seeded},
+         **{k: "rl" for k in offline_seeded}}  # fmt: skip
+fits = overopt.gao_table(points, forms)
+frontier_plots.empirical_frontier_figure(points, fits).show()
+fits.round(3)
+
+# %%
+peak_rows = points.loc[points.groupby(["method", "seed"]).gain.idxmax()]
+peak_d = peak_rows.groupby("method").d.agg(["mean", "min", "max"])
+for m, f in fits.iterrows():
+    where = (f"fitted peak at d* = {f.d_star:.2f} (gain {f.gain_star:+.2f})" if np.isfinite(f.d_star)
+             else "the fit does not turn over within the data")  # fmt: skip
+    print(f"{m:12s} a = {f.a:.3f} ± {f.a_se:.3f}, b = {f.b:.3f} ± {f.b_se:.3f}; {where}; "
+          f"measured peaks at d = {peak_d.loc[m, 'mean']:.2f} (seeds {peak_d.loc[m, 'min']:.2f}–"
+          f"{peak_d.loc[m, 'max']:.2f}), largest d {f.d_max:.2f}, fit RMSE {f.rmse:.3f}")  # fmt: skip
+
+# %% [markdown]
+# How to read the fits. Best-of-$n$ follows its form closely, and so do the anchored runs up to
+# where they stop; the unanchored RL runs fall much faster than $d(a-b\log d)$ allows, so their
+# fitted $d^*$ sits well before the measured peaks and the fit's RMSE is several times larger — the
+# printout above gives both, so the comparison does not rest on the fit alone. A fit whose $b$ is
+# not clearly positive (two standard errors) has no peak within reach: the run never turned over.
+
+# %%
+bon_best = bon.loc[bon.gold.idxmax()]
+print(
+    f"best-of-n: gold {bon.gold.iloc[0]:.3f} at n = 1 rises to {bon_best.gold:.3f} at n = "
+    f"{bon_best.n:.0f} (d = {bon_best.d_sample:.2f}), then falls to {bon.gold.iloc[-1]:.3f} at n = "
+    f"{bon.n.iloc[-1]:.0f} (standard errors over prompts {bon.gold_se.iloc[-1]:.3f}); its KL over "
+    f"the samples is {bon.kl_sample.iloc[-1]:.2f} nats against the bound {bon.kl_bound.iloc[-1]:.2f}."
+)
+for m in (NAMES["maxent"], NAMES["kl_strong"]):
+    p_end = points[points.method == m].groupby("seed").tail(1)
+    print(f"{m}: the runs end at d = {p_end.d.mean():.2f} (seeds {p_end.d.min():.2f}–{p_end.d.max():.2f}), "
+          f"gold gain {p_end.gain.mean():+.2f}")  # fmt: skip
+
+# %% [markdown]
+# ## 3. Entropy's two failure modes
+#
+# Entropy enters the paper's story twice, in opposite directions. Without a regulariser (α = 0)
+# RLOO hacks the proxy and the policy's per-token entropy *falls*: it narrows onto what the proxy
+# likes. With a sequence-level entropy bonus the entropy *rises*, and the bonus pays α·log V per
+# extra token (chapter 03), so the runs grow to the 16-token cap and stop emitting EOS. An
+# adaptive coefficient that holds the SFT policy's per-token entropy (the `adaptive` remedy, as
+# TRL's `use_adaptive_entropy`) is drawn with them.
+
+# %%
+sweep_runs = {f"α={r.config.alpha:g} (seed {SEED})": r for r in loaded["sweep"]}
+entropy_runs = {
+    **sweep_runs,
+    f"adaptive H*={remedies['adaptive'].target_entropy:g}": remedy_runs["adaptive"],
+}
+run_plots.panels_figure(
+    list(entropy_runs.values()),
+    ("entropy_token", "length", "eos_rate"),
+    labels=list(entropy_runs),
+    title="Per-token entropy, length and EOS rate (one seed each)",
+).show()
+run_plots.band_figure(
+    [seeded["rloo"], seeded["maxent"]],
+    ("entropy_token", "length"),
+    title=f"α = 0 and the headline MaxEnt α over {len(run_seeds)} seeds (mean and 95% band)",
+).show()
+
+# %%
+ent = {k: seeded[k].summaries() for k in ("rloo", "maxent")}
+rloo_drop = seeds.Stat.of(ent["rloo"]["entropy_start"] - ent["rloo"]["entropy_final"])
+me_len = seeds.Stat.of(overopt.final_values(seeded["maxent"], "length"))
+me_eos = seeds.Stat.of(overopt.final_values(seeded["maxent"], "eos_rate"))
+adapt = remedy_runs["adaptive"]
+adapt_h = float(adapt.history["entropy_token"].tail(SMOOTH).mean())
+print(
+    f"α = 0: per-token entropy falls by {rloo_drop} nats/token from the SFT policy's.\n"
+    f"MaxEnt α = {heads['maxent'].alpha:g}: final length {me_len} tokens (cap "
+    f"{tb.max_new_tokens}), EOS rate {me_eos}.\n"
+    f"adaptive: target {remedies['adaptive'].target_entropy:g}, last {SMOOTH} steps' mean "
+    f"{adapt_h:.3f} nats/token; its coefficient ended at {adapt.history['alpha_tok'].iloc[-1]:.3f}."
+)
+
+# %% [markdown]
+# ## 4. Remedies beyond entropy
+#
+# Six regularisers of the online loop, each added to (or replacing) the MaxEnt run's entropy
+# bonus with everything else equal. Each first runs at one seed; the remedy with the best final
+# gold then runs at `N_SEEDS` seeds, so that the comparison that matters — does it beat the
+# MaxEnt run and where does it sit against the KL-anchored runs — has seed bands.
+# "final" means the mean over the last `SMOOTH` steps (one batch is noisy).
+
+# %%
+one_seed = {k: seeds.SeedRuns(c, [remedy_runs[k]], (SEED,)) for k, c in remedies.items()}
+first = overopt.remedy_table(one_seed, smooth=SMOOTH)
+best = first["gold_final"].idxmax()
+(best_seeded,) = seeds.run_seeds(
+    [remedies[best]], run_seeds, preset=PRESET, testbed_seed=SEED, workers=workers,
+    cache_dir=ctx.cache_dir, verbose=False,
+)  # fmt: skip
+HEADS = ("rloo", "maxent", "kl_weak", "kl_strong")  # the headline settings at the higher rate
+settings = {**{NAMES[k]: seeded[k] for k in HEADS},
+            **{f"remedy: {k}" + (" (best)" if k == best else ""): (best_seeded if k == best else g)
+               for k, g in one_seed.items()}}  # fmt: skip
+table = overopt.remedy_table(settings, smooth=SMOOTH)
+table["outcome"] = [overopt.outcome(r, cap=tb.max_new_tokens) for _, r in table.iterrows()]
+table.round(3)
+
+# %%
+for kind in overopt.OUTCOMES:
+    names = [k for k, r in table.iterrows() if r.outcome == kind]
+    if names:
+        print(f"{kind}: {', '.join(names)}")
+
+# %%
+diffs = {}
+for other in ("maxent", "kl_strong", "kl_weak", "rloo"):
+    for col in ("gold", "kl_k1"):
+        diffs[(other, col)] = seeds.differ(overopt.final_values(best_seeded, col, smooth=SMOOTH),
+                                           overopt.final_values(seeded[other], col, smooth=SMOOTH))  # fmt: skip
+for (other, col), d in diffs.items():
+    print(f"best remedy ({best}) minus {NAMES[other]}, final {col}: {d}")
+
+# %% [markdown]
+# The outcomes sort the remedies by what they act on. A remedy that leaves the policy without an
+# anchor to $\pi_\text{SFT}$ can change *how* it fails — the length penalty and the
+# length-normalised bonus remove the per-token pull towards the cap — but not *whether*: the
+# proxy is still there to be hacked, as plain RLOO hacks it. Holding an entropy level or
+# averaging proxy RMs acts on neither the anchor nor the length pull. Each remedy above ran at one
+# seed except the best, so the printed outcome of a single remedy is a one-seed observation; the
+# checkpoints below assert only what held at every seed of the multi-seed settings.
+
+# %% [markdown]
+# Where each remedy ends on the frontier: the slider picks a remedy and draws its path (one seed;
+# the best remedy at every seed) over the headline settings' paths at the first seed.
+
+# %%
+remedy_points = overopt.frontier_points(
+    {k: (best_seeded.runs if k == best else [r]) for k, r in remedy_runs.items()}, smooth=SMOOTH
+)
+head_points = points[points.method.isin([NAMES[k] for k in HEADS]) & (points.seed == SEED)]
+frontier_plots.remedy_slider_figure(head_points, remedy_points).show()
+
+# %% [markdown]
+# ### Steer it yourself
+#
+# In JupyterLab or Colab the controls below train a short live run with both knobs: α, the
+# sequence-level entropy bonus, and λ, the anchor λ·π_SFT + (1−λ)·uniform of a KL penalty of
+# weight β (the strong KL run's). λ = 1 with α = 0 is KL-RLHF; λ = 0 anchors to the uniform
+# policy, which is what an entropy bonus does implicitly. On this static page the slider figure
+# above carries the cached runs.
+
+# %%
+box, _ = live.anchor_widget(
+    tb, [remedy_runs["ref_mix"], remedy_runs["entropy_kl"]], steps=LIVE_STEPS,
+    alpha=heads["maxent"].alpha, ref_mix=REF_MIX, beta=heads["kl_strong"].beta,
+    lr=heads["maxent"].lr,
+)  # fmt: skip
+display(box)
+
+# %% [markdown]
+# ## Checkpoints
+
+# %%
+# exact (float64, no seeds involved): the families' ends and identities
+assert fam["kl"].d.iloc[0] == 0 and fam["best_of_n"].d.iloc[0] == 0  # both start at π_SFT
+uniform = np.full(problem.space.size, 1 / problem.space.size)
+assert abs(me_start.kl - exact.kl_divergence(uniform, problem.ref)) < 1e-12
+assert me_closest.d > 0.5, me_closest  # no α gives π_SFT back
+for t in (0.1, 1.0, 10.0):
+    pi = frontier.combined_policy(problem.proxy, problem.ref, t, t)
+    assert frontier.stationarity_gap(pi, problem.proxy, problem.ref, t, t) < 1e-9
+bon_exact = fam["best_of_n"]
+assert all(r.kl <= frontier.bon_kl_bound(int(r.coef)) + 1e-12 for r in bon_exact.itertuples())
+assert kl_peak.gold > max(sft_gold, end_gold) + 0.05  # the KL family rises, then falls
+assert bon_peak.gold > max(sft_gold, bon_last.gold) + 0.05
+
+# %%
+# measured, at every seed of the multi-seed settings; margins from the observed spread
+cap = tb.max_new_tokens
+if not SMOKE:
+    me_kl, strong_kl = seeded["maxent"].final("kl_k1"), seeded["kl_strong"].final("kl_k1")
+    assert me_kl.min > 10 * strong_kl.max, (me_kl, strong_kl)  # observed ratio ~40x
+    assert me_len.min >= 0.9 * cap and me_eos.max < 0.1, (me_len, me_eos)  # the length attractor
+    assert rloo_drop.min > 0.2, rloo_drop  # α = 0: per-token entropy falls (observed 0.65-1.03)
+    gold_gap = diffs[("maxent", "gold")]
+    assert gold_gap.lo > 3.0, gold_gap  # best remedy beats MaxEnt by ~8 (CI half-width ~0.3)
+    assert not diffs[("kl_strong", "gold")].lo > 0  # and does not beat the strong KL anchor
+    assert table.loc[[k for k in table.index if "(best)" in k][0], "outcome"] == "anchored"
+    # best-of-n rises, then falls, by more than 2 standard errors over prompts
+    assert bon_best.gold - bon.gold.iloc[0] > 3 * bon_best.gold_se, bon
+    assert bon.gold.iloc[-1] < bon_best.gold - 2 * bon.gold_se.iloc[-1], bon
+    assert (bon.kl_sample <= bon.kl_bound + 1e-9).all()
+    # the Gao best-of-n form fits its points closely; a fit only ever claims a peak it can back
+    assert fits.loc["best-of-n", "rmse"] < 0.05, fits
+    assert all(np.isinf(f.d_star) or f.b > 2 * f.b_se for f in fits.itertuples())

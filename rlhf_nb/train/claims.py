@@ -1,0 +1,151 @@
+"""The paper's claims, each assessed from the book's cached runs (chapter 09's table).
+
+Every function takes runs (``rlhf_nb.train.seeds.SeedRuns``) and returns a :class:`Claim`: the
+claim as the paper states it, where the book tests it, the evidence as a sentence built from the
+numbers, the number of seeds, and a status from :data:`STATUSES` decided by a stated rule that
+must hold at *every* seed (the book's seed rule). The thresholds are written in each function
+and sit far outside the seed spread measured in chapters 05–07; a claim the runs do not support
+gets "not reproduced at toy scale", never silence.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+STATUSES = ("confirmed", "confirmed with caveats", "not reproduced at toy scale", "contested")
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One row of the claims table. ``status`` is one of :data:`STATUSES`."""
+
+    claim: str
+    where: str
+    evidence: str
+    seeds: int
+    status: str
+
+    def __post_init__(self):
+        if self.status not in STATUSES:
+            raise ValueError(f"status must be one of {STATUSES}, got {self.status!r}")
+
+
+def table(claims: list[Claim]) -> pd.DataFrame:
+    """The claims as a DataFrame, one row each, in the order given."""
+    return pd.DataFrame([c.__dict__ for c in claims])
+
+
+def _rng(values) -> str:
+    v = np.asarray(values, dtype=float)
+    return f"{v.mean():.2f} (seeds {v.min():.2f} to {v.max():.2f})"
+
+
+def maxent_overoptimises(maxent, *, smooth: int = 10, min_fall: float = 1.0) -> Claim:
+    """MaxEnt RL online over-optimises: gold peaks, then falls. Rule: the gold falls more than
+    ``min_fall`` below its smoothed peak at every seed."""
+    s = maxent.summaries(smooth=smooth)
+    ok = bool((s["gold_fall"] > min_fall).all())
+    return Claim(
+        "Online MaxEnt RLHF over-optimises (gold peaks, then collapses)", "ch. 05, 07",
+        f"{maxent.config.label()}: gold falls {_rng(s['gold_fall'])} from its peak "
+        f"(at step {_rng(s['peak_step'])})", maxent.n,
+        "confirmed" if ok else "not reproduced at toy scale",
+    )  # fmt: skip
+
+
+def kl_unstable(maxent, anchored, *, cap: int, min_ratio: float = 5.0) -> Claim:
+    """MaxEnt's KL to SFT grows without bound, unlike a KL-anchored run. Rule: final KL above
+    ``min_ratio`` × the anchored run's at every seed; a caveat when the runs end at the length
+    cap (mean final length ≥ 0.95·cap), where the KL cannot keep growing."""
+    km, ka = maxent.final("kl_k1"), anchored.final("kl_k1")
+    ok = all(m > min_ratio * a for m, a in zip(km.values, ka.values))
+    length = maxent.final("length")
+    capped = length.mean >= 0.95 * cap
+    ev = (f"final KL {_rng(km.values)} nats vs {_rng(ka.values)} for {anchored.config.label()}; "
+          f"final length {length.mean:.1f} of a {cap}-token cap")  # fmt: skip
+    if capped:
+        ev += ": the KL stops growing because the responses stop growing"
+    status = ("confirmed with caveats" if capped else "confirmed") if ok else "contested"
+    return Claim("KL to the reference is unstable (keeps growing) under MaxEnt", "ch. 05",
+                 ev, maxent.n, status)  # fmt: skip
+
+
+def even_at_low_lr(fast, slow, *, smooth: int = 10, min_fall: float = 1.0) -> Claim:
+    """A lower learning rate delays the collapse but does not prevent it. Rule: at the lower
+    rate the gold still falls more than ``min_fall`` at every seed, and peaks later than at the
+    higher rate at every seed."""
+    f, s = fast.summaries(smooth=smooth), slow.summaries(smooth=smooth)
+    falls = bool((s["gold_fall"] > min_fall).all())
+    later = bool((s["peak_step"].to_numpy() > f["peak_step"].to_numpy()).all())
+    ev = (
+        f"{slow.config.label()}: gold falls {_rng(s['gold_fall'])}, peak at step "
+        f"{_rng(s['peak_step'])} vs {_rng(f['peak_step'])} at lr={fast.config.lr:g}"
+    )
+    if slow.config.regularizers != ("entropy",) or slow.config.alpha == 0:
+        ev += " (plain RLOO, α = 0: the multi-seed low-rate runs have no entropy bonus)"
+    status = "confirmed with caveats" if falls and later else "not reproduced at toy scale"
+    if falls and later and slow.config.alpha > 0:
+        status = "confirmed"
+    return Claim("The failure persists at low learning rates", "ch. 05", ev, slow.n, status)
+
+
+def entropy_tracks_hacking(rho_bonus: float, entropy_drop_no_bonus, *, min_rho=0.5) -> Claim:
+    """Entropy correlates with reward hacking. Rule: Spearman ρ between the entropy term the
+    MaxEnt reward pays and the gold drop exceeds ``min_rho``; a caveat when, without a bonus
+    (α = 0), the per-token entropy *falls* at every seed while the run hacks the proxy."""
+    drop = np.asarray(entropy_drop_no_bonus, dtype=float)
+    falls = bool((drop > 0).all())
+    ev = (f"ρ(α·(−log π), gold drop) = {rho_bonus:.2f} over the MaxEnt runs' steps; with α = 0 the "
+          f"per-token entropy falls by {_rng(drop)} nats/token while gold collapses")  # fmt: skip
+    if rho_bonus <= min_rho:
+        status = "not reproduced at toy scale"
+    else:
+        status = "confirmed with caveats" if falls else "confirmed"
+    return Claim("Entropy correlates with reward hacking", "ch. 05, 07", ev, len(drop), status)
+
+
+def kl_anchor_stable(strong, weak, *, smooth: int = 10, max_fall: float = 0.75) -> Claim:
+    """KL-regularised RLHF is stable. Rule: the strong anchor's gold ends within ``max_fall`` of
+    its peak at every seed; a caveat when the weak anchor's KL is still rising at the end
+    (positive slope over the last quarter) at every seed."""
+    s, w = strong.summaries(smooth=smooth), weak.summaries(smooth=smooth)
+    ok = bool((s["gold_fall"] < max_fall).all())
+    rising = [r.slope("kl_k1") for r in weak.runs]
+    still = all(x > 0 for x in rising)
+    ev = (f"{strong.config.label()}: gold ends {_rng(s['gold_fall'])} below its peak; "
+          f"{weak.config.label()}: falls {_rng(w['gold_fall'])}, KL slope at the end "
+          f"{_rng(rising)} nats/step")  # fmt: skip
+    status = ("confirmed with caveats" if still else "confirmed") if ok else "contested"
+    return Claim("KL-constrained online RLHF is stable", "ch. 05, 07", ev, strong.n, status)
+
+
+def simpo_offline_stable(simpo, *, max_kl: float = 3.0) -> Claim:
+    """SimPO is stable offline. Rule: the final KL stays below ``max_kl`` nats at every seed; a
+    caveat when the gold gain's 95 % band includes 0 (stable, but not shown to improve)."""
+    kl = simpo.final("kl_k1")
+    gains = [r.final("gold") - r.history["gold"].iloc[0] for r in simpo.runs]
+    from rlhf_nb.train.seeds import Stat
+
+    g = Stat.of(gains)
+    ok = bool(max(kl.values) < max_kl)
+    ev = f"{simpo.config.label()}: final KL {_rng(kl.values)} nats; gold gain {g}"
+    improves = g.lo > 0
+    status = ("confirmed" if improves else "confirmed with caveats") if ok else "contested"
+    return Claim("SimPO is stable offline", "ch. 06, 09", ev, simpo.n, status)
+
+
+def simpo_is_maxent(max_gap: float, lengths_differ: bool) -> Claim:
+    """SimPO is MaxEnt RL with a length-normalised temperature. ``max_gap``: the largest
+    difference between SimPO's loss and the MaxEnt Bradley–Terry loss with per-response
+    temperature β/|y| (chapter 02's exact check); ``lengths_differ``: whether responses of
+    different lengths occur, where no single α reproduces SimPO (chapter 02's objection)."""
+    ok = max_gap < 1e-9
+    ev = f"largest loss gap {max_gap:.1e} (float64)"
+    if lengths_differ:
+        ev += "; responses of different lengths get different temperatures: no single α"
+    status = ("confirmed with caveats" if lengths_differ else "confirmed") if ok else "contested"
+    return Claim("SimPO is MaxEnt RL with a length-normalised temperature", "ch. 02", ev, 0,
+                 status)  # fmt: skip

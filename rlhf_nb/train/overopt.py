@@ -1,0 +1,228 @@
+"""Chapter 07's measured side: the empirical frontier of trained runs, Gao fits per method, and
+the remedies of the online loop, each built from the headline MaxEnt run.
+
+**Frontier of a run.** Every history row holds the gold and proxy reward of the policy's samples
+and its KL to the SFT policy (k1, nats per response). A run is a path on the (d, gold) plane,
+d = √KL(π‖π_SFT) in √nats (Gao et al. 2022). Online rows are one batch each, so both
+coordinates are smoothed with a trailing mean over ``smooth`` rows; offline runs log an
+evaluation every few steps and are used as logged. :func:`frontier_points` stacks runs into one
+frame; :func:`gao_table` fits Gao's forms per method (:func:`rlhf_nb.theory.frontier.fit_gao`).
+
+**Remedies** (:func:`remedy_configs`): each keeps the MaxEnt run's rate, length, batch and seed
+and changes only the regulariser, with coefficients derived from the testbed, not tuned to
+runs:
+
+================  ==============================================================================
+``entropy_norm``  the length-normalised bonus −(α'/|y|)·log π(y) (chapter 02's consistent
+                  objective, SimPO's form), α' = α·E_SFT|y| so that the bonus equals the MaxEnt
+                  run's at the SFT policy's mean length
+``entropy_kl``    the MaxEnt bonus plus β·KL(π‖π_SFT) (α and β together), β the strong KL run's
+``ref_mix``       KL (β as above) to the per-token mixture λ·π_SFT + (1−λ)·uniform, no bonus:
+                  λ = 1 is KL-RLHF, λ = 0 MaxEnt's implicit uniform anchor
+``adaptive``      a per-token entropy term whose coefficient is adapted every step to hold the
+                  SFT policy's per-token entropy (TRL's ``use_adaptive_entropy``)
+``ensemble``      the MaxEnt run on an ensemble of proxy RMs, mean − 1·std (Coste et al. 2024)
+``length``        the MaxEnt run plus a per-token cost c = α·log V, which cancels the α·log V
+                  reward per token that a sequence-level bonus pays (chapter 03)
+================  ==============================================================================
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from rlhf_nb.core import check_int, check_range
+from rlhf_nb.theory.frontier import GAO_FORMS, fit_gao
+from rlhf_nb.train.online_config import OnlineConfig
+
+REMEDIES = ("entropy_norm", "entropy_kl", "ref_mix", "adaptive", "ensemble", "length")
+
+
+def _sig(x: float, digits: int = 2) -> float:
+    """``x`` rounded to ``digits`` significant digits (a derived coefficient stays readable, and
+    a cache key does not depend on the last bits of a measured mean)."""
+    return float(f"{x:.{digits}g}")
+
+
+def remedy_configs(
+    maxent: OnlineConfig,
+    *,
+    beta: float,
+    vocab_size: int,
+    sft_length: float,
+    sft_entropy: float,
+    ref_mix: float = 0.5,
+    ensemble: int = 3,
+) -> dict[str, OnlineConfig]:
+    """The remedies of the module docstring as configs, keyed by :data:`REMEDIES`.
+
+    Args:
+        maxent: the headline MaxEnt run (``regularizer="entropy"``, α > 0); every remedy keeps
+            its other fields.
+        beta: the KL coefficient of ``entropy_kl`` and ``ref_mix`` (> 0, reward units per nat).
+        vocab_size: V of the policy (>= 2), for c = α·log V.
+        sft_length: E_SFT|y| in tokens (EOS included), > 0.
+        sft_entropy: the SFT policy's per-token entropy (nats/token), the adaptive target, >= 0.
+        ref_mix: λ in [0, 1) of the ``ref_mix`` remedy.
+        ensemble: proxy RMs of the ``ensemble`` remedy (2-16).
+    """
+    if maxent.regularizer != "entropy" or maxent.alpha <= 0:
+        raise ValueError(f"maxent must be a sequence-level entropy run with α > 0, got {maxent}")
+    check_range("beta", beta, 0.0, None, low_inclusive=False)
+    check_int("vocab_size", vocab_size, 2)
+    check_range("sft_length", sft_length, 0.0, None, low_inclusive=False)
+    check_range("sft_entropy", sft_entropy, 0.0, None)
+    check_range("ref_mix", ref_mix, 0.0, 1.0, high_inclusive=False)
+    check_int("ensemble", ensemble, 2, 16)
+    a = maxent.alpha
+
+    def make(**kw) -> OnlineConfig:
+        return dataclasses.replace(maxent, **kw)
+
+    return {
+        "entropy_norm": make(regularizer="entropy_norm", alpha=_sig(a * sft_length)),
+        "entropy_kl": make(regularizer="entropy+kl", beta=beta),
+        "ref_mix": make(regularizer="kl", alpha=0.0, beta=beta, ref_mix=ref_mix),
+        "adaptive": make(regularizer="entropy_token", target_entropy=_sig(sft_entropy, 3)),
+        "ensemble": make(ensemble=ensemble),
+        "length": make(regularizer="entropy+length", length_coef=_sig(a * math.log(vocab_size))),
+    }
+
+
+def trajectory(run, *, smooth: int = 1) -> pd.DataFrame:
+    """A run's path on the frontier plane: ``step``, ``kl`` (k1, nats), ``d`` = √max(kl, 0)
+    (√nats), ``gold``, ``proxy``, ``length``, each a trailing mean over ``smooth`` rows (>= 1)."""
+    check_int("smooth", smooth, 1)
+    cols = ["gold", "proxy", "kl_k1", "length"]
+    h = run.history.set_index("step")[cols].dropna(how="all")
+    h = h.rolling(smooth, min_periods=1).mean().reset_index()
+    h = h.rename(columns={"kl_k1": "kl"})
+    h["d"] = np.sqrt(h["kl"].clip(lower=0.0))
+    return h[["step", "kl", "d", "gold", "proxy", "length"]]
+
+
+def frontier_points(groups: Mapping[str, Sequence], *, smooth: int = 1) -> pd.DataFrame:
+    """Every run of every method as rows ``method``, ``seed``, ``step``, ``kl``, ``d``,
+    ``gold``, ``gain``, ``proxy``, ``length``. ``gain`` is gold minus the method's gold at step 0
+    (mean over its seeds: the SFT policy's gold on that method's own samples), so that the Gao
+    forms, which have R(0) = 0, can be fitted. ``groups`` maps a method name to its runs."""
+    frames = []
+    for method, runs in groups.items():
+        if not runs:
+            raise ValueError(f"method {method!r} has no runs")
+        base = float(np.mean([r.history["gold"].iloc[0] for r in runs]))
+        for r in runs:
+            t = trajectory(r, smooth=smooth)
+            t.insert(0, "seed", r.config.seed)
+            t.insert(0, "method", method)
+            t["gain"] = t["gold"] - base
+            frames.append(t)
+    if not frames:  # no methods: an empty frame with the columns
+        cols = ["method", "seed", "step", "kl", "d", "gold", "proxy", "length", "gain"]
+        return pd.DataFrame(columns=cols)
+    return pd.concat(frames, ignore_index=True)
+
+
+def bon_points(bon: pd.DataFrame, *, d: str = "d_sample") -> pd.DataFrame:
+    """Best-of-n rows (:func:`rlhf_nb.train.best_of_n.bon_frontier`) in the frame of
+    :func:`frontier_points`: method ``"best-of-n"``, ``step`` = n, d from column ``d``."""
+    out = pd.DataFrame({"method": "best-of-n", "seed": 0, "step": bon["n"],
+                        "kl": bon[d] ** 2, "d": bon[d], "gold": bon["gold"],
+                        "proxy": bon["proxy"], "length": np.nan})  # fmt: skip
+    out["gain"] = out["gold"] - float(bon.loc[bon["n"] == 1, "gold"].iloc[0])
+    return out
+
+
+def gao_table(points: pd.DataFrame, forms: Mapping[str, str]) -> pd.DataFrame:
+    """Fit Gao et al.'s form ``forms[method]`` (``"bon"`` or ``"rl"``) to each method's
+    (d, gain) points, pooled over seeds. One row per method: ``form``, ``a`` ± ``a_se``,
+    ``b`` ± ``b_se``, ``d_star`` (√nats; ``inf`` when the fit does not turn over),
+    ``gain_star``, the largest measured ``d_max``, ``n_points``, ``rmse`` of the fit, and
+    ``note``: why a fit failed (too few points, no convergence; its numbers are then NaN), or
+    why its peak is not one: ``d_star`` is ``inf`` unless b > 2·SE(b), and a d* beyond twice
+    the largest measured d is flagged as an extrapolation."""
+    rows = []
+    for method, form in forms.items():
+        if form not in GAO_FORMS:
+            raise ValueError(f"form of {method!r} must be one of {GAO_FORMS}, got {form!r}")
+        p = points[points["method"] == method]
+        if p.empty:
+            raise ValueError(f"no points for method {method!r}; have {sorted(set(points.method))}")
+        row = {"method": method, "form": form, "d_max": float(p["d"].max()), "n_points": len(p)}
+        try:
+            fit = fit_gao(p["d"].to_numpy(), p["gain"].to_numpy(), form)
+        except (RuntimeError, ValueError) as exc:  # too few points, or no convergence
+            nan = math.nan
+            rows.append({**row, "a": nan, "a_se": nan, "b": nan, "b_se": nan, "d_star": nan,
+                         "gain_star": nan, "rmse": nan, "note": str(exc)[:80]})  # fmt: skip
+            continue
+        rmse = float(np.sqrt(np.mean((fit.predict(p["d"].to_numpy()) - p["gain"]) ** 2)))
+        d_star, gain_star, note = fit.d_star, fit.gold_star, ""
+        if not fit.b > 2 * fit.b_se:  # a peak only when b is clearly positive
+            d_star = gain_star = math.inf
+            note = f"b = {fit.b:.3f} ± {fit.b_se:.3f} is not 2 SE above 0: no turn-over"
+        elif d_star > 2 * row["d_max"]:
+            note = f"d* is beyond twice the largest measured d ({row['d_max']:.2f})"
+        rows.append({**row, "a": fit.a, "a_se": fit.a_se, "b": fit.b, "b_se": fit.b_se,
+                     "d_star": d_star, "gain_star": gain_star, "rmse": rmse,
+                     "note": note})  # fmt: skip
+    return pd.DataFrame(rows).set_index("method")
+
+
+REMEDY_COLUMNS = ("gold_final", "gold_peak", "kl_final", "length_final", "eos_final",
+                  "entropy_final")  # fmt: skip
+
+
+def remedy_table(settings: Mapping[str, object], *, smooth: int = 10) -> pd.DataFrame:
+    """One row per setting (a :class:`rlhf_nb.train.seeds.SeedRuns`): for each of
+    :data:`REMEDY_COLUMNS` the mean over seeds and the half-width of its 95 % band (``±``
+    columns; 0 with one seed), plus ``n`` seeds. ``gold_peak`` is the best ``smooth``-row trailing
+    mean of gold; the finals are the last ``smooth`` rows' means (one batch is noisy)."""
+    from rlhf_nb.train.seeds import Stat
+
+    rows = []
+    for name, g in settings.items():
+        per_seed = {c: [] for c in REMEDY_COLUMNS}
+        for r in g.runs:
+            h = r.history
+            tail = h.tail(smooth)
+            per_seed["gold_final"].append(tail["gold"].mean())
+            per_seed["gold_peak"].append(h["gold"].rolling(smooth, min_periods=1).mean().max())
+            per_seed["kl_final"].append(tail["kl_k1"].mean())
+            per_seed["length_final"].append(tail["length"].mean())
+            per_seed["eos_final"].append(tail["eos_rate"].mean())
+            per_seed["entropy_final"].append(tail["entropy_token"].mean())
+        row = {"setting": name, "label": g.config.label(), "n": g.n}
+        for c, v in per_seed.items():
+            s = Stat.of(v)
+            row[c], row[f"{c} ±"] = s.mean, (s.hi - s.lo) / 2
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("setting")
+
+
+def final_values(g, column: str, *, smooth: int = 10) -> list[float]:
+    """Per seed of ``g`` (a SeedRuns): the mean of ``column`` over its last ``smooth`` rows —
+    what :func:`remedy_table` reports, as values for :func:`rlhf_nb.train.seeds.differ`."""
+    return [float(r.history[column].tail(smooth).mean()) for r in g.runs]
+
+
+OUTCOMES = ("length collapse", "anchored", "proxy hacked", "stable")
+
+
+def outcome(row, *, cap: int, max_kl: float = 3.0, max_fall: float = 1.0) -> str:
+    """Name what a :func:`remedy_table` row ended as, by stated rules, first match wins:
+    ``"length collapse"`` — final length ≥ 0.9·``cap`` and EOS rate < 0.1 (the MaxEnt attractor);
+    ``"anchored"`` — final KL < ``max_kl`` nats; ``"proxy hacked"`` — gold ended more than
+    ``max_fall`` below its peak; else ``"stable"``."""
+    if row["length_final"] >= 0.9 * cap and row["eos_final"] < 0.1:
+        return "length collapse"
+    if row["kl_final"] < max_kl:
+        return "anchored"
+    if row["gold_peak"] - row["gold_final"] > max_fall:
+        return "proxy hacked"
+    return "stable"

@@ -1,0 +1,98 @@
+"""Chapter 09's package side: the 2×2 cells, gold at matched KL, the factor effects and their
+verdict (rlhf_nb.train.twobytwo), and the claim assessments (rlhf_nb.train.claims)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from rlhf_nb.train import claims, twobytwo
+from rlhf_nb.train.offline import OfflineConfig
+from rlhf_nb.train.online_config import OnlineConfig
+from rlhf_nb.train.online_simpo import OnlineSimPOConfig
+from rlhf_nb.train.runs import COLUMNS, Run
+from rlhf_nb.train.seeds import SeedRuns
+
+
+def test_cells_cross_source_and_labeller_with_shared_fields():
+    off = {"SimPO": OfflineConfig(method="simpo", beta=2.0, gamma=1.0, steps=30, seed=4)}
+    grid = twobytwo.cells(off)
+    assert set(grid) == {("SimPO", s, lab) for s in twobytwo.SOURCES for lab in twobytwo.LABELLERS}
+    assert grid[("SimPO", "offline", "gold")] is off["SimPO"]
+    assert grid[("SimPO", "offline", "proxy")].labeller == "proxy"
+    on_gold, on_proxy = grid[("SimPO", "online", "gold")], grid[("SimPO", "online", "proxy")]
+    assert isinstance(on_gold, OnlineSimPOConfig) and on_gold.labeller == "gold"
+    assert on_proxy.labeller is None  # the online default: chapter 06's cached run
+    assert (on_gold.beta, on_gold.gamma, on_gold.steps, on_gold.seed) == (2.0, 1.0, 30, 4)
+    with pytest.raises(ValueError, match="must use the data's own"):
+        twobytwo.cells({"x": OfflineConfig(labeller="proxy")})
+    with pytest.raises(TypeError, match="must be an OfflineConfig"):
+        twobytwo.cells({"x": OnlineConfig()})
+
+
+def run_of(gold, kl, seed=0, cfg=None, length=5.0):
+    n = len(gold)
+    h = pd.DataFrame({c: np.zeros(n) for c in COLUMNS})
+    h["step"], h["gold"], h["kl_k1"], h["length"], h["eos_rate"] = np.arange(n), gold, kl, length, 1
+    h["proxy"] = np.asarray(kl, dtype=float)
+    h["entropy_token"] = np.linspace(2.0, 1.0, n)
+    return Run(cfg or OnlineConfig(seed=seed), h, status="finished")
+
+
+def test_gold_at_kl_interpolates_and_says_nan_where_never_reached():
+    r = run_of([1.0, 2.0, 4.0], [0.0, 1.0, 3.0])
+    got = twobytwo.gold_at_kl(r, [0.5, 2.0, 3.0, 5.0])
+    np.testing.assert_allclose(got[:3], [1.5, 3.0, 4.0])
+    assert math.isnan(got[3])
+
+
+def test_effects_and_carriers_by_hand():
+    rows = []
+    for src in twobytwo.SOURCES:
+        for lab in twobytwo.LABELLERS:
+            for seed in range(3):  # the proxy labeller adds +1 KL everywhere, the source nothing
+                kl = (1.0 if lab == "proxy" else 0.0) + 0.01 * seed
+                rows.append({"method": "m", "source": src, "labeller": lab, "seed": seed,
+                             "kl_final": kl})  # fmt: skip
+    t = pd.DataFrame(rows)
+    eff = twobytwo.effects(t, "kl_final")
+    lab = eff[eff.factor.str.startswith("labeller")]
+    assert lab["mean"].tolist() == pytest.approx([1.0, 1.0]) and lab["differs"].all()
+    src = eff[eff.factor.str.startswith("source")]
+    assert src["mean"].tolist() == pytest.approx([0.0, 0.0]) and not src["differs"].any()
+    assert twobytwo.carriers(eff, harmful=1) == {"m": ["labeller (proxy − gold)"]}
+    assert twobytwo.carriers(eff, harmful=-1) == {"m": []}
+    with pytest.raises(ValueError, match="harmful must be"):
+        twobytwo.carriers(eff, harmful=0)
+    with pytest.raises(ValueError, match="lacks cell"):
+        twobytwo.effects(t[t.source == "offline"], "kl_final")
+
+
+def seed_runs(cfg, golds, kls, length=5.0):
+    runs = [
+        run_of(g, k, seed=i, cfg=cfg, length=length) for i, (g, k) in enumerate(zip(golds, kls))
+    ]
+    return SeedRuns(cfg, runs, tuple(range(len(runs))))
+
+
+def test_claims_follow_their_rules():
+    up_down = [np.r_[np.linspace(0, 2, 30), np.linspace(2, -5, 30)] + 0.01 * i for i in range(3)]
+    maxent = seed_runs(OnlineConfig(regularizer="entropy", alpha=0.05), up_down,
+                       [np.linspace(0, 50, 60)] * 3, length=16.0)  # fmt: skip
+    flat = [np.r_[np.linspace(0, 0.4, 30), np.full(30, 0.35)]] * 3
+    strong = seed_runs(OnlineConfig(regularizer="kl", beta=0.2), flat, [np.linspace(0, 1, 60)] * 3)
+    c = claims.maxent_overoptimises(maxent)
+    assert c.status == "confirmed" and c.seeds == 3
+    assert claims.maxent_overoptimises(strong).status == "not reproduced at toy scale"
+    c = claims.kl_unstable(maxent, strong, cap=16)
+    assert c.status == "confirmed with caveats" and "stops growing" in c.evidence
+    assert claims.kl_anchor_stable(strong, strong).status == "confirmed with caveats"  # KL rising
+    assert claims.simpo_is_maxent(1e-15, False).status == "confirmed"
+    assert claims.simpo_is_maxent(0.1, True).status == "contested"
+    t = claims.table([c])
+    assert list(t.columns) == ["claim", "where", "evidence", "seeds", "status"]
+    with pytest.raises(ValueError, match="status must be one of"):
+        claims.Claim("x", "y", "z", 1, "probably")
