@@ -57,6 +57,7 @@ from rlhf_nb import testbed, train
 from rlhf_nb.theory import exact, frontier, losses, sequences
 from rlhf_nb.train import claims, overopt, seeds, sweep, twobytwo
 from rlhf_nb.train.offline import OfflineConfig, relabel
+from rlhf_nb.train.online_simpo import OnlineSimPOConfig
 from rlhf_nb.viz import frontier_plots
 
 ctx = rlhf_nb.setup(seed=SEED, device=DEVICE, smoke=SMOKE)
@@ -155,6 +156,54 @@ at_budget = pd.DataFrame(budget_rows)
 matched = at_budget.pivot_table(index=["method", "source", "labeller"], columns="kl budget",
                                 values="gold", aggfunc=["mean", "count"])  # fmt: skip
 matched.round(3)
+
+# %% [markdown]
+# ### The paper's explanation, tested: the target margin γ and the length normalisation
+#
+# The paper attributes offline SimPO's stability to "implicit data constraints and target
+# margins". Chapter 06 swept γ and the length normalisation *offline* only. Here the same
+# settings run *online* (self-sampled pairs, proxy labels — the failing cell) at every seed:
+# γ = 0 and γ = 4 beside the default γ = 1, and summed log-probs (the constant-α MaxEnt loss,
+# β rescaled by the data's mean length as in chapter 06) beside averaged ones. If the margin or
+# the normalisation carried the stability, changing them online should change the failure.
+
+# %%
+responses = list(data["chosen"]) + list(data["rejected"])
+mean_len = float(np.mean([len(r.split()) + 1 for r in responses]))  # + 1: the EOS token
+variants = {
+    "γ = 0": dict(gamma=0.0), "γ = 1 (default)": dict(gamma=1.0), "γ = 4": dict(gamma=4.0),
+    "summed log-probs": dict(beta=2.0 / mean_len, gamma=0.0, length_normalize=False),
+}  # fmt: skip
+explain_cfgs = {(name, src): (OfflineConfig if src == "offline" else OnlineSimPOConfig)(
+                    method="simpo", **{"beta": 2.0, **kw}, **common)
+                for name, kw in variants.items() for src in ("offline", "online")}  # fmt: skip
+explained = train.run_all(
+    {k: seeds.with_seeds(c, run_seeds) for k, c in explain_cfgs.items()},
+    preset=PRESET, testbed_seed=SEED, workers=1 if SMOKE else WORKERS, cache_dir=ctx.cache_dir,
+)  # fmt: skip
+ex_table = twobytwo.cell_table({("SimPO", src, name): rs for (name, src), rs in explained.items()})
+ex_summary = (
+    ex_table.groupby(["labeller", "source"], sort=False)
+    .agg(
+        gold_gain=("gold_gain", "mean"),
+        gold_gain_sd=("gold_gain", "std"),
+        kl_final=("kl_final", "mean"),
+        kl_final_sd=("kl_final", "std"),
+        n=("seed", "size"),
+    )
+    .rename_axis(["variant", "pairs"])
+)
+ex_summary.round(3)
+
+# %%
+online_kl = {name: ex_table[(ex_table.labeller == name) & (ex_table.source == "online")].kl_final
+             for name in variants}  # fmt: skip
+offline_kl = {name: ex_table[(ex_table.labeller == name) & (ex_table.source == "offline")].kl_final
+              for name in variants}  # fmt: skip
+for n in variants:
+    print(f"{n}: final KL online {online_kl[n].mean():.2f} (seeds {online_kl[n].min():.2f}-"
+          f"{online_kl[n].max():.2f}) vs offline {offline_kl[n].mean():.2f} (seeds "
+          f"{offline_kl[n].min():.2f}-{offline_kl[n].max():.2f}) nats")  # fmt: skip
 
 # %% [markdown]
 # ## 3. Theory that predicts the runs
@@ -272,6 +321,19 @@ for method in offline:
     print("\n".join(lines))
 
 # %% [markdown]
+# **The answer, at toy scale.** Online sampling is not what breaks reference-free preference
+# optimisation: with gold labels, pairs sampled from the current policy gave at least as much
+# gold as the fixed pairs, for SimPO and for DPO. The labeller is: the proxy reward model costs
+# gold on fixed pairs and on fresh ones. What online sampling does is *amplify* a bad labeller:
+# only the cell that has both — self-sampled pairs labelled by the proxy — runs far from the SFT
+# policy and loses gold, and it runs much farther without a reference (SimPO) than with one
+# (DPO, whose β·log(π/π_SFT) anchors it). Of the paper's two explanations, the target margin γ
+# plays no part online (every γ drifts about as far), and the length normalisation mitigates
+# without preventing: online, the summed loss — the constant-α MaxEnt loss — drifts several times
+# farther than the averaged one, yet the averaged one still drifts far beyond any offline run.
+# The fixed data's job is to keep a bad labeller from being queried where the policy has
+# wandered. The checkpoints below assert each of these sentences at every seed.
+#
 # What this does and does not say. The 2×2 separates *who labels* from *where the pairs come
 # from* for the two preference losses at one β, one γ and one learning rate on a 240k-parameter
 # testbed; the labels of the proxy cells come from a reward model trained on the very pairs the
@@ -310,3 +372,32 @@ assert abs(law.sum() - 1) < 1e-12 and share > 0.9, share
 assert simpo_gap < 1e-9, simpo_gap  # SimPO = MaxEnt BT with temperature β/|y|, pair by pair
 assert set(claims_table.status) <= set(claims.STATUSES)
 assert all(len(v) == len(run_seeds) for v in loaded.values())
+
+# %%
+# measured, at every seed (margins: the observed spread is in the tables above)
+if not SMOKE:
+    kl_of = {c: table[(table.method == c[0]) & (table.source == c[1]) & (table.labeller == c[2])]
+             .set_index("seed") for c in loaded}  # fmt: skip
+    worst = kl_of[("SimPO", "online", "proxy")]
+    others = [kl_of[c] for c in loaded if c[0] == "SimPO" and c != ("SimPO", "online", "proxy")]
+    assert worst.kl_final.min() > 2 * max(o.kl_final.max() for o in others)  # observed ~4x
+    assert worst.gold_gain.max() < min(o.gold_gain.min() for o in others) - 0.5  # observed ~1.0
+    dpo_worst = kl_of[("DPO", "online", "proxy")]
+    assert (dpo_worst.kl_final < worst.kl_final).all()  # the reference anchor limits the drift
+    for m in offline:  # online pairs with gold labels are not worse than fixed ones
+        row = eff_gold[(eff_gold.method == m) & (eff_gold["at"] == "gold labels")].iloc[0]
+        assert row.lo > -0.1, row
+        lab = eff_gold[(eff_gold.method == m) & eff_gold.factor.str.startswith("labeller")]
+        assert (lab["mean"] < 0).all(), lab  # the proxy labeller costs gold on both kinds of pairs
+        means = summary.loc[m]
+        assert means.kl_final.idxmax() == ("online", "proxy")  # the cell with both drifts most
+        assert means.gold_gain.idxmin() == ("online", "proxy")  # and loses the most gold
+    for name, v in online_kl.items():  # no variant removes the online drift
+        off = ex_table[(ex_table.labeller == name) & (ex_table.source == "offline")].kl_final
+        assert v.min() > 2 * off.max(), (name, v.tolist(), off.tolist())
+    averaged = [v for n, v in online_kl.items() if n.startswith("γ")]
+    assert online_kl["summed log-probs"].min() > max(v.max() for v in averaged)  # far worse
+    gam = [v.mean() for v in averaged]
+    assert max(gam) - min(gam) < 0.5 * min(v.min() for v in averaged)  # γ moves it little
+    assert (bounds["final KL (k1, nats)"] <= bounds["proxy gain / β (nats)"]).all()  # KL bound
+    assert me_len.min >= 0.9 * L and me_eos.max < 0.1  # the α → ∞ end: no EOS at the cap

@@ -95,13 +95,14 @@ def even_at_low_lr(fast, slow, *, smooth: int = 10, min_fall: float = 1.0) -> Cl
 def entropy_tracks_hacking(rho_bonus: float, entropy_drop_no_bonus, *, min_rho=0.5) -> Claim:
     """Entropy correlates with reward hacking. Rule: Spearman ρ between the entropy term the
     MaxEnt reward pays and the gold drop exceeds ``min_rho``; a caveat when, without a bonus
-    (α = 0), the per-token entropy *falls* at every seed while the run hacks the proxy."""
+    (α = 0), the per-token entropy *falls* at every seed while the run hacks the proxy. With a
+    weak correlation, that counter-example makes the claim "contested"."""
     drop = np.asarray(entropy_drop_no_bonus, dtype=float)
     falls = bool((drop > 0).all())
     ev = (f"ρ(α·(−log π), gold drop) = {rho_bonus:.2f} over the MaxEnt runs' steps; with α = 0 the "
           f"per-token entropy falls by {_rng(drop)} nats/token while gold collapses")  # fmt: skip
-    if rho_bonus <= min_rho:
-        status = "not reproduced at toy scale"
+    if rho_bonus <= min_rho:  # weak correlation; hacking with *falling* entropy contradicts it
+        status = "contested" if falls else "not reproduced at toy scale"
     else:
         status = "confirmed with caveats" if falls else "confirmed"
     return Claim("Entropy correlates with reward hacking", "ch. 05, 07", ev, len(drop), status)
