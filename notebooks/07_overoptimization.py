@@ -376,7 +376,7 @@ remedy_points = overopt.frontier_points(
     {k: (best_seeded.runs if k == best else [r]) for k, r in remedy_runs.items()}, smooth=SMOOTH
 )
 head_points = points[points.method.isin([NAMES[k] for k in HEADS]) & (points.seed == SEED)]
-frontier_plots.remedy_slider_figure(head_points, remedy_points).show()
+frontier_plots.path_slider_figure(head_points, remedy_points).show()
 
 # %% [markdown]
 # ### Steer it yourself

@@ -32,6 +32,7 @@ DEVICE = "auto"  # "auto" (CUDA if present), "cpu" or "cuda"
 WORKERS = 2  # parallel processes for the runs (the book machine has 2 cores)
 N_SEEDS = 3  # run seeds per cell, from SEED up; at least 2, SMOKE uses 2
 KL_BUDGETS = [0.25, 0.5, 1.0]  # nats: compare the cells' gold where each first reaches these KLs
+LIVE_STEPS = 30  # steps of the live run started by the widget button
 
 # %% [markdown]
 # The next cell only does something in Colab: it installs this book's package.
@@ -58,10 +59,11 @@ from rlhf_nb.theory import exact, frontier, losses, sequences
 from rlhf_nb.train import claims, overopt, seeds, sweep, twobytwo
 from rlhf_nb.train.offline import OfflineConfig, relabel
 from rlhf_nb.train.online_simpo import OnlineSimPOConfig
-from rlhf_nb.viz import frontier_plots
+from rlhf_nb.viz import frontier_plots, live
 
 ctx = rlhf_nb.setup(seed=SEED, device=DEVICE, smoke=SMOKE)
-for name, value, low, high in [("WORKERS", WORKERS, 1, 16), ("N_SEEDS", N_SEEDS, 2, 10)]:
+for name, value, low, high in [("WORKERS", WORKERS, 1, 16), ("N_SEEDS", N_SEEDS, 2, 10),
+                               ("LIVE_STEPS", LIVE_STEPS, 1, 500)]:  # fmt: skip
     rlhf_nb.check_type(name, value, int)
     rlhf_nb.check_range(name, value, low, high)
 rlhf_nb.check_type("KL_BUDGETS", KL_BUDGETS, (list, tuple))
@@ -98,12 +100,25 @@ grid = twobytwo.cells(offline)
 data = tb.preference_data.select_columns(["prompt", "chosen", "rejected"])
 flipped = relabel(tb, data).info.description
 print(f"{len(data)} fixed pairs; relabelled by the proxy RM: {flipped}")
+# section 1c's variants (γ, summed log-probs) train in the same pool, longest runs first
+responses = list(data["chosen"]) + list(data["rejected"])
+mean_len = float(np.mean([len(r.split()) + 1 for r in responses]))  # + 1: the EOS token
+variants = {
+    "γ = 0": dict(gamma=0.0), "γ = 1 (default)": dict(gamma=1.0), "γ = 4": dict(gamma=4.0),
+    "summed log-probs": dict(beta=2.0 / mean_len, gamma=0.0, length_normalize=False),
+}  # fmt: skip
+explain_cfgs = {(name, src): (OfflineConfig if src == "offline" else OnlineSimPOConfig)(
+                    method="simpo", **{"beta": 2.0, **kw}, **common)
+                for name, kw in variants.items() for src in ("offline", "online")}  # fmt: skip
 t0 = time.perf_counter()
-loaded = train.run_all(
-    {cell: seeds.with_seeds(cfg, run_seeds) for cell, cfg in grid.items()},
+loaded_all = train.run_all(
+    {"cells": {cell: seeds.with_seeds(cfg, run_seeds) for cell, cfg in grid.items()},
+     "explain": {k: seeds.with_seeds(c, run_seeds) for k, c in explain_cfgs.items()}},
     preset=PRESET, testbed_seed=SEED, workers=1 if SMOKE else WORKERS, cache_dir=ctx.cache_dir,
 )  # fmt: skip
-print(f"{len(grid)} cells x {len(run_seeds)} seeds ready in {time.perf_counter() - t0:.0f} s")
+loaded = loaded_all["cells"]
+print(f"{len(grid)} cells and {len(explain_cfgs)} variants x {len(run_seeds)} seeds ready in "
+      f"{time.perf_counter() - t0:.0f} s")  # fmt: skip
 table = twobytwo.cell_table(loaded)
 summary = table.groupby(["method", "source", "labeller"]).agg(
     gold_gain=("gold_gain", "mean"),
@@ -125,6 +140,22 @@ points = overopt.frontier_points(
     {f"{m} · {src} · {lab} labels": rs for (m, src, lab), rs in loaded.items()}
 )
 frontier_plots.empirical_frontier_figure(points).show()
+
+# %% [markdown]
+# One cell at a time: the slider picks a cell and draws its seeds' paths in black over the two
+# cells of chapter 06 (offline gold-labelled SimPO, online proxy-labelled SimPO). In JupyterLab
+# or Colab the controls below it train a short live run of any cell at any seed (`LIVE_STEPS`
+# steps) over that cell's cached runs; this static page shows the slider figure only.
+
+# %%
+ref_names = {"SimPO · offline · gold labels", "SimPO · online · proxy labels"}
+frontier_plots.path_slider_figure(
+    points[points.method.isin(ref_names) & (points.seed == SEED)],
+    points,
+    param="cell",
+    title="Each cell's paths (black) over chapter 06's two SimPO cells",
+).show()
+display(live.cell_widget(tb, grid, loaded, steps=LIVE_STEPS, seed=SEED))
 
 # %% [markdown]
 # ## 2. Which factor carries the failure?
@@ -158,7 +189,7 @@ matched = at_budget.pivot_table(index=["method", "source", "labeller"], columns=
 matched.round(3)
 
 # %% [markdown]
-# ### The paper's explanation, tested: the target margin γ and the length normalisation
+# ### 1c. The paper's explanation, tested: the target margin γ and the length normalisation
 #
 # The paper attributes offline SimPO's stability to "implicit data constraints and target
 # margins". Chapter 06 swept γ and the length normalisation *offline* only. Here the same
@@ -168,19 +199,7 @@ matched.round(3)
 # the normalisation carried the stability, changing them online should change the failure.
 
 # %%
-responses = list(data["chosen"]) + list(data["rejected"])
-mean_len = float(np.mean([len(r.split()) + 1 for r in responses]))  # + 1: the EOS token
-variants = {
-    "γ = 0": dict(gamma=0.0), "γ = 1 (default)": dict(gamma=1.0), "γ = 4": dict(gamma=4.0),
-    "summed log-probs": dict(beta=2.0 / mean_len, gamma=0.0, length_normalize=False),
-}  # fmt: skip
-explain_cfgs = {(name, src): (OfflineConfig if src == "offline" else OnlineSimPOConfig)(
-                    method="simpo", **{"beta": 2.0, **kw}, **common)
-                for name, kw in variants.items() for src in ("offline", "online")}  # fmt: skip
-explained = train.run_all(
-    {k: seeds.with_seeds(c, run_seeds) for k, c in explain_cfgs.items()},
-    preset=PRESET, testbed_seed=SEED, workers=1 if SMOKE else WORKERS, cache_dir=ctx.cache_dir,
-)  # fmt: skip
+explained = loaded_all["explain"]  # trained in section 1's pool
 ex_table = twobytwo.cell_table({("SimPO", src, name): rs for (name, src), rs in explained.items()})
 ex_summary = (
     ex_table.groupby(["labeller", "source"], sort=False)
@@ -335,30 +354,34 @@ for method in offline:
 # wandered. The checkpoints below assert each of these sentences at every seed.
 #
 # What this does and does not say. The 2×2 separates *who labels* from *where the pairs come
-# from* for the two preference losses at one β, one γ and one learning rate on a 240k-parameter
-# testbed; the labels of the proxy cells come from a reward model trained on the very pairs the
-# offline cells use. The online MaxEnt RL runs of chapter 05 differ from online SimPO in a third
-# way — a scalar reward with an entropy bonus rather than pairwise preferences — which is why
-# their failure (maximal length, no EOS, KL at the cap) is larger than any cell here.
+# from* for the two preference losses at one β, one γ and one learning rate on the tiny testbed;
+# the labels of the proxy cells come from a reward model trained on the very pairs the offline
+# cells use. The online MaxEnt RL runs of chapter 05 differ from online SimPO in a third way — a
+# scalar reward with an entropy bonus rather than pairwise preferences; of the cells here, the
+# online summed-log-prob one (the preference form of the same constant-α MaxEnt objective)
+# drifts farthest, which the checkpoints assert.
 #
 # **Open at toy scale**, and what chapter 08's GPU path can test: whether the same factor carries
-# the failure with Pythia policies and a learned TL;DR reward model; whether the target margin γ
-# and the length normalisation matter online (the γ sweep and summed log-probs were measured
-# offline in chapter 06); and whether the remedies of chapter 07 keep their order at the paper's
-# learning rates (1e-6, 1e-7).
+# the failure with Pythia policies and a learned TL;DR reward model, at the paper's learning rates
+# (1e-6, 1e-7); and whether the remedies of chapter 07 keep their order there.
 #
 # ## Glossary
 #
-# | term | meaning here |
-# |---|---|
-# | k1, k2, k3 | estimators of KL(π‖π_ref) from samples of π: k1 = log(π/π_ref), k2 = ½(log ratio)², k3 = ρ − 1 − log ρ with ρ = π_ref/π (chapter 03) |
-# | d | √KL(π‖π_SFT), the frontier's x-axis, in √nats (chapter 07) |
-# | gold, proxy | the task's true reward, and the learned reward model optimised online (chapter 04) |
-# | MaxEnt RL | maximise E[r] + α·H(π): no reference policy (chapter 01) |
-# | KL-RL | maximise E[r] − β·KL(π‖π_SFT) (chapter 01) |
-# | SimPO | −log σ(β·avg log π(y_w) − β·avg log π(y_l) − γ), reference-free (chapter 02) |
-# | labeller | who decides which response of a pair wins: the gold Bradley–Terry model or the proxy RM |
-# | online / offline | pairs sampled from the current policy / a fixed data set drawn once from π_SFT |
+# | term | meaning here | introduced in |
+# |---|---|---|
+# | α | entropy temperature of MaxEnt RL, E[r] + α·H(π); reward units per nat | [chapter 01](01_maxent_optimal_policy.ipynb) |
+# | β | KL coefficient of KL-RL (and DPO's β); SimPO's β scales an average log-prob | [chapter 01](01_maxent_optimal_policy.ipynb), [02](02_simpo_as_maxent.ipynb) |
+# | γ | SimPO's target reward margin | [chapter 02](02_simpo_as_maxent.ipynb) |
+# | k1, k2, k3 | estimators of KL(π‖π_ref) from samples of π: k1 = log(π/π_ref), k2 = ½(log ratio)², k3 = ρ − 1 − log ρ with ρ = π_ref/π | [chapter 03](03_estimators_and_length.ipynb) |
+# | gold, proxy | the task's true reward, and the learned reward model optimised online | [chapter 04](04_testbed.ipynb) |
+# | win rate | fraction of held-out prompts where the policy's summary beats the reference under the gold reward | [chapter 04](04_testbed.ipynb) |
+# | RLOO | REINFORCE with a leave-one-out baseline over k samples per prompt, the online update | [chapter 05](05_online_maxent_vs_kl.ipynb) |
+# | MaxEnt RL | maximise E[r] + α·H(π): no reference policy | [chapter 01](01_maxent_optimal_policy.ipynb) |
+# | KL-RL | maximise E[r] − β·KL(π‖π_SFT) | [chapter 01](01_maxent_optimal_policy.ipynb) |
+# | SimPO | −log σ(β·avg log π(y_w) − β·avg log π(y_l) − γ), reference-free | [chapter 02](02_simpo_as_maxent.ipynb) |
+# | d | √KL(π‖π_SFT), the frontier's x-axis, in √nats | [chapter 07](07_overoptimization.ipynb) |
+# | labeller | who decides which response of a pair wins: the gold Bradley–Terry model or the proxy RM | this chapter |
+# | online / offline | pairs sampled from the current policy / a fixed data set drawn once from π_SFT | [chapter 06](06_offline_simpo_vs_dpo.ipynb) |
 
 # %% [markdown]
 # ## Checkpoints
@@ -397,6 +420,7 @@ if not SMOKE:
         assert v.min() > 2 * off.max(), (name, v.tolist(), off.tolist())
     averaged = [v for n, v in online_kl.items() if n.startswith("γ")]
     assert online_kl["summed log-probs"].min() > max(v.max() for v in averaged)  # far worse
+    assert online_kl["summed log-probs"].min() > table.kl_final.max()  # farthest of all cells
     gam = [v.mean() for v in averaged]
     assert max(gam) - min(gam) < 0.5 * min(v.min() for v in averaged)  # γ moves it little
     assert (bounds["final KL (k1, nats)"] <= bounds["proxy gain / β (nats)"]).all()  # KL bound

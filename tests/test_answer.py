@@ -96,3 +96,16 @@ def test_claims_follow_their_rules():
     assert list(t.columns) == ["claim", "where", "evidence", "seeds", "status"]
     with pytest.raises(ValueError, match="status must be one of"):
         claims.Claim("x", "y", "z", 1, "probably")
+
+
+def test_cell_widget_builds_without_training():
+    from rlhf_nb import testbed
+    from rlhf_nb.viz import live
+
+    tb = testbed.build("smoke")
+    grid = twobytwo.cells({"SimPO": OfflineConfig(steps=2)})
+    box = live.cell_widget(tb, grid, {}, steps=4)
+    labels = [c.description for row in box.children[:2] for c in row.children]
+    assert labels == ["method", "pairs", "labels", "seed", "train 4 steps"]
+    with pytest.raises(ValueError, match="steps must be in"):
+        live.cell_widget(tb, grid, {}, steps=0)

@@ -108,12 +108,17 @@ def empirical_frontier_figure(
     return fig
 
 
-def remedy_slider_figure(
-    background: pd.DataFrame, remedies: pd.DataFrame, *, height: int = 440
+def path_slider_figure(
+    background: pd.DataFrame,
+    remedies: pd.DataFrame,
+    *,
+    param: str = "remedy",
+    title: str = "Each remedy's path (black) over the headline settings",
+    height: int = 440,
 ) -> go.Figure:
-    """A slider over the methods of ``remedies`` (``overopt.frontier_points`` rows): each frame
-    draws that method's paths (every seed) in black over the ``background`` methods' paths, on
-    the (d, gold gain) plane; works on the static site."""
+    """A slider (labelled ``param``) over the methods of ``remedies`` (``overopt.frontier_points``
+    rows): each frame draws that method's paths (every seed) in black over the ``background``
+    methods' paths, on the (d, gold gain) plane; works on the static site."""
     bg_methods = list(dict.fromkeys(background["method"]))
     names = list(dict.fromkeys(remedies["method"]))
     n_lines = max(len(list(remedies[remedies.method == m].groupby("seed"))) for m in names)
@@ -128,14 +133,14 @@ def remedy_slider_figure(
         seeds = list(remedies[remedies.method == name].groupby("seed"))
         for j in range(n_lines):  # the same number of traces in every frame
             s = seeds[j][1] if j < len(seeds) else remedies.iloc[:0]
-            out.append(go.Scatter(x=s["d"], y=s["gain"], mode="lines", name=f"remedy: {name}",
+            out.append(go.Scatter(x=s["d"], y=s["gain"], mode="lines", name=f"{param}: {name}",
                                   line=dict(color="black", width=3),
                                   showlegend=j == 0))  # fmt: skip
         return out
 
     y = pd.concat([background["gain"], remedies["gain"]])
     return plotting.slider_figure(
-        "remedy", names, traces, title="Each remedy's path (black) over the headline settings",
+        param, names, traces, title=title,
         xaxis_title="d = √KL(π‖π_SFT)  (√nats)", yaxis_title="gold gain over SFT",
         yrange=(float(y.min()) - 0.2, float(y.max()) + 0.2), height=height,
     )  # fmt: skip

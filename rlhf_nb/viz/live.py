@@ -86,6 +86,50 @@ def anchor_widget(
     return w.VBox([w.HBox([a_box, lam_box, button]), fig]), fig
 
 
+def cell_widget(testbed, cells: dict, runs: dict, *, steps: int = 30, seed: int = 0):
+    """Chapter 09's 2×2: dropdowns for the method, the pair source and the labeller, a seed box,
+    and a button that trains a short live run of that cell (its config with ``steps`` steps and
+    a light evaluation) over the cached runs of the same cell (every seed).
+
+    ``cells`` maps ``(method, source, labeller)`` to a config (``rlhf_nb.train.twobytwo.cells``),
+    ``runs`` the same keys to cached runs. Nothing trains until the click.
+    """
+    import dataclasses
+
+    import ipywidgets as w
+
+    from rlhf_nb.train import contract
+
+    check_int("steps", steps, 1, 10_000)
+    methods = sorted({k[0] for k in cells})
+    m_box = w.Dropdown(options=methods, value=methods[0], description="method")
+    s_box = w.Dropdown(options=["offline", "online"], value="online", description="pairs")
+    l_box = w.Dropdown(options=["gold", "proxy"], value="proxy", description="labels")
+    seed_box = w.BoundedIntText(value=seed, min=0, max=10_000, description="seed")
+    button = w.Button(description=f"train {steps} steps")
+    out = w.VBox()
+
+    def on_click(_):
+        button.disabled = True
+        try:
+            key = (m_box.value, s_box.value, l_box.value)
+            cfg = dataclasses.replace(cells[key], steps=steps, seed=seed_box.value,
+                                      eval_interval=max(1, steps // 5), n_eval_prompts=64,
+                                      n_heldout_pairs=64)  # fmt: skip
+            fig, update = run_plots.live_history(
+                ("gold", "kl_k1"), title=f"live run (black) over the cached runs of {key}",
+                background=runs.get(key, []), height=360,
+            )  # fmt: skip
+            out.children = [fig]
+            run = contract.train(testbed, cfg, on_step=update)
+            update(run.history)
+        finally:
+            button.disabled = False
+
+    button.on_click(on_click)
+    return w.VBox([w.HBox([m_box, s_box, l_box]), w.HBox([seed_box, button]), out])
+
+
 def offline_widget(
     testbed,
     *,
