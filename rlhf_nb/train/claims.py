@@ -38,9 +38,10 @@ def table(claims: list[Claim]) -> pd.DataFrame:
     return pd.DataFrame([c.__dict__ for c in claims])
 
 
-def _rng(values) -> str:
+def _rng(values, digits: int = 2) -> str:
     v = np.asarray(values, dtype=float)
-    return f"{v.mean():.2f} (seeds {v.min():.2f} to {v.max():.2f})"
+    f = f"{{:.{digits}f}}"
+    return f"{f.format(v.mean())} (seeds {f.format(v.min())} to {f.format(v.max())})"
 
 
 def maxent_overoptimises(maxent, *, smooth: int = 10, min_fall: float = 1.0) -> Claim:
@@ -51,7 +52,7 @@ def maxent_overoptimises(maxent, *, smooth: int = 10, min_fall: float = 1.0) -> 
     return Claim(
         "Online MaxEnt RLHF over-optimises (gold peaks, then collapses)", "ch. 05, 07",
         f"{maxent.config.label()}: gold falls {_rng(s['gold_fall'])} from its peak "
-        f"(at step {_rng(s['peak_step'])})", maxent.n,
+        f"(at step {_rng(s['peak_step'], 0)})", maxent.n,
         "confirmed" if ok else "not reproduced at toy scale",
     )  # fmt: skip
 
@@ -82,7 +83,7 @@ def even_at_low_lr(fast, slow, *, smooth: int = 10, min_fall: float = 1.0) -> Cl
     later = bool((s["peak_step"].to_numpy() > f["peak_step"].to_numpy()).all())
     ev = (
         f"{slow.config.label()}: gold falls {_rng(s['gold_fall'])}, peak at step "
-        f"{_rng(s['peak_step'])} vs {_rng(f['peak_step'])} at lr={fast.config.lr:g}"
+        f"{_rng(s['peak_step'], 0)} vs {_rng(f['peak_step'], 0)} at lr={fast.config.lr:g}"
     )
     if slow.config.regularizers != ("entropy",) or slow.config.alpha == 0:
         ev += " (plain RLOO, α = 0: the multi-seed low-rate runs have no entropy bonus)"
@@ -118,7 +119,7 @@ def kl_anchor_stable(strong, weak, *, smooth: int = 10, max_fall: float = 0.75) 
     still = all(x > 0 for x in rising)
     ev = (f"{strong.config.label()}: gold ends {_rng(s['gold_fall'])} below its peak; "
           f"{weak.config.label()}: falls {_rng(w['gold_fall'])}, KL slope at the end "
-          f"{_rng(rising)} nats/step")  # fmt: skip
+          f"{_rng(rising)} nats per 100 steps")  # fmt: skip
     status = ("confirmed with caveats" if still else "confirmed") if ok else "contested"
     return Claim("KL-constrained online RLHF is stable", "ch. 05, 07", ev, strong.n, status)
 
