@@ -240,7 +240,7 @@ forms = {"best-of-n": "bon", **{NAMES[k]: "rl" for k in seeded},
          **{k: "rl" for k in offline_seeded}}  # fmt: skip
 fits = overopt.gao_table(points, forms)
 frontier_plots.empirical_frontier_figure(points, fits).show()
-fits.round(3)
+fits.drop(columns="note").round(3)
 
 # %%
 peak_rows = points.loc[points.groupby(["method", "seed"]).gain.idxmax()]
@@ -250,13 +250,14 @@ for m, f in fits.iterrows():
              else "the fit does not turn over within the data")  # fmt: skip
     print(f"{m:12s} a = {f.a:.3f} ± {f.a_se:.3f}, b = {f.b:.3f} ± {f.b_se:.3f}; {where}; "
           f"measured peaks at d = {peak_d.loc[m, 'mean']:.2f} (seeds {peak_d.loc[m, 'min']:.2f}–"
-          f"{peak_d.loc[m, 'max']:.2f}), largest d {f.d_max:.2f}, fit RMSE {f.rmse:.3f}")  # fmt: skip
+          f"{peak_d.loc[m, 'max']:.2f}), largest d {f.d_max:.2f}, fit RMSE {f.rmse:.3f}"
+          + (f" [{f.note}]" if f.note else ""))  # fmt: skip
 
 # %% [markdown]
-# How to read the fits. Best-of-$n$ follows its form closely, and so do the anchored runs up to
-# where they stop; the unanchored RL runs fall much faster than $d(a-b\log d)$ allows, so their
-# fitted $d^*$ sits well before the measured peaks and the fit's RMSE is several times larger — the
-# printout above gives both, so the comparison does not rest on the fit alone. A fit whose $b$ is
+# How to read the fits. Best-of-$n$ follows its form closely; the unanchored RL runs fit worse
+# than the anchored ones (larger RMSE) because they fall faster than $d(a-b\log d)$ allows, which
+# pulls their fitted $d^*$ before the measured peaks — the printout above gives both, and the
+# checkpoints assert these two comparisons, so the reading does not rest on the fit alone. A fit whose $b$ is
 # not clearly positive (two standard errors) has no peak within reach: the run never turned over.
 # The standard errors treat every point as independent; successive smoothed steps of one run are
 # not, so they understate the uncertainty — compare methods by the seed bands of part 4, not by
@@ -281,7 +282,7 @@ for m in (NAMES["maxent"], NAMES["kl_strong"]):
 # Entropy enters the paper's story twice, in opposite directions. Without a regulariser (α = 0)
 # RLOO hacks the proxy and the policy's per-token entropy *falls*: it narrows onto what the proxy
 # likes. With a sequence-level entropy bonus the entropy *rises*, and the bonus pays α·log V per
-# extra token (chapter 03), so the runs grow to the 16-token cap and stop emitting EOS. An
+# extra token (chapter 03), so the runs grow to the length cap and stop emitting EOS. An
 # adaptive coefficient that holds the SFT policy's per-token entropy (the `adaptive` remedy, as
 # TRL's `use_adaptive_entropy`) is drawn with them.
 
@@ -359,11 +360,11 @@ for (other, col), d in diffs.items():
     print(f"best remedy ({best}) minus {NAMES[other]}, final {col}: {d}")
 
 # %% [markdown]
-# The outcomes sort the remedies by what they act on. A remedy that leaves the policy without an
-# anchor to $\pi_\text{SFT}$ can change *how* it fails — the length penalty and the
-# length-normalised bonus remove the per-token pull towards the cap — but not *whether*: the
-# proxy is still there to be hacked, as plain RLOO hacks it. Holding an entropy level or
-# averaging proxy RMs acts on neither the anchor nor the length pull. Each remedy above ran at one
+# The remedies differ in what they act on. The length cost (c = α·log V) and the length-normalised
+# bonus are built to cancel the per-token pull towards the cap; nothing in either anchors the
+# policy to $\pi_\text{SFT}$, so nothing stops it from hacking the proxy the way plain RLOO does.
+# Holding an entropy level or averaging proxy RMs acts on neither the anchor nor the length pull.
+# The mixed reference and entropy + KL keep a KL term towards $\pi_\text{SFT}$. Each remedy above ran at one
 # seed except the best, so the printed outcome of a single remedy is a one-seed observation; the
 # checkpoints below assert only what held at every seed of the multi-seed settings.
 
@@ -431,4 +432,10 @@ if not SMOKE:
     assert (bon.kl_sample <= bon.kl_bound + 1e-9).all()
     # the Gao best-of-n form fits its points closely; a fit only ever claims a peak it can back
     assert fits.loc["best-of-n", "rmse"] < 0.05, fits
+    # the unanchored runs fit Gao's RL form worse than the anchored ones (observed RMSE
+    # 0.13-0.31 vs 0.055-0.084), and α = 0's fitted peak sits before its measured peaks
+    unanchored = [NAMES["rloo"], NAMES["maxent"]]
+    anchored = [NAMES["kl_weak"], NAMES["kl_strong"]]
+    assert fits.loc[unanchored, "rmse"].min() > fits.loc[anchored, "rmse"].max(), fits
+    assert fits.loc[NAMES["rloo"], "d_star"] < peak_d.loc[NAMES["rloo"], "min"], (fits, peak_d)
     assert all(np.isinf(f.d_star) or f.b > 2 * f.b_se for f in fits.itertuples())
