@@ -189,7 +189,7 @@ matched = at_budget.pivot_table(index=["method", "source", "labeller"], columns=
 matched.round(3)
 
 # %% [markdown]
-# ### 1c. The paper's explanation, tested: the target margin γ and the length normalisation
+# ### 2b. The paper's explanation, tested: the target margin γ and the length normalisation
 #
 # The paper attributes offline SimPO's stability to "implicit data constraints and target
 # margins". Chapter 06 swept γ and the length normalisation *offline* only. Here the same
@@ -227,7 +227,7 @@ for n in variants:
 # %% [markdown]
 # ## 3. Theory that predicts the runs
 #
-# Three exact statements (float64, `rlhf_nb.theory`), each placed next to what the runs did.
+# Two exact statements (float64, `rlhf_nb.theory`), each placed next to what the runs did.
 #
 # **The KL anchor bounds the drift.** For the KL-regularised optimum
 # $\pi_\beta\propto\pi_\text{ref}e^{r/\beta}$,
