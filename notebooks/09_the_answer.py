@@ -100,7 +100,7 @@ grid = twobytwo.cells(offline)
 data = tb.preference_data.select_columns(["prompt", "chosen", "rejected"])
 flipped = relabel(tb, data).info.description
 print(f"{len(data)} fixed pairs; relabelled by the proxy RM: {flipped}")
-# section 1c's variants (γ, summed log-probs) train in the same pool, longest runs first
+# section 2b's variants (γ, summed log-probs) train in the same pool, longest runs first
 responses = list(data["chosen"]) + list(data["rejected"])
 mean_len = float(np.mean([len(r.split()) + 1 for r in responses]))  # + 1: the EOS token
 variants = {
