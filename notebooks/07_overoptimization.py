@@ -75,8 +75,7 @@ for name, value, low, high in [("WORKERS", WORKERS, 1, 16), ("N_SEEDS", N_SEEDS,
                                ("ENSEMBLE", ENSEMBLE, 2, 16), ("BON_N_MAX", BON_N_MAX, 2, 256),
                                ("BON_PROMPTS", BON_PROMPTS, 1, 256), ("SMOOTH", SMOOTH, 1, 50),
                                ("LIVE_STEPS", LIVE_STEPS, 1, 500)]:  # fmt: skip
-    rlhf_nb.check_type(name, value, int)
-    rlhf_nb.check_range(name, value, low, high)
+    rlhf_nb.check_int(name, value, low, high)
 if BON_N_MAX & (BON_N_MAX - 1):
     raise ValueError(f"BON_N_MAX must be a power of 2, got {BON_N_MAX}")
 rlhf_nb.check_range("REF_MIX", REF_MIX, 0.0, 1.0, high_inclusive=False)

@@ -64,8 +64,7 @@ from rlhf_nb.viz import frontier_plots, live
 ctx = rlhf_nb.setup(seed=SEED, device=DEVICE, smoke=SMOKE)
 for name, value, low, high in [("WORKERS", WORKERS, 1, 16), ("N_SEEDS", N_SEEDS, 2, 10),
                                ("LIVE_STEPS", LIVE_STEPS, 1, 500)]:  # fmt: skip
-    rlhf_nb.check_type(name, value, int)
-    rlhf_nb.check_range(name, value, low, high)
+    rlhf_nb.check_int(name, value, low, high)
 rlhf_nb.check_type("KL_BUDGETS", KL_BUDGETS, (list, tuple))
 if not KL_BUDGETS:
     raise ValueError("KL_BUDGETS must be a non-empty list of KLs in nats")

@@ -109,3 +109,15 @@ def test_cell_widget_builds_without_training():
     assert labels == ["method", "pairs", "labels", "seed", "train 4 steps"]
     with pytest.raises(ValueError, match="steps must be in"):
         live.cell_widget(tb, grid, {}, steps=0)
+
+
+def test_anchor_widget_button_trains_and_draws_the_live_run():
+    from rlhf_nb import testbed
+    from rlhf_nb.viz import live
+
+    box, fig = live.anchor_widget(testbed.build("smoke"), [], steps=2, alpha=0.0, ref_mix=0.5)
+    button = box.children[0].children[2]
+    button.click()
+    gold = fig.data[0]  # no background runs: trace 0 is the live run's gold panel
+    assert list(gold.x) == [0, 1, 2] and all(math.isfinite(v) for v in gold.y)
+    assert not button.disabled

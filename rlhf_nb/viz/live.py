@@ -12,6 +12,22 @@ from rlhf_nb.train.online_config import OnlineConfig
 from rlhf_nb.viz import run_plots, widgets
 
 
+def _train_on_click(button, testbed, update, make_config) -> None:
+    """Wire ``button`` to train ``make_config()`` on ``testbed`` (an online run, no cache) with
+    ``update`` redrawing the figure after every row; the button is disabled while it trains."""
+    from rlhf_nb.train.online import train
+
+    def on_click(_):
+        button.disabled = True
+        try:
+            run = train(testbed, make_config(), on_step=update, progress=False)
+            update(run.history)
+        finally:
+            button.disabled = False
+
+    button.on_click(on_click)
+
+
 def online_widget(testbed, runs, *, steps: int = 40, alpha: float = 0.05, lr: float = 3e-4):
     """α and learning-rate sliders and a button that trains a short live run (sequence-level
     entropy bonus, no KL) and overlays its gold and KL on ``runs`` (the cached sweep).
@@ -20,8 +36,6 @@ def online_widget(testbed, runs, *, steps: int = 40, alpha: float = 0.05, lr: fl
     Returns the ``VBox`` (displayed by the caller) and the figure.
     """
     import ipywidgets as w
-
-    from rlhf_nb.train.online import train
 
     a_box = w.FloatSlider(value=alpha, min=0.0, max=0.3, step=0.01, description="α")
     lr_box = widgets.log_slider("lr", lr, 1e-5, 1e-3)
@@ -33,18 +47,8 @@ def online_widget(testbed, runs, *, steps: int = 40, alpha: float = 0.05, lr: fl
         height=380,
     )
 
-    def on_click(_):
-        button.disabled = True
-        try:
-            cfg = OnlineConfig(
-                regularizer="entropy", alpha=a_box.value, lr=lr_box.value, steps=steps
-            )
-            run = train(testbed, cfg, on_step=update, progress=False)
-            update(run.history)
-        finally:
-            button.disabled = False
-
-    button.on_click(on_click)
+    _train_on_click(button, testbed, update, lambda: OnlineConfig(
+        regularizer="entropy", alpha=a_box.value, lr=lr_box.value, steps=steps))  # fmt: skip
     return w.VBox([w.HBox([a_box, lr_box, button]), fig]), fig
 
 
@@ -61,8 +65,6 @@ def anchor_widget(
     """
     import ipywidgets as w
 
-    from rlhf_nb.train.online import train
-
     a_box = w.FloatSlider(value=alpha, min=0.0, max=0.3, step=0.01, description="α")
     lam_box = w.FloatSlider(value=ref_mix, min=0.0, max=1.0, step=0.05, description="λ")
     button = w.Button(description=f"train {steps} steps")
@@ -71,18 +73,9 @@ def anchor_widget(
         background=runs, height=380,
     )  # fmt: skip
 
-    def on_click(_):
-        button.disabled = True
-        try:
-            reg = "entropy+kl" if a_box.value > 0 else "kl"
-            cfg = OnlineConfig(regularizer=reg, alpha=a_box.value, beta=beta,
-                               ref_mix=lam_box.value, lr=lr, steps=steps)  # fmt: skip
-            run = train(testbed, cfg, on_step=update, progress=False)
-            update(run.history)
-        finally:
-            button.disabled = False
-
-    button.on_click(on_click)
+    _train_on_click(button, testbed, update, lambda: OnlineConfig(
+        regularizer="entropy+kl" if a_box.value > 0 else "kl", alpha=a_box.value, beta=beta,
+        ref_mix=lam_box.value, lr=lr, steps=steps))  # fmt: skip
     return w.VBox([w.HBox([a_box, lam_box, button]), fig]), fig
 
 
