@@ -8,9 +8,11 @@ Layers, lowest first (a module imports only its own layer and those below):
 * :mod:`rlhf_nb.core` — ``setup()``, parameter checks, ``quiet()``; :mod:`rlhf_nb.notation`;
 * :mod:`rlhf_nb.theory` — the exact maths of chapters 01–03;
 * :mod:`rlhf_nb.sampling` — rollout, log-probs, entropies, reward-model scoring;
-* :mod:`rlhf_nb.testbed` — the tiny summarisation testbed of chapters 04–06;
+* :mod:`rlhf_nb.testbed` — the tiny summarisation testbed of chapters 04–06, and the real
+  models of the TL;DR presets (chapter 08);
 * :mod:`rlhf_nb.train` — the training methods and the one run contract (chapters 05–06);
 * :mod:`rlhf_nb.viz` — figures, sliders, widgets;
+* :mod:`rlhf_nb.run` — the command-line runner (``python -m rlhf_nb.run``; chapter 08);
 * ``rlhf_nb._site`` — the book's build (not used by the notebooks).
 """
 

@@ -126,12 +126,18 @@ def cache_lock(root: Path, entry: Path):
     relative to root, "/" -> "-">.lock``, never inside the entry. ``filelock`` works on POSIX
     and Windows, and a process that dies releases its lock.
     """
+    import hashlib
+
     from filelock import FileLock
 
     root, entry = Path(root), Path(entry)
     folder = root / "locks"
     folder.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(folder / ("-".join(entry.relative_to(root).parts) + ".lock"))):
+    try:
+        name = "-".join(entry.relative_to(root).parts)
+    except ValueError:  # an entry outside the cache (e.g. stand-ins in a chosen folder)
+        name = "path-" + hashlib.sha256(str(entry.resolve()).encode()).hexdigest()[:16]
+    with FileLock(str(folder / (name + ".lock"))):
         yield
 
 
@@ -210,16 +216,22 @@ def setup(
 
 @contextlib.contextmanager
 def quiet():
-    """Silence transformers' progress bars and load reports (e.g. "score.weight MISSING" when the
-    RM head is created from the SFT policy, which is intended) inside the block."""
+    """Silence transformers' and datasets' progress bars and load reports (e.g. "score.weight
+    MISSING" when the RM head is created from the SFT policy, which is intended) inside the
+    block."""
+    import datasets
     from transformers.utils import logging
 
     level, bars = logging.get_verbosity(), logging.is_progress_bar_enabled()
+    data_bars = datasets.is_progress_bar_enabled()
     logging.set_verbosity_error()
     logging.disable_progress_bar()
+    datasets.disable_progress_bars()
     try:
         yield
     finally:
         logging.set_verbosity(level)
         if bars:
             logging.enable_progress_bar()
+        if data_bars:
+            datasets.enable_progress_bars()

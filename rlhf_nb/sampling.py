@@ -62,13 +62,14 @@ def pack(tokenizer, prompts: list[str], responses: list[str]):
 
 def reward_scores(rm, tokenizer, prompts, responses, batch_size: int = 512) -> torch.Tensor:
     """The reward model's score of each ``prompt response <eos>`` (read at the EOS), ``[N]``."""
-    out = []
+    out, device = [], next(rm.parameters()).device
     with torch.no_grad():
         for i in range(0, len(prompts), batch_size):
             ids, attn, _ = pack(
                 tokenizer, prompts[i : i + batch_size], responses[i : i + batch_size]
             )
-            out.append(rm(input_ids=ids, attention_mask=attn).logits[:, 0].float())
+            logits = rm(input_ids=ids.to(device), attention_mask=attn.to(device)).logits
+            out.append(logits[:, 0].float().cpu())
     return torch.cat(out) if out else torch.zeros(0)
 
 
@@ -99,8 +100,10 @@ def positions(mask: torch.Tensor) -> torch.Tensor:
 
 
 def cache_kwarg(model) -> str:
-    """The forward keyword of a KV cache: ``cache`` (transformers 5) or ``past_key_values``."""
-    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    """The forward keyword of a KV cache: ``cache`` (transformers 5) or ``past_key_values``.
+    A ``peft`` model is asked about the model it wraps."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
 
 
 @torch.no_grad()

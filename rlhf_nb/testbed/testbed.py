@@ -15,6 +15,7 @@ place; a partial or corrupted cache is rebuilt with a warning.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import shutil
@@ -97,6 +98,12 @@ class Testbed:
     def load_sft_policy(self) -> GPTNeoXForCausalLM:
         """A fresh copy of the SFT policy (to fine-tune without touching ``sft_policy``)."""
         return GPTNeoXForCausalLM.from_pretrained(self.sft_path)
+
+    def reference(self, policy):
+        """``(model, context)``: the KL reference of a run training ``policy`` — the frozen SFT
+        policy — and the context it runs in (none here; a LoRA policy of a real preset runs
+        itself with its adapters off, :meth:`rlhf_nb.testbed.real.RealTestbed.reference`)."""
+        return self.sft_policy, contextlib.nullcontext
 
     def gold_components(self, prompts: list[str], responses: list[str]):
         """The gold reward term by term, a ``pandas.DataFrame`` (one row per pair, a ``total``

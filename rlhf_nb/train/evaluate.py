@@ -94,9 +94,33 @@ class HistoryWriter:
                 *sequence_logps(model, self.testbed.tokenizer, p, r))  # fmt: skip
 
     def start(self, model) -> None:
-        """Open the run's progress bar and evaluate the starting (SFT) policy as row 0."""
+        """Open the run's progress bar and evaluate the starting (SFT) policy as row 0 (unless a
+        resumed history has it)."""
         self.bar = progress_bar(self.config)
-        self.evaluate(model, 0)
+        if self.rows:
+            self.bar.update(max(self.rows))
+            self._last_step = max(self.rows)
+        else:
+            self.evaluate(model, 0)
+
+    def save(self, path) -> None:
+        """Write the rows and samples so far as JSON (a resumable run's history)."""
+        import json
+        from pathlib import Path
+
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        state = {"rows": {str(k): v for k, v in self.rows.items()},
+                 "samples": {str(k): v for k, v in self.samples.items()}}  # fmt: skip
+        Path(path).write_text(json.dumps(state))
+
+    def load(self, path) -> None:
+        """Continue the history written by :meth:`save`."""
+        import json
+        from pathlib import Path
+
+        state = json.loads(Path(path).read_text())
+        self.rows = {int(k): v for k, v in state["rows"].items()}
+        self.samples = {int(k): v for k, v in state["samples"].items()}
 
     def tick(self) -> None:
         """One optimiser step done (the progress bar)."""

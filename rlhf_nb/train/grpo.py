@@ -66,9 +66,12 @@ def grpo_trainer(
     *,
     output_dir: str | None = None,
     on_log: Callable | None = None,
+    model=None,
     **overrides,
 ):
-    """A ``GRPOTrainer`` on the testbed (CPU, fp32, no logging); ``overrides`` go to GRPOConfig.
+    """A ``GRPOTrainer`` on the testbed (CPU, fp32, no logging); ``overrides`` replace
+    GRPOConfig fields (e.g. ``use_cpu=False``); ``model``: a loaded policy instead of the SFT
+    folder.
 
     Returns ``(trainer, log)``, ``log`` a list the reward function appends
     ``(gold mean, proxy mean)`` to at every generation batch (then it calls ``on_log(log)``).
@@ -91,7 +94,7 @@ def grpo_trainer(
     with quiet(), warnings.catch_warnings():
         # transformers 5 renames (e.g. gradient_checkpointing) that TRL's defaults trigger
         warnings.simplefilter("ignore", FutureWarning)
-        args = GRPOConfig(
+        fields = dict(
             output_dir=output_dir or tempfile.mkdtemp(prefix="grpo-"),
             beta=config.beta,
             entropy_coef=config.entropy_coef,
@@ -112,10 +115,10 @@ def grpo_trainer(
             save_strategy="no",
             disable_tqdm=True,
             dataloader_num_workers=0,
-            **overrides,
         )
+        args = GRPOConfig(**(fields | overrides))  # e.g. use_cpu=False on a GPU
         trainer = GRPOTrainer(
-            model=str(testbed.sft_path),
+            model=str(testbed.sft_path) if model is None else model,
             reward_funcs=proxy_reward,
             args=args,
             train_dataset=datasets.Dataset.from_dict({"prompt": prompts}),

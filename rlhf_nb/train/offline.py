@@ -25,15 +25,16 @@ The live widget of chapter 06 is :func:`rlhf_nb.viz.live.offline_widget`.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import tempfile
 import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import datasets
+import torch
 from transformers import PrinterCallback, ProgressCallback, TrainerCallback
 
 from rlhf_nb.core import check_type, quiet
@@ -49,6 +50,7 @@ __all__ = [
     "make_trainer",
     "train",
 ]
+HISTORY_FILE = "rlhf_nb_history.json"
 # TRL log key -> history column (means over the training batches of an interval)
 TRL_METRICS = dict(
     zip(("loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies"),
@@ -82,6 +84,11 @@ class TRLHistory(TrainerCallback):
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
         self.writer.start(model)  # the run's one progress bar (TRL's are removed)
+
+    def on_save(self, args, state, control, **kwargs):
+        """Keep the history beside TRL's checkpoint, so that a resumed run continues it."""
+        folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        self.writer.save(folder / HISTORY_FILE)
 
     def on_train_end(self, args, state, control, **kwargs):
         self.writer.close()
@@ -126,8 +133,12 @@ def _dataset(testbed, config: OfflineConfig | None = None):
     return d.map(lambda e: {"chosen": " " + e["chosen"], "rejected": " " + e["rejected"]})
 
 
-def make_trainer(testbed, config: OfflineConfig, callbacks=(), output_dir: str | None = None):
-    """The TRL trainer of ``config`` (CPU-safe: fp32, no reporting, no checkpoints)."""
+def make_trainer(
+    testbed, config: OfflineConfig, callbacks=(), output_dir: str | None = None, save_steps: int = 0
+):
+    """The TRL trainer of ``config`` (CPU-safe: fp32, no reporting; a resumable TRL checkpoint
+    in ``output_dir`` every ``save_steps`` steps, none when 0)."""
+    saving = dict(save_strategy="steps", save_steps=save_steps) if save_steps else {}
     common = dict(
         output_dir=output_dir or tempfile.mkdtemp(prefix="rlhf_nb_offline_"),
         use_cpu=config.device == "cpu", bf16=False, fp16=False, report_to="none",
@@ -135,18 +146,24 @@ def make_trainer(testbed, config: OfflineConfig, callbacks=(), output_dir: str |
         max_steps=config.steps, lr_scheduler_type="constant_with_warmup",
         warmup_steps=config.warmup_steps, logging_steps=config.eval_interval,
         save_strategy="no", seed=config.seed, data_seed=config.seed, beta=config.beta,
-        gradient_checkpointing=False, max_length=128, disable_tqdm=True,
+        gradient_checkpointing=False, max_length=getattr(testbed, "max_length", 128),
+        disable_tqdm=True,
         dataloader_num_workers=0,
-    )  # fmt: skip
-    with quiet(), warnings.catch_warnings(), _no_dataset_bars():
+    ) | saving  # fmt: skip
+    with quiet(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        policy = testbed.load_sft_policy().to(config.device)
+        with torch.random.fork_rng():  # a LoRA policy's adapters start from the run's seed
+            torch.manual_seed(config.seed)
+            policy = testbed.load_sft_policy().to(config.device)
         data = _dataset(testbed, config)
         if config.method == "dpo":
             from trl import DPOConfig, DPOTrainer
 
+            # a LoRA policy is its own reference (TRL runs it with the adapters off)
+            lora = hasattr(policy, "get_base_model")
+            ref = None if lora else testbed.load_sft_policy().to(config.device)
             trainer = DPOTrainer(
-                model=policy, ref_model=testbed.load_sft_policy().to(config.device),
+                model=policy, ref_model=ref,
                 args=DPOConfig(**common, loss_type=["sigmoid"]), train_dataset=data,
                 processing_class=testbed.tokenizer, callbacks=list(callbacks),
             )  # fmt: skip
@@ -166,32 +183,39 @@ def make_trainer(testbed, config: OfflineConfig, callbacks=(), output_dir: str |
     return trainer
 
 
-@contextlib.contextmanager
-def _no_dataset_bars():
-    enabled = datasets.is_progress_bar_enabled()
-    datasets.disable_progress_bars()
-    try:
-        yield
-    finally:
-        if enabled:
-            datasets.enable_progress_bars()
-
-
-def train(testbed, config: OfflineConfig, *, on_step: Callable | None = None) -> Run:
+def train(
+    testbed,
+    config: OfflineConfig,
+    *,
+    on_step: Callable | None = None,
+    output_dir: str | Path | None = None,
+    save_steps: int = 0,
+    resume: bool = False,
+) -> Run:
     """Train ``config`` on ``testbed``'s preference data; return the
     :class:`~rlhf_nb.train.runs.Run` (history columns
     :data:`~rlhf_nb.train.evaluate.PREFERENCE_COLUMNS`). ``on_step(history)`` after each history
     row (the run contract, :mod:`rlhf_nb.train.contract`). A non-finite
     training loss ends the run as ``"diverged"``; Ctrl-C as ``"interrupted"`` (the history so far
-    is kept)."""
+    is kept). ``output_dir``/``save_steps``: TRL checkpoints (with the history so far) every
+    ``save_steps`` steps; ``resume=True`` continues from the last one in ``output_dir`` (TRL
+    restores weights, optimiser, scheduler, RNG states and the data order)."""
     check_type("config", config, OfflineConfig)
     writer = HistoryWriter(testbed, config, on_step)
-    trainer = make_trainer(testbed, config, [TRLHistory(writer)])
+    last = None
+    if resume and output_dir is not None and Path(output_dir).exists():
+        from transformers.trainer_utils import get_last_checkpoint
+
+        last = get_last_checkpoint(str(output_dir))
+        if last is not None:
+            writer.load(Path(last) / HISTORY_FILE)
+    out = None if output_dir is None else str(output_dir)
+    trainer = make_trainer(testbed, config, [TRLHistory(writer)], out, save_steps)
     status, message, start = "finished", "", time.perf_counter()
     try:
         with quiet(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            trainer.train()
+            trainer.train(resume_from_checkpoint=last)
     except KeyboardInterrupt:
         status, message = "interrupted", "stopped by the user"
         writer.close()

@@ -21,10 +21,21 @@ against TRL's ``GRPOTrainer``, which runs every prompt k times (``benchmarks/onl
 
 The history (``rlhf_nb.train.runs.COLUMNS`` plus ``loss``, ``grad_norm``, ``reward_shaped``)
 logs the samples drawn at step s, i.e. the policy after s updates.
+
+Data-parallel (``accelerator`` with several processes, ``accelerate launch``; the runner
+``python -m rlhf_nb.run`` passes one): every process draws the same global batch of
+``prompts_per_step × processes`` prompts from the shared prompt RNG and takes its own slice, so
+the k samples of a prompt (its RLOO group) stay in one process; each samples with its own torch
+seed; the policy is wrapped by ``accelerator.prepare`` (DDP averages the gradients, so every
+process takes the same step) and the log-probs with gradient are one forward pass over the full
+sequences (DDP expects one forward per backward); the history's means are averaged over the
+processes (equal shares, so they are the means over all samples). With one process nothing of
+this runs: the loop is the single-process one above, bit for bit.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import random
@@ -37,7 +48,7 @@ import torch
 from tqdm.auto import tqdm
 
 from rlhf_nb.core import check_type, quiet
-from rlhf_nb.sampling import rollout, token_logprobs
+from rlhf_nb.sampling import rollout, token_logprobs, token_logprobs_full
 from rlhf_nb.testbed.ensemble import aggregate, proxy_ensemble
 from rlhf_nb.train.online_config import REGULARIZERS, OnlineConfig
 from rlhf_nb.train.rloo import adapt_alpha, coefficients, mixed_reference, rloo_loss
@@ -49,8 +60,10 @@ __all__ = ["REGULARIZERS", "OnlineConfig", "log_probs", "score", "train", "updat
 def score(testbed, batch: dict, prompts: list[str], reward_fn=None, ensemble=None):
     """Step 2: the reward optimised, r(x, y) [N] (the proxy RM on the sampled ids, each prompt
     run once for its k samples; ``ensemble=(members, mode, penalty)`` aggregates several RMs,
-    :func:`rlhf_nb.testbed.ensemble.aggregate`; or ``reward_fn(prompts, texts)``), and the gold
-    reward [N] (logged only, never optimised). ``prompts`` is [N], one per sample."""
+    :func:`rlhf_nb.testbed.ensemble.aggregate`; or ``reward_fn(prompts, texts)``), minus the
+    testbed's ``missing_eos_penalty`` (real presets; 0 for the toy) where a sample has no EOS,
+    and the gold reward [N] (logged only, never optimised). ``prompts`` is [N], one per
+    sample."""
     if reward_fn is None and ensemble is not None:
         members, mode, penalty = ensemble
         scores = torch.stack([testbed.proxy_reward_rollout(batch, rm) for rm in members])
@@ -59,25 +72,35 @@ def score(testbed, batch: dict, prompts: list[str], reward_fn=None, ensemble=Non
         r = testbed.proxy_reward_rollout(batch).float()
     else:
         r = reward_fn(prompts, batch["texts"]).float().to(batch["ids"].device)
+    penalty = getattr(testbed, "missing_eos_penalty", 0.0)
+    if penalty:
+        r = r - penalty * (~batch["eos"]).float().to(r.device)
     return r, testbed.gold_reward(prompts, batch["texts"])
 
 
-def log_probs(policy, ref, batch: dict):
+def log_probs(policy, ref, batch: dict, ref_context=contextlib.nullcontext, full: bool = False):
     """Step 3: log π(y_t|·) with gradient and the per-token entropy of π, and log π_ref(y_t|·)
-    without gradient; each [N, T-1], aligned with ``batch["response_mask"]``."""
+    without gradient; each [N, T-1], aligned with ``batch["response_mask"]``. ``ref_context``:
+    what the reference runs in (a LoRA policy's ``disable_adapter``); ``full``: one forward
+    pass over the full sequences (data-parallel runs; equal values, tested)."""
     policy.train()
-    logp, ent = token_logprobs(policy, batch)
-    with torch.no_grad():
+    logp, ent = (token_logprobs_full if full else token_logprobs)(policy, batch)
+    with torch.no_grad(), ref_context():
         ref_logp, _ = token_logprobs(ref, batch)
     return logp, ent, ref_logp
 
 
-def update(policy, opt, loss, grad_clip: float) -> float:
+def update(policy, opt, loss, grad_clip: float, accelerator=None) -> float:
     """One Adam step on ``loss`` with the global gradient norm clipped to ``grad_clip``; returns
-    the norm before clipping. A non-finite norm skips the step (the caller ends the run)."""
+    the norm before clipping. A non-finite norm skips the step (the caller ends the run).
+    With an ``accelerator``, its ``backward`` and ``clip_grad_norm_`` (DDP/FSDP-aware)."""
     opt.zero_grad()
-    loss.backward()
-    gn = torch.nn.utils.clip_grad_norm_(policy.parameters(), grad_clip).item()
+    if accelerator is None:
+        loss.backward()
+        gn = torch.nn.utils.clip_grad_norm_(policy.parameters(), grad_clip).item()
+    else:
+        accelerator.backward(loss)
+        gn = float(accelerator.clip_grad_norm_(policy.parameters(), grad_clip))
     if math.isfinite(gn):
         opt.step()
     return gn
@@ -92,6 +115,7 @@ def train(
     reward_fn: Callable | None = None,
     checkpoint_dir: Path | None = None,
     progress: bool | None = None,
+    accelerator=None,
 ) -> Run:
     """Run online RLOO from the SFT policy (module docstring); returns a :class:`Run`.
 
@@ -106,13 +130,16 @@ def train(
         checkpoint_dir: where checkpoints go (default ``<cache>/checkpoints/online/<key>``).
         progress: ``False`` hides the progress bar; ``None`` (default) shows it unless
             ``TQDM_DISABLE=1`` (the book's build and the process pool set it).
+        accelerator: an ``accelerate.Accelerator``; with several processes the run is
+            data-parallel (module docstring), the progress bar shows on the main one only.
     """
     check_type("config", config, OnlineConfig)
-    loop = _Loop(testbed, config, checkpoint_dir)
+    loop = _Loop(testbed, config, checkpoint_dir, accelerator)
     start = loop.resume() if resume else 0
     status, message = "running", ""
     if progress is None:  # read at call time (tqdm reads its TQDM_* variables at import)
         progress = os.environ.get("TQDM_DISABLE", "").lower() not in ("1", "true")
+    progress = progress and loop.rank == 0
     bar = tqdm(range(start, config.steps + 1), desc=config.label(), leave=False,
                disable=not progress)  # fmt: skip
     try:
@@ -135,25 +162,59 @@ def train(
     finally:
         bar.close()
     loop.policy.eval()
-    return Run(config, _history(loop.rows), status, loop.policy, message, loop.samples)
+    run = Run(config, _history(loop.rows), status, loop.policy, message, loop.samples)
+    if loop.par is not None:  # each process's own step means, before averaging (runner report)
+        run.process_rows = loop.par.local
+    return run
+
+
+class _Parallel:
+    """What a data-parallel run adds to the loop (module docstring): the process's slice of
+    each step's prompts and the averaging of the history's means over the processes."""
+
+    def __init__(self, accelerator):
+        self.acc = accelerator
+        self.world, self.rank = accelerator.num_processes, accelerator.process_index
+        self.local: list[dict] = []  # this process's rows before averaging
+
+    def shard(self, prompts: list[str]) -> list[str]:
+        """This process's contiguous share of the global batch."""
+        n = len(prompts) // self.world
+        return prompts[self.rank * n : (self.rank + 1) * n]
+
+    def mean(self, row: dict) -> dict:
+        """``row`` with every numeric value averaged over the processes (NaN stays NaN)."""
+        self.local.append(dict(row))
+        keys = [k for k, v in row.items() if k != "step" and isinstance(v, float | int)]
+        local = torch.tensor([float(row[k]) for k in keys], device=self.acc.device)
+        return row | dict(zip(keys, self.acc.reduce(local, "mean").tolist()))
 
 
 class _Loop:
     """The state of one online run (policy, reference, optimiser, prompt RNG, history) and its
     step; :func:`train` drives it."""
 
-    def __init__(self, testbed, cfg: OnlineConfig, checkpoint_dir: Path | None):
+    def __init__(self, testbed, cfg: OnlineConfig, checkpoint_dir: Path | None, accelerator=None):
         self.testbed, self.cfg = testbed, cfg
-        torch.manual_seed(cfg.seed)
+        self.par = _Parallel(accelerator) if accelerator and accelerator.num_processes > 1 else None
+        self.acc, self.rank = accelerator, self.par.rank if self.par else 0
+        device = accelerator.device if accelerator is not None else cfg.device
+        torch.manual_seed(cfg.seed + 1_000_003 * self.rank)  # each process draws its own samples
         self.max_new = cfg.max_new_tokens or testbed.max_new_tokens
         with quiet():
-            self.policy = testbed.load_sft_policy().to(cfg.device)
-        self.ref = testbed.sft_policy.to(cfg.device).eval()
-        self.opt = torch.optim.Adam(self.policy.parameters(), lr=cfg.lr)
+            self.policy = testbed.load_sft_policy().to(device)
+        self.ref, self.ref_context = testbed.reference(self.policy)
+        self.ref = self.ref.to(device).eval()
+        trainable = [p for p in self.policy.parameters() if p.requires_grad]  # all, or LoRA's
+        self.opt = torch.optim.Adam(trainable, lr=cfg.lr)
+        self.model = self.policy  # what the gradient flows through: DDP/FSDP-wrapped when parallel
+        if self.par is not None:
+            self.model, self.opt = accelerator.prepare(self.policy, self.opt)
         self.coef, self.held_out = coefficients(cfg), set(testbed.eval_prompts)  # never trained on
         self.prompt_rng = random.Random(cfg.seed)
         folder = checkpoint_dir or run_path("online", testbed, cfg, area="checkpoints")
         self.ckpt = Path(folder) / "checkpoint.pt"
+        self.rng_file = Path(folder) / f"rng-rank{self.rank}.pt"  # per process (own samples)
         self.rows: list[dict] = []
         self.samples: dict[int, list[str]] = {}
         self.ensemble = None
@@ -166,6 +227,8 @@ class _Loop:
         self.rows, self.samples, start = _load_checkpoint(
             self.ckpt, self.policy, self.opt, self.prompt_rng
         )
+        if self.par is not None and start:
+            torch.set_rng_state(torch.load(self.rng_file, weights_only=False))
         cfg = self.cfg
         if cfg.target_entropy is not None and self.rows:  # the adaptive α of the next step
             last = self.rows[-1]
@@ -179,14 +242,19 @@ class _Loop:
         drawn (policy after ``step`` updates), then the update (none after the last row).
         Returns ``(row, problem)``: ``problem`` is "" or why the run diverged."""
         cfg, t0 = self.cfg, time.perf_counter()
-        prompts = self.testbed.task.documents(cfg.prompts_per_step, self.prompt_rng, self.held_out)
+        world = self.par.world if self.par else 1
+        prompts = self.testbed.task.documents(cfg.prompts_per_step * world, self.prompt_rng,
+                                              self.held_out)  # fmt: skip
+        if self.par is not None:
+            prompts = self.par.shard(prompts)
         try:  # 1. fresh prompts x, k samples y ~ π(·|x) each
             batch = rollout(self.policy, self.testbed.tokenizer, prompts, cfg.k, self.max_new)
         except RuntimeError as exc:  # NaN/inf logits: torch.multinomial refuses them
             return None, f"sampling failed at step {step}: {exc}"
         xs = [p for p in prompts for _ in range(cfg.k)]
         r, gold = score(self.testbed, batch, xs, reward_fn, self.ensemble)  # 2.
-        logp, ent, ref_logp = log_probs(self.policy, self.ref, batch)  # 3.
+        logp, ent, ref_logp = log_probs(self.model, self.ref, batch, self.ref_context,
+                                        full=self.par is not None)  # 3. # fmt: skip
         anchor = None  # ref_mix λ < 1: the KL penalties use λ·π_SFT + (1−λ)·uniform per token
         if cfg.ref_mix != 1.0:
             anchor = mixed_reference(ref_logp, cfg.ref_mix, self.ref.config.vocab_size)
@@ -201,10 +269,13 @@ class _Loop:
             row["win_rate"] = _win_rate(self.testbed, self.policy, cfg, step, self.max_new)
         if step % cfg.sample_interval == 0 or step == cfg.steps:
             self.samples[step] = [f"{x} {y}" for x, y in zip(prompts, batch["texts"][:: cfg.k])][:4]
+        if self.par is not None:  # the means over every process's samples
+            row = self.par.mean(row)
         if not (math.isfinite(row["proxy"]) and math.isfinite(row["loss"])):
             problem = f"non-finite reward or loss at step {step}"
         elif step < cfg.steps:  # 6. one optimiser step (the last row only measures)
-            row["grad_norm"] = update(self.policy, self.opt, loss, cfg.grad_clip)
+            acc = self.acc if self.par is not None else None
+            row["grad_norm"] = update(self.model, self.opt, loss, cfg.grad_clip, acc)
             if not math.isfinite(row["grad_norm"]):
                 problem = f"non-finite gradient at step {step}"
         row["seconds"] = time.perf_counter() - t0
@@ -214,8 +285,14 @@ class _Loop:
         """Save a resumable checkpoint every ``checkpoint_interval`` steps (0: never)."""
         every = self.cfg.checkpoint_interval
         if every and (step + 1) % every == 0:
-            _save_checkpoint(self.ckpt, self.policy, self.opt, self.prompt_rng, self.rows,
-                             self.samples, step + 1)  # fmt: skip
+            if self.par is not None:  # each process's sampling RNG; the rest once, by rank 0
+                self.rng_file.parent.mkdir(parents=True, exist_ok=True)
+                torch.save(torch.get_rng_state(), self.rng_file)
+            if self.rank == 0:
+                _save_checkpoint(self.ckpt, self.policy, self.opt, self.prompt_rng, self.rows,
+                                 self.samples, step + 1)  # fmt: skip
+            if self.par is not None:
+                self.par.acc.wait_for_everyone()
 
 
 def _row(step: int, r, gold, batch: dict, terms: dict, loss) -> dict:
@@ -250,7 +327,7 @@ def _save_checkpoint(path: Path, policy, opt, prompt_rng, rows, samples, step) -
     path.parent.mkdir(parents=True, exist_ok=True)
     on_cuda = next(policy.parameters()).is_cuda
     state = {
-        "policy": policy.state_dict(),
+        "policy": _trained_state(policy),
         "optimizer": opt.state_dict(),
         "torch_rng": torch.get_rng_state(),
         "cuda_rng": torch.cuda.get_rng_state_all() if on_cuda else None,
@@ -270,10 +347,25 @@ def _load_checkpoint(path: Path, policy, opt, prompt_rng) -> tuple[list, dict, i
     if not path.exists():
         return [], {}, 0
     state = torch.load(path, weights_only=False)
-    policy.load_state_dict(state["policy"])
+    if hasattr(policy, "get_base_model"):  # a LoRA policy: its adapters
+        from peft import set_peft_model_state_dict
+
+        set_peft_model_state_dict(policy, state["policy"])
+    else:
+        policy.load_state_dict(state["policy"])
     opt.load_state_dict(state["optimizer"])
     torch.set_rng_state(state["torch_rng"])
     if state.get("cuda_rng") is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda_rng"])
     prompt_rng.setstate(state["prompt_rng"])
     return state["rows"], state["samples"], state["step"]
+
+
+def _trained_state(policy) -> dict:
+    """What a checkpoint keeps of the policy: every weight, or a LoRA policy's adapters only
+    (the frozen base is reloaded from its source)."""
+    if hasattr(policy, "get_base_model"):
+        from peft import get_peft_model_state_dict
+
+        return get_peft_model_state_dict(policy)
+    return policy.state_dict()
