@@ -95,14 +95,14 @@ def test_resume_gives_the_uninterrupted_history(method, tmp_path):
 
 
 def test_two_processes_stay_in_sync_and_log_both(tmp_path):
-    """``accelerate launch`` with 2 CPU processes (gloo). accelerate 1.15's ``--cpu`` flag
-    starts a single process, so the launch asks for the multi-process launcher and the runner's
-    ``--device cpu`` keeps it on the CPU."""
+    """``accelerate launch`` with the shipped 2-process CPU config (gloo). accelerate 1.15's
+    ``--cpu`` flag starts a single process, so the config asks for the multi-process launcher
+    and the runner's ``--device cpu`` keeps it on the CPU."""
     out = tmp_path / "ddp"
-    cmd = [str(Path(sys.executable).parent / "accelerate"), "launch", "--multi_gpu",
-           "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
-           "--dynamo_backend", "no", "-m", "rlhf_nb.run", *SMALL, "--method", "kl",
-           "--beta", "0.1", "--lr", "1e-3", "--steps", "3", "--out", str(out)]  # fmt: skip
+    cmd = [str(Path(sys.executable).parent / "accelerate"), "launch", "--config_file",
+           str(ROOT / "accelerate" / "cpu_2proc.yaml"), "-m", "rlhf_nb.run", *SMALL,
+           "--method", "kl", "--beta", "0.1", "--lr", "1e-3", "--steps", "3",
+           "--out", str(out)]  # fmt: skip
     env = os.environ | {"OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]

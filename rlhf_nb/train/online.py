@@ -248,7 +248,8 @@ class _Loop:
         if self.par is not None:
             prompts = self.par.shard(prompts)
         try:  # 1. fresh prompts x, k samples y ~ π(·|x) each
-            batch = rollout(self.policy, self.testbed.tokenizer, prompts, cfg.k, self.max_new)
+            with self.full_parameters():
+                batch = rollout(self.policy, self.testbed.tokenizer, prompts, cfg.k, self.max_new)
         except RuntimeError as exc:  # NaN/inf logits: torch.multinomial refuses them
             return None, f"sampling failed at step {step}: {exc}"
         xs = [p for p in prompts for _ in range(cfg.k)]
@@ -266,7 +267,8 @@ class _Loop:
             self.coef["alpha_tok"] = adapt_alpha(row["alpha_tok"], terms["entropy_token"],
                                                  cfg.target_entropy, cfg.entropy_rate)  # fmt: skip
         if step % cfg.eval_interval == 0 or step == cfg.steps:
-            row["win_rate"] = _win_rate(self.testbed, self.policy, cfg, step, self.max_new)
+            with self.full_parameters():
+                row["win_rate"] = _win_rate(self.testbed, self.policy, cfg, step, self.max_new)
         if step % cfg.sample_interval == 0 or step == cfg.steps:
             self.samples[step] = [f"{x} {y}" for x, y in zip(prompts, batch["texts"][:: cfg.k])][:4]
         if self.par is not None:  # the means over every process's samples
@@ -280,6 +282,15 @@ class _Loop:
                 problem = f"non-finite gradient at step {step}"
         row["seconds"] = time.perf_counter() - t0
         return row, problem
+
+    def full_parameters(self):
+        """The context generation runs in: under FSDP the shards gathered into full parameters
+        (``summon_full_params``); otherwise nothing to do."""
+        if self.par is not None and self.acc.distributed_type.name == "FSDP":
+            from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+
+            return FSDP.summon_full_params(self.model, writeback=False)
+        return contextlib.nullcontext()
 
     def checkpoint(self, step: int) -> None:
         """Save a resumable checkpoint every ``checkpoint_interval`` steps (0: never)."""
