@@ -18,6 +18,7 @@ tokens/s of our sampler, and the peak GPU memory of each, with the GPU's name.
 from __future__ import annotations
 
 import argparse
+import gc
 import random
 import statistics
 import sys
@@ -106,7 +107,9 @@ def ours(testbed, a, seed: int, device: str) -> tuple[list[float], float, float]
         torch.cuda.synchronize()
     tps = batch["length"].sum().item() / (time.perf_counter() - t0)
     mem = peak_gb(device)
-    del loop
+    del loop, batch
+    testbed.unload_sft_policy()  # TRL loads its own reference: do not count ours twice
+    gc.collect()
     return times, tps, mem
 
 
@@ -126,6 +129,7 @@ def trl(testbed, a, seed: int, device: str, dtype) -> tuple[list[float], float]:
     trainer.train()
     mem = peak_gb(device)
     del trainer
+    gc.collect()
     return timer.times[1:], mem
 
 

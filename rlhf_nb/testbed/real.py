@@ -198,6 +198,11 @@ class RealTestbed:
             self._sft = self._load_policy(frozen).eval().requires_grad_(False)
         return self._sft
 
+    def unload_sft_policy(self) -> None:
+        """Free the frozen SFT copy (it loads again on next use), e.g. between two trainers
+        measured one after the other."""
+        self._sft = None
+
     def load_sft_policy(self):
         """A trainable copy of the SFT policy: the full model, or (``lora_r > 0``) the frozen
         base with LoRA adapters (``peft``)."""
