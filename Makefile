@@ -18,12 +18,13 @@ export TOKENIZERS_PARALLELISM := false
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 export JUPYTER_PLATFORM_DIRS := 1
 
-.PHONY: book test setup lint format sync lock clean help
+.PHONY: book test setup lint format sync colab lock clean help
 
 help:
 	@echo "make book   - execute the notebooks and build the site (book/_build/html/index.html)"
 	@echo "make test   - lint + all tests (unit, notebooks with SMOKE=True, pairing, site in a browser)"
 	@echo "make sync   - regenerate every paired .ipynb from its .py (jupytext)"
+	@echo "make colab  - point every chapter's Colab badge and install cell at pyproject's Repository URL"
 	@echo "make lock   - rewrite constraints.txt from the current .venv"
 
 setup: $(STAMP)
@@ -53,6 +54,10 @@ format: $(STAMP)
 
 sync: $(STAMP)
 	$(BIN)/jupytext --sync notebooks/[0-9][0-9]_*.py
+
+colab: $(STAMP)
+	$(BIN)/python -m rlhf_nb._site.colab
+	$(BIN)/jupytext --update --to ipynb notebooks/[0-9][0-9]_*.py
 
 lock: $(STAMP)
 	@{ sed -n '1,/^# a multi-GB/p' constraints.txt; echo "# Regenerate with: make lock"; \

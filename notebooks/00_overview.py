@@ -17,7 +17,7 @@
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/rlhf-nb/rlhf-nb/blob/main/notebooks/00_overview.ipynb)
 #
 # This book takes one sharp question from Çağatan & Akgün (2025), *Failure Modes of Maximum
-# Entropy RLHF* (arXiv:2509.20265), and answers it with code you can run on a laptop.
+# Entropy RLHF* {cite:p}`cagatan2025failure`, and answers it with code you can run on a laptop.
 #
 # **The puzzle.** SimPO, a strong *offline* preference-optimisation method, can be derived as
 # Maximum-Entropy RL: reward plus an entropy bonus, and no KL anchor to the SFT model. Yet the

@@ -141,7 +141,7 @@ print(f"max |MaxEnt-BT loss − DPO(uniform ref)| over {w.size} pairs = {loss_ga
 # %% [markdown]
 # ## 4. SimPO: a length-normalised temperature and a target margin
 #
-# SimPO (Meng et al., 2024) scores a response by its *average* token log-probability and asks the
+# SimPO {cite:p}`meng2024simpo` scores a response by its *average* token log-probability and asks the
 # winner to beat the loser by a margin $\gamma$:
 #
 # $$\mathcal L_{\text{SimPO}} = -\log\sigma\Big(\tfrac{\beta}{|y_w|}\log\pi(y_w)

@@ -71,7 +71,7 @@ print(f"device={ctx.device}  seed={ctx.seed}  smoke={ctx.smoke}")
 # %% [markdown]
 # ## 1. Three KL estimators, bias and variance computed exactly
 #
-# For $y\sim\pi$ and $d = \log\pi_{\text{ref}}(y) - \log\pi(y)$ (Schulman, 2020):
+# For $y\sim\pi$ and $d = \log\pi_{\text{ref}}(y) - \log\pi(y)$ {cite:p}`schulman2020kl`:
 #
 # $$k_1 = -d,\qquad k_2 = \tfrac12 d^2,\qquad k_3 = (e^{d} - 1) - d.$$
 #

@@ -16,7 +16,8 @@
 #
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/rlhf-nb/rlhf-nb/blob/main/notebooks/04_testbed.ipynb)
 #
-# The paper's experiments fine-tune Pythia models on Reddit TL;DR, score them with a learned
+# The paper's experiments {cite:p}`cagatan2025failure` fine-tune Pythia models
+# {cite:p}`biderman2023pythia` on Reddit TL;DR {cite:p}`stiennon2020summarize`, score them with a learned
 # reward model and judge them with a large LLM. None of that runs on a laptop. This chapter builds
 # a stand-in that keeps the *structure* that makes over-optimisation possible:
 #

@@ -18,11 +18,11 @@
 #
 # The paper's central experiment, at toy scale on a CPU. Start from the SFT policy of chapter 04,
 # sample summaries online, score them with the *learned* proxy reward model, and update the policy
-# with RLOO. Two ways to regularise:
+# with RLOO {cite:p}`ahmadian2024rloo`. Two ways to regularise:
 #
 # * **MaxEnt** (the objective SimPO is derived from): maximise $\mathbb{E}_\pi[r] + \alpha H(\pi)$,
 #   no anchor to the SFT policy;
-# * **KL-regularised** (InstructGPT): maximise $\mathbb{E}_\pi[r] - \beta\,
+# * **KL-regularised** (InstructGPT, {cite:p}`ouyang2022instructgpt`): maximise $\mathbb{E}_\pi[r] - \beta\,
 #   \mathrm{KL}(\pi\,\|\,\pi_\text{SFT})$.
 #
 # The paper reports that the MaxEnt runs over-optimise — the gold (true) quality peaks and
@@ -331,8 +331,8 @@ print(f"final KL of α = {maxent_alpha:g} over β = {beta_s:g}, seed by seed: ×
 
 # %% [markdown]
 # Does a weak KL anchor only slow the drift? Where the slope above is positive in every seed, the
-# KL was still rising when the run ended (Gao et al. 2022 found a KL penalty acts much like early
-# stopping). In our runs it did not hold for every seed on every testbed build (`SEED` = 0, 1, 2:
+# KL was still rising when the run ended ({cite:t}`gao2023scaling` found a KL penalty acts much like
+# early stopping). In our runs it did not hold for every seed on every testbed build (`SEED` = 0, 1, 2:
 # on one build one seed's KL had levelled off), so it is printed here, not asserted. The same goes
 # for whether the weaker anchor's gold falls further from its peak than the stronger one's (the
 # "fall from peak" line of the seed comparison above): its size moves with the testbed build.

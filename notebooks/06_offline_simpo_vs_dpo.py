@@ -23,7 +23,8 @@
 # SFT policy runs away. Yet SimPO is a strong *offline* method. This chapter runs both halves on
 # the chapter-04 testbed with TRL's real trainers and takes the puzzle apart experimentally:
 #
-# 1. DPO and SimPO from the same SFT policy on the same preference pairs;
+# 1. DPO {cite:p}`rafailov2023dpo` and SimPO {cite:p}`meng2024simpo` from the same SFT policy
+#    on the same preference pairs;
 # 2. what happens when the gold reward prefers short, neutral or long summaries;
 # 3. why offline works and online fails: (a) support, (b) the SimPO loss online, (c) the target
 #    margin, (d) length normalisation;
@@ -463,7 +464,8 @@ print(
 # %% [markdown]
 # **What the runs found** (asserted for every seed below): the same loss with the same β, γ and
 # learning rate over-optimises once its pairs come from the policy itself and the proxy labels
-# them: the proxy reward rises, the gold reward peaks early and ends below the SFT policy's, and
+# them (direct alignment algorithms over-optimise too, {cite:t}`rafailov2024scaling`): the proxy
+# reward rises, the gold reward peaks early and ends below the SFT policy's, and
 # the KL ends above the offline run's in every seed (by the factor printed above). So the reference-free loss alone is not what
 # keeps offline SimPO stable; fixed data labelled by the gold preferences does, and this
 # experiment does not separate the data from the labeller. Online SimPO still drifts far less

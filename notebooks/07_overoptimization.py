@@ -18,7 +18,7 @@
 #
 # Chapters 05 and 06 showed the paper's failure as curves over training steps. The field states
 # over-optimisation differently: as **gold reward against how far the policy moved**,
-# $d = \sqrt{\mathrm{KL}(\pi\,\|\,\pi_\text{SFT})}$ (Gao, Schulman & Hilton 2022). Gold rises, peaks
+# $d = \sqrt{\mathrm{KL}(\pi\,\|\,\pi_\text{SFT})}$ {cite:p}`gao2023scaling`. Gold rises, peaks
 # and falls as $d$ grows; Gao et al. fit best-of-$n$ with $R(d) = d(a - b\,d)$ and RL with
 # $R(d) = d(a - b\log d)$. On one such plane every method of this book — best-of-$n$, KL-RL,
 # MaxEnt RL, DPO, SimPO — is a path, which is the sharpest way to state the paper's claim.
@@ -193,7 +193,9 @@ display(pd.DataFrame({k: {"config": c.label(), "regularizer": c.regularizer}
 
 # %% [markdown]
 # The remedies of part 4 (above, derived from the testbed rather than tuned to a run; the table
-# in `rlhf_nb.train.overopt`'s docstring says why each coefficient) train in the same process
+# in `rlhf_nb.train.overopt`'s docstring says why each coefficient; the reward-model ensemble
+# follows {cite:t}`coste2024ensembles`, the adaptive entropy coefficient SAC's temperature tuning
+# {cite:p}`haarnoja2018sacapps`) train in the same process
 # pool as everything else this chapter needs, longest first: the headline settings and the
 # offline runs at every seed, each remedy at the first seed.
 
@@ -280,7 +282,7 @@ for m in (NAMES["maxent"], NAMES["kl_strong"]):
 #
 # Entropy enters the paper's story twice, in opposite directions. Without a regulariser (α = 0)
 # RLOO hacks the proxy and the policy's per-token entropy *falls*: it narrows onto what the proxy
-# likes. With a sequence-level entropy bonus the entropy *rises*, and the bonus pays α·log V per
+# likes (the entropy collapse {cite:t}`cui2025entropy` describe in RL for reasoning models). With a sequence-level entropy bonus the entropy *rises*, and the bonus pays α·log V per
 # extra token (chapter 03), so the runs grow to the length cap and stop emitting EOS. An
 # adaptive coefficient that holds the SFT policy's per-token entropy (the `adaptive` remedy, as
 # TRL's `use_adaptive_entropy`) is drawn with them.

@@ -23,12 +23,11 @@
 # trains on unchanged — the same `OnlineConfig`, the same RLOO update, the same history, the
 # same figures.
 #
-# * The **policy** is the public Pythia-1b TL;DR SFT checkpoint of Huang et al. (2024, "The N+
-#   implementation details of RLHF"), trained with LoRA so its reference is itself with the
+# * The **policy** is the public Pythia-1b TL;DR SFT checkpoint of {cite:t}`huang2024nplus`, trained with LoRA so its reference is itself with the
 #   adapters off;
 # * the **proxy** reward model it optimises is their Pythia-1b reward model;
 # * the **gold** reward model, used only to evaluate, is their larger Pythia-2.8b reward model
-#   (Gao et al. 2022's gold/proxy design, standing in for the paper's LLM judge). The win rate in
+#   ({cite:t}`gao2023scaling`'s gold/proxy design, standing in for the paper's LLM judge). The win rate in
 #   each legend is $P\big(r_\text{gold}(x, y) > r_\text{gold}(x, y_\text{ref})\big)$ over
 #   held-out posts $x$, with $y \sim \pi(\cdot\mid x)$ and $y_\text{ref}$ the author's summary.
 #

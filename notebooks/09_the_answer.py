@@ -16,8 +16,8 @@
 #
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/rlhf-nb/rlhf-nb/blob/main/notebooks/09_the_answer.ipynb)
 #
-# The book's question: **why does reference-free, MaxEnt RLHF fail online while SimPO — MaxEnt
-# RL in disguise — works offline?** Chapter 06 compared offline SimPO (fixed pairs labelled by
+# The book's question {cite:p}`cagatan2025failure`: **why does reference-free, MaxEnt RLHF fail
+# online while SimPO — MaxEnt RL in disguise — works offline?** Chapter 06 compared offline SimPO (fixed pairs labelled by
 # the noisy *gold* Bradley–Terry model) with online SimPO (pairs sampled from the current
 # policy, labelled by the *proxy* reward model). Two things changed at once: where the pairs come
 # from and who labels them. This chapter crosses the two factors — a 2×2 for SimPO and for DPO,

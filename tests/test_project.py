@@ -147,3 +147,16 @@ def test_every_subpackage_is_packaged():
     for init in (ROOT / "rlhf_nb").rglob("__init__.py"):
         name = ".".join(init.parent.relative_to(ROOT).parts)
         assert any(fnmatch(name, pat) for pat in include), f"{name} is not packaged"
+
+
+def test_every_reference_is_cited_and_every_citation_exists():
+    """``book/references.bib`` and the chapters' ``{cite}`` roles agree both ways (the site build
+    fails on an unknown key too, with ``-W``)."""
+    import re
+
+    keys = set(re.findall(r"^@\w+\{([^,]+),", (ROOT / "book" / "references.bib").read_text(), re.M))
+    text = "\n".join(p.read_text() for p in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.py")))
+    cited = {k.strip() for group in re.findall(r"\{cite(?::\w+)?\}`([^`]+)`", text)
+             for k in group.split(",")}  # fmt: skip
+    assert cited <= keys, f"cited but not in references.bib: {sorted(cited - keys)}"
+    assert keys <= cited, f"in references.bib but never cited: {sorted(keys - cited)}"

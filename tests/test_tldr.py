@@ -47,6 +47,11 @@ def test_lora_count_equals_peft(tb):
     cfg = policy.get_base_model().config
     assert trainable == tldr.lora_parameters(cfg.hidden_size, cfg.num_hidden_layers, 4)
     est = tldr.memory_estimate("pythia-1b-tldr")
+    with torch.device("meta"):  # the gold RM's count: a 2.8b backbone with a scalar head
+        from transformers import GPTNeoXForSequenceClassification
+
+        rm = GPTNeoXForSequenceClassification(tldr.pythia_config("2.8b", num_labels=1))
+    assert est["gold RM"] == pytest.approx(sum(p.numel() for p in rm.parameters()) * 2 / 1e9)
     assert est["trainable parameters"] == tldr.lora_parameters(2048, 16, 16)
     assert 5 < est["total"] < 15  # fits a 15 GB T4 with room for activations
 

@@ -120,6 +120,7 @@ def write_toc(src: Path, chapters: list[str]) -> None:
     """Jupyter Book's table of contents, generated so that it can never miss a chapter."""
     lines = ["format: jb-book", "root: intro", "chapters:"]
     lines += [f"  - file: chapters/{c}" for c in chapters]
+    lines += ["  - file: bibliography"]
     (src / "_toc.yml").write_text("\n".join(lines) + "\n")
 
 

@@ -29,6 +29,7 @@ import contextlib
 import hashlib
 import json
 import random
+import re
 import warnings
 from pathlib import Path
 
@@ -289,11 +290,12 @@ def load(preset: str | TLDRPreset = "pythia-1b-tldr", *, device: str = "auto", *
     """The :class:`RealTestbed` of ``preset`` (a name in
     :data:`~rlhf_nb.testbed.tldr.TLDR_PRESETS` or a preset) with fields replaced by
     ``overrides`` (e.g. local paths). ``device``: ``"auto"`` (CUDA when available), ``"cpu"``,
-    ``"cuda"``. Errors in names or fields are raised before any model loads."""
+    ``"cuda"`` or ``"cuda:N"``. Errors in names or fields are raised before any model loads."""
     preset = resolve_tldr_preset(preset, **overrides)
-    check_choice("device", device, ("auto", "cpu", "cuda"))
+    if not re.fullmatch(r"cuda:\d+", str(device)):  # a process's own GPU under accelerate
+        check_choice("device", device, ("auto", "cpu", "cuda"))
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device='cuda' but torch sees no CUDA device; use 'auto' or 'cpu'")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r} but torch sees no CUDA device; use 'auto' or 'cpu'")
     return RealTestbed(preset, device)

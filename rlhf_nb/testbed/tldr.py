@@ -235,7 +235,13 @@ def memory_estimate(preset: str, *, fp16: bool = True) -> dict:
     """
     check_choice("preset", preset, PRESET_SIZES)
     p = TLDR_PRESETS[preset]
-    pol, prox, gold = (parameter_count(s) for s in PRESET_SIZES[preset])
+
+    def reward_model(size: str) -> int:  # a scalar head (hidden x 1) instead of the LM head
+        cfg = pythia_config(size)
+        return parameter_count(size) - cfg.vocab_size * cfg.hidden_size + cfg.hidden_size
+
+    sizes = PRESET_SIZES[preset]
+    pol, prox, gold = parameter_count(sizes[0]), reward_model(sizes[1]), reward_model(sizes[2])
     frozen = 2 if fp16 else 4
     arch = PYTHIA_ARCH[PRESET_SIZES[preset][0]]
     lora = lora_parameters(arch["hidden_size"], arch["num_hidden_layers"], p.lora_r)
