@@ -86,6 +86,18 @@ def test_no_progress_bars_on_the_pages(site):
         assert "it/s]" not in page.read_text(), f"{page.name} shows tqdm redraws"
 
 
+def test_plotly_js_is_served_once(site):
+    """plotly.js (~4.8 MB) is one static file every page loads, not a copy inside each chapter:
+    a chapter page weighs what its own figures weigh."""
+    bundle = site / "_static" / "plotly.min.js"
+    assert bundle.stat().st_size > 1_000_000
+    for page in sorted((site / "chapters").glob("*.html")):
+        html = page.read_text()
+        assert "plotly.min.js" in html, page.name
+        assert "* plotly.js v" not in html, f"{page.name} embeds plotly.js"
+        assert page.stat().st_size < 2_000_000, (page.name, page.stat().st_size)
+
+
 @pytest.mark.site
 def test_every_page_renders_in_chromium(site, smoke_dir):
     _need_browser()

@@ -92,6 +92,10 @@ WIDGET_NOTE = (
     "The plotly slider figure next to it works on this page.</p></div>"
 )
 PLOTLY_MATHJAX_CDN = re.compile(r'<script src="https://cdn[^"]*/mathjax/[^"]*"></script>')
+# plotly's notebook renderer embeds the whole plotly.js (~4.8 MB) in an output of each chapter;
+# the site serves it once instead (_static/plotly.min.js, book/_config.yml's html_js_files)
+PLOTLY_BUNDLE = "/** * plotly.js v"
+PLOTLY_STATIC = "plotly.min.js"
 
 
 def prepare_for_site(nb: dict) -> dict:
@@ -102,6 +106,9 @@ def prepare_for_site(nb: dict) -> dict:
       replaced by a note pointing to the plotly slider version of the same figure.
     * plotly's notebook renderer adds a MathJax ``<script>`` from a CDN to every figure; the site
       serves its own MathJax, so the tag is removed.
+    * the same renderer embeds all of plotly.js in an output of the set-up cell (and again where a
+      widget first draws); every page loads the one copy in ``_static`` (:func:`build_site`), so
+      those outputs are dropped and a page weighs what its own figures weigh.
     """
     nb.get("metadata", {}).pop("widgets", None)
     for cell in nb.get("cells", []):
@@ -112,6 +119,8 @@ def prepare_for_site(nb: dict) -> dict:
             elif "text/html" in data:
                 html = data["text/html"]
                 html = "".join(html) if isinstance(html, list) else html
+                if PLOTLY_BUNDLE in html.replace("\n", " ")[:2000]:
+                    html = ""  # plotly.js itself: served once from _static
                 data["text/html"] = PLOTLY_MATHJAX_CDN.sub("", html)
     return nb
 
@@ -145,6 +154,10 @@ def build_site(executed: Path, out: Path, *, quiet: bool = True) -> Path:
         executed_nb = json.loads(nb.read_text())
         (src / "chapters" / nb.name).write_text(json.dumps(prepare_for_site(executed_nb)))
     write_toc(src, [nb.stem for nb in notebooks])
+    from plotly.offline import get_plotlyjs
+
+    (src / "_static").mkdir(exist_ok=True)
+    (src / "_static" / PLOTLY_STATIC).write_text(get_plotlyjs())
     html = out / "_build" / "html"
     shutil.rmtree(html, ignore_errors=True)
     cmd = [
