@@ -291,3 +291,53 @@ assert (
     and fig.layout.sliders[0].steps[start].label == fig.frames[start].name
 )
 print("checkpoints passed")
+
+# %% [markdown]
+# ## Exercises
+#
+# Each exercise uses the package; its worked solution is the collapsed cell below it (click to
+# show it on the site). The solutions run with the chapter, so they cannot rot.
+#
+# **1. The soft value is a smooth maximum.** Show, for every temperature in `alphas`, that
+# $\max_y r(y) \le \alpha\log Z \le \max_y r(y) + \alpha\log|\mathcal Y|$ (`exact.soft_value`).
+# Which bound is tight as $\alpha\to0$, which as $\alpha\to\infty$?
+
+# %% tags=["hide-input"]
+# Solution 1: α·log Z = α·log Σ exp(r/α) lies between max r (one term) and max r + α·log n (n terms
+# each at most exp(max r / α)); the lower bound is tight as α → 0, the upper gap grows like α·log n.
+values = np.array([exact.soft_value(rewards, a) for a in alphas])
+assert np.all(values >= rewards.max() - 1e-12)
+assert np.all(values <= rewards.max() + alphas * np.log(N_RESPONSES) + 1e-12)
+print(f"α={alphas[0]:g}: α log Z − max r = {values[0] - rewards.max():.2e};  "
+      f"α={alphas[-1]:g}: max r + α log n − α log Z = "
+      f"{rewards.max() + alphas[-1] * np.log(N_RESPONSES) - values[-1]:.3f}")  # fmt: skip
+
+# %% [markdown]
+# **2. Log-odds are reward gaps over temperature.** Show that for every pair of responses
+# $\log\pi_\alpha(y_i) - \log\pi_\alpha(y_j) = (r_i - r_j)/\alpha$, at three temperatures. What does
+# this say about how a MaxEnt policy ranks responses, whatever $\alpha$?
+
+# %% tags=["hide-input"]
+# Solution 2: the partition function cancels in a ratio, so the ranking is the reward's at every α;
+# only the spread (1/α) changes.
+for a in (0.1, ALPHA, 10.0):
+    logp = np.log(exact.maxent_policy(rewards, a))
+    gap = np.max(
+        np.abs((logp[:, None] - logp[None, :]) - (rewards[:, None] - rewards[None, :]) / a)
+    )
+    assert gap < 1e-9, (a, gap)
+print("log-odds = reward gap / α at α = 0.1, ALPHA, 10 (largest error < 1e-9)")
+
+# %% [markdown]
+# **3. An SFT model that *is* a MaxEnt optimum.** Make an SFT model tempered from the rewards,
+# $\pi_\text{SFT}\propto e^{r/0.7}$, and find with `exact.closest_maxent_temperature` the $\alpha$ at
+# which the MaxEnt optimum comes closest to it. Why is the answer what it is, and why is this the
+# exception rather than the rule (compare the chapter's SFT model)?
+
+# %% tags=["hide-input"]
+# Solution 3: π_0.7 = π_SFT exactly, so the KL reaches 0 at α = 0.7; a real SFT model is not
+# Gibbs in the reward model's scores, and then no temperature reaches it (section above).
+tempered = exact.maxent_policy(rewards, 0.7)
+a_best, kl_best = exact.closest_maxent_temperature(rewards, tempered)
+print(f"closest α = {a_best:.6f}, KL there = {kl_best:.2e} nats")
+assert abs(a_best - 0.7) < 1e-4 and kl_best < 1e-10

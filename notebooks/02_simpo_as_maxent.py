@@ -426,3 +426,36 @@ assert stationarity < 1e-9 and abs(pi_ln.sum() - 1) < 1e-12 and identity_gap < 1
 assert j_rand <= j_opt
 assert len(fig_beta.frames) == len(betas) and len(fig_gamma.frames) == len(gammas)
 print("checkpoints passed")
+
+# %% [markdown]
+# ## Exercises
+#
+# Each exercise uses the package; its worked solution is the collapsed cell below it (click to
+# show it on the site). The solutions run with the chapter, so they cannot rot.
+#
+# **1. DPO against a uniform reference is the MaxEnt loss.** With
+# $\log\pi_\text{ref}(y) = -\log|\mathcal Y|$ for every response, show with `losses.dpo_loss` and
+# `losses.maxent_bt_loss` that DPO with $\beta$ is the MaxEnt Bradley–Terry loss with
+# $\alpha = \beta$, on the chapter's pairs, at three values of β.
+
+# %% tags=["hide-input"]
+# Solution 1: a constant reference log-prob cancels in the DPO logit β(Δ log π − Δ log π_ref).
+for b in (0.1, ALPHA, 2.0):
+    d = losses.dpo_loss(policy_logps[w], policy_logps[l], uniform_ref[w], uniform_ref[l], b)
+    m = losses.maxent_bt_loss(policy_logps[w], policy_logps[l], b)
+    assert (d - m).abs().max().item() < 1e-12, b
+print("DPO(uniform reference, β) = MaxEnt BT(α = β) on every pair, at β = 0.1, ALPHA, 2")
+
+# %% [markdown]
+# **2. What the margin γ does to the loss.** Show that SimPO's loss with margin γ equals the
+# margin-free loss evaluated at a logit smaller by γ: $-\log\sigma(\beta\Delta\bar\ell - \gamma)$,
+# where $\Delta\bar\ell$ is the gap in average log-probabilities. Then: by how much must the
+# average log-prob gap grow for a pair to reach the same loss as without a margin?
+
+# %% tags=["hide-input"]
+# Solution 2: the margin shifts the logit by γ, so a pair needs an extra γ/β nats/token of gap.
+avg = policy_logps / torch.tensor(space.lengths, dtype=policy_logps.dtype)
+logit = BETA * (avg[w] - avg[l])
+with_margin = losses.simpo_loss(avg[w], avg[l], BETA, gamma=GAMMA)
+assert (with_margin - torch.nn.functional.softplus(-(logit - GAMMA))).abs().max().item() < 1e-12
+print(f"γ = {GAMMA:g} costs an extra γ/β = {GAMMA / BETA:g} nats/token of average log-prob gap")

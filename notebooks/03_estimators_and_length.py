@@ -416,3 +416,53 @@ seq_first = p_first["sequence-level αH"]
 assert seq_first[0] > 0.99 and seq_first[-1] < 0.5, "at large α the first token is lost too"
 assert len(fig.frames) == len(alphas)
 print("checkpoints passed")
+
+# %% [markdown]
+# ## Exercises
+#
+# Each exercise uses the package; its worked solution is the collapsed cell below it (click to
+# show it on the site). The solutions run with the chapter, so they cannot rot.
+#
+# **1. Unbiased, and how noisy.** With `estimators.estimator_moments`, check that k1 and k3 are
+# unbiased estimators of $\mathrm{KL}(\pi\,\|\,\pi_\text{ref})$ at every distance in `ts`, that k2
+# is not. Which of k1 and k3 is the less noisy near $\pi_\text{ref}$, which far from it, and
+# at what distance do their standard deviations cross?
+
+# %% tags=["hide-input"]
+# Solution 1: E[k1] = E[k3] = KL exactly (k3 adds a zero-mean control variate); E[k2] is only a
+# second-order approximation of it.
+rows_ex = []
+for t in ts:
+    p = exact.maxent_policy(theta0 + t * direction, 1.0)
+    mom, kl = estimators.estimator_moments(p, ref), estimators.exact_kl(p, ref)
+    assert abs(mom["k1"][0] - kl) < 1e-10 and abs(mom["k3"][0] - kl) < 1e-10
+    ratio = np.sqrt(mom["k1"][1]) / max(np.sqrt(mom["k3"][1]), 1e-300)
+    rows_ex.append((t, kl, mom["k2"][0] - kl, ratio))
+ex = pd.DataFrame(rows_ex, columns=["t", "KL", "k2 bias", "sd(k1)/sd(k3)"])
+print(ex.round(4).to_string(index=False))
+# k3 = (ρ − 1) − log ρ cancels k1's first-order noise, so it wins near π_ref; far away its
+# ρ − 1 term (ρ = π_ref/π) blows up on responses π rarely samples, and k1 wins.
+moved = ex[ex["t"] > 0]
+crossed = moved[moved["sd(k1)/sd(k3)"] < 1]
+print(f"sd(k1)/sd(k3) = {moved['sd(k1)/sd(k3)'].iloc[0]:.2f} at t = {moved['t'].iloc[0]:g}, "
+      f"{moved['sd(k1)/sd(k3)'].iloc[-1]:.2f} at t = {moved['t'].iloc[-1]:g}; they cross "
+      f"before t = {crossed['t'].min():g} (KL {crossed['KL'].iloc[0]:.2f} nats)")  # fmt: skip
+assert moved["sd(k1)/sd(k3)"].iloc[0] > 1 > moved["sd(k1)/sd(k3)"].iloc[-1]
+assert (ex["k2 bias"].abs().iloc[1:] > 1e-6).any()  # k2 is biased away from π = π_ref
+
+# %% [markdown]
+# **2. Where the uniform sequence law puts its mass.** With `sequences.truncated_share`, compute
+# the share of length-capped (no-EOS) sequences under the uniform policy for the toy vocabulary
+# here and for the testbed's ($V = 84$, $L = 16$). Why does an entropy bonus, which pulls towards
+# uniform, therefore pull towards the length cap?
+
+# %% tags=["hide-input"]
+# Solution 2: there are V−1 choices per non-EOS token, so sequences that never stop outnumber all
+# shorter ones combined: the uniform law (the α → ∞ MaxEnt optimum) sits almost entirely at the cap.
+from rlhf_nb.theory import sequences  # noqa: E402
+
+share_toy = sequences.truncated_share(VOCAB, MAX_LEN)
+share_testbed = sequences.truncated_share(84, 16)
+print(f"no-EOS share under uniform: toy V={VOCAB}, L={MAX_LEN}: {share_toy:.3f}; "
+      f"testbed V=84, L=16: {share_testbed:.4f}")  # fmt: skip
+assert share_testbed > 0.98 and 0 < share_toy < 1

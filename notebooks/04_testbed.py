@@ -456,3 +456,38 @@ else:
         seeds.holds(f"{col} over testbed builds", seed_tab[col], side, thr)
     assert pearson < 0.8, "loosely: far from a faithful proxy"
 print("checkpoints passed")
+
+# %% [markdown]
+# ## Exercises
+#
+# Each exercise uses the package; its worked solution is the collapsed cell below it (click to
+# show it on the site). The solutions run with the chapter, so they cannot rot.
+#
+# **1. Where does the SFT policy lose gold?** Break the gap between the oracle summaries and the
+# SFT policy's samples into the gold reward's named terms with `tb.gold_components`, and check
+# that the terms add up to the total.
+
+# %% tags=["hide-input"]
+# Solution 1: the gold reward is a sum of named terms, so its gap is the sum of theirs.
+gap_terms = (tb.gold_components(tb.eval_prompts, eval_oracles).mean()
+             - tb.gold_components(eval_x4, sft).mean())  # fmt: skip
+print(gap_terms.round(3).sort_values(ascending=False).to_string())
+assert abs(gap_terms.drop("total").sum() - gap_terms["total"]) < 1e-6
+assert abs(gap_terms["total"] - (gold_oracle - gold_sft)) < 1e-4
+
+# %% [markdown]
+# **2. How noisy is a win rate?** Bootstrap the SFT policy's win rate against the references over
+# its samples (resample them with replacement, 2000 times) and give a 95 % interval. Is 1/2 inside?
+# What would halving the number of evaluation prompts do to the interval's width?
+
+# %% tags=["hide-input"]
+# Solution 2: each sample wins (1), ties (1/2) or loses (0); the interval is the bootstrap's 2.5 and
+# 97.5 percentiles. Its width shrinks like 1/sqrt(n): half the prompts, about 1.4x wider.
+g_s = tb.gold_reward(eval_x4, sft).numpy()
+g_r = tb.gold_reward(eval_x4, tb.references(eval_x4)).numpy()
+wins = (g_s > g_r) + 0.5 * (g_s == g_r)
+boot = np.random.default_rng(SEED).choice(wins, size=(2000, wins.size)).mean(axis=1)
+lo_w, hi_w = np.percentile(boot, [2.5, 97.5])
+print(f"SFT win rate {wins.mean():.3f}, 95 % bootstrap interval [{lo_w:.3f}, {hi_w:.3f}] over "
+      f"{wins.size} samples; 1/2 is {'inside' if lo_w <= 0.5 <= hi_w else 'outside'}")  # fmt: skip
+assert abs(wins.mean() - win_sft) < 1e-9 and lo_w <= win_sft <= hi_w

@@ -528,3 +528,46 @@ if not SMOKE:
     assert g0.kl_k1_final > g1.kl_k1_final, grpo_table
     assert g0.gold_peak - g0.gold_final > g1.gold_peak - g1.gold_final, grpo_table
 print("checkpoints passed")
+
+# %% [markdown]
+# ## Exercises
+#
+# Each exercise uses the package; its worked solution is the collapsed cell below it (click to
+# show it on the site). The solutions run with the chapter, so they cannot rot.
+#
+# **1. What the entropy bonus paid.** In a MaxEnt run the shaped reward is
+# $R = r - \alpha\log\pi(y\mid x)$. From the logged history alone (`reward_shaped`, `proxy`,
+# `entropy_seq`), check that the bonus the runs of the α sweep were paid is $\alpha$ times the
+# sequence entropy estimate at every step, and how large it became by the end.
+
+# %% tags=["hide-input"]
+# Solution 1: mean(R) − mean(r) = α·mean(−log π(y|x)) = α·entropy_seq, step by step: the bonus
+# grows with the sequence entropy, i.e. with length (chapter 03).
+for r in hi:
+    if r.config.regularizers != ("entropy",):
+        continue
+    h = r.history
+    bonus = h["reward_shaped"] - h["proxy"]
+    err = (bonus - r.config.alpha * h["entropy_seq"]).abs().max()
+    print(f"{r.label}: bonus {bonus.iloc[0]:.2f} → {bonus.iloc[-1]:.2f} reward units "
+          f"(proxy {h['proxy'].iloc[-1]:.2f}); largest mismatch {err:.1e}")  # fmt: skip
+    assert err < 1e-3 * max(1.0, bonus.abs().max()), (r.label, err)
+
+# %% [markdown]
+# **2. How far had the policy moved when gold peaked?** For each seed of the headline MaxEnt
+# setting, find the step of the gold peak and the KL to SFT there, and compare with the KL at
+# the end. What does that say about stopping a MaxEnt run early?
+
+# %% tags=["hide-input"]
+# Solution 2: gold peaks while the KL is still small; everything after is drift the proxy pays for.
+rows_peak = []
+for r in seeded["maxent"].runs:
+    h = r.history.dropna(subset=["gold"])
+    i = h["gold"].rolling(SMOOTH, center=True, min_periods=1).mean().idxmax()
+    rows_peak.append({"seed": r.config.seed, "peak step": int(h.loc[i, "step"]),
+                      "KL at peak": h.loc[i, "kl_k1"], "final KL": r.final("kl_k1")})  # fmt: skip
+peak_tab = pd.DataFrame(rows_peak).set_index("seed")
+print(peak_tab.round(2).to_string())
+assert peak_tab["peak step"].between(0, seeded["maxent"].runs[0].history["step"].max()).all()
+if not SMOKE:  # every seed: the KL at the end is several times the KL at the peak
+    assert (peak_tab["final KL"] > 3 * peak_tab["KL at peak"]).all(), peak_tab

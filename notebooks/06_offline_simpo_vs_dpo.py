@@ -708,3 +708,39 @@ if not SMOKE:
         "KL: summed / averaged", d_sum["KL end"].values / d_avg["KL end"].values, ">", 2, log=True
     )
 print("checkpoints passed")
+
+# %% [markdown]
+# ## Exercises
+#
+# Each exercise uses the package; its worked solution is the collapsed cell below it (click to
+# show it on the site). The solutions run with the chapter, so they cannot rot.
+#
+# **1. Gold bought per nat of drift.** From `dpo_seeds.deltas()` and `simpo_seeds.deltas()`,
+# compute each seed's gold gained per nat of KL to SFT at the end of the run. Which method is
+# the more efficient mover, and is the difference beyond seed noise (`seeds.differ`)?
+
+# %% tags=["hide-input"]
+# Solution 1: Δgold / KL per seed; seeds.differ gives a bootstrap CI of the difference in means.
+eff_dpo = d_dpo["Δ gold"] / d_dpo["KL end"]
+eff_simpo = d_simpo["Δ gold"] / d_simpo["KL end"]
+print(pd.DataFrame({"DPO": eff_dpo, "SimPO": eff_simpo}).round(3).to_string())
+print("DPO − SimPO, gold per nat:", seeds.differ(eff_dpo, eff_simpo))
+assert np.isfinite(eff_dpo).all() and np.isfinite(eff_simpo).all()
+
+# %% [markdown]
+# **2. What if the proxy had labelled the data?** Relabel the testbed's preference pairs with the
+# proxy reward model (`rlhf_nb.train.offline.relabel`, chapter 09's "proxy labeller") and report
+# the share of pairs whose label flips. How does it compare with the proxy's disagreement with the
+# data's labels that the testbed measured on held-out pairs (`tb.stats`)?
+
+# %% tags=["hide-input"]
+# Solution 2: the proxy was fitted to these very labels, so it disagrees with them less on its
+# training pairs than on held-out ones.
+from rlhf_nb.train.offline import relabel  # noqa: E402
+
+relabelled = relabel(tb, tb.preference_data)
+flip = float(relabelled.info.description.split("; ")[1].split()[0])
+held_disagree = 1 - tb.stats["rm_heldout_accuracy"]
+print(f"proxy relabels {flip:.1%} of the training pairs; it disagrees with {held_disagree:.1%} of "
+      "the held-out pairs' labels")  # fmt: skip
+assert 0 < flip < held_disagree < 0.5

@@ -440,3 +440,41 @@ if not SMOKE:
     assert fits.loc[unanchored, "rmse"].min() > fits.loc[anchored, "rmse"].max(), fits
     assert fits.loc[NAMES["rloo"], "d_star"] < peak_d.loc[NAMES["rloo"], "min"], (fits, peak_d)
     assert all(np.isinf(f.d_star) or f.b > 2 * f.b_se for f in fits.itertuples())
+
+# %% [markdown]
+# ## Exercises
+#
+# Each exercise uses the package; its worked solution is the collapsed cell below it (click to
+# show it on the site). The solutions run with the chapter, so they cannot rot.
+#
+# **1. Make the proxy honest.** Rebuild the exact problem with `length_bonus=0` (the proxy is
+# then the gold reward) and compute its frontiers. Does the KL family still over-optimise — does
+# gold still fall at large $d$? And MaxEnt?
+
+# %% tags=["hide-input"]
+# Solution 1: with proxy = gold, π_β ∝ π_SFT·exp(r_gold/β) only climbs gold as β falls (it is the
+# gold-optimal trade-off), so no fall; MaxEnt still runs to the uniform policy as α grows, far from
+# SFT and low in gold: its failure does not need a misspecified proxy.
+honest = frontier.misspecified_problem(length_bonus=0.0, token_cost=TOKEN_COST)
+honest_plane = frontier.family_frontiers(honest)
+h_kl = honest_plane[honest_plane.family == "kl"].sort_values("d")
+h_me = honest_plane[honest_plane.family == "maxent"].sort_values("d")
+print(f"KL family: gold {h_kl.gold.iloc[0]:.3f} at d = 0 → {h_kl.gold.iloc[-1]:.3f} at "
+      f"d = {h_kl.d.iloc[-1]:.2f}; largest step down {(-h_kl.gold.diff()).max():.1e}")  # fmt: skip
+print(f"MaxEnt family: d from {h_me.d.min():.2f}; gold at its largest d "
+      f"({h_me.d.iloc[-1]:.2f}): {h_me.gold.iloc[-1]:.3f}")  # fmt: skip
+assert (h_kl.gold.diff().dropna() > -1e-9).all(), "honest proxy: KL-RL never loses gold"
+assert h_me.d.min() > 0.1  # no temperature brings MaxEnt back to π_SFT
+
+# %% [markdown]
+# **2. The KL bound, one more time.** For the KL family on the chapter's problem, check chapter
+# 09's bound $\mathrm{KL}(\pi^*_\beta\,\|\,\pi_\text{SFT}) \le (\max r - \mathbb{E}_\text{SFT} r)/\beta$ at
+# every β, and find the β where it is tightest.
+
+# %% tags=["hide-input"]
+# Solution 2: the bound comes from J(π*) ≥ J(π_SFT): β·KL ≤ E_π* r − E_SFT r ≤ max r − E_SFT r.
+k = fam["kl"][np.isfinite(fam["kl"].coef)]
+bound = (problem.proxy.max() - problem.ref @ problem.proxy) / k.coef
+assert (k.kl <= bound + 1e-9).all()
+tight = (k.kl / bound).idxmax()
+print(f"KL / bound is largest, {k.kl[tight] / bound[tight]:.2f}, at β = {k.coef[tight]:.3g}")

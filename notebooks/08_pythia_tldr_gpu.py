@@ -271,3 +271,45 @@ assert est["total"] + 3.0 < 15.0, est  # the Colab preset fits a free T4 (15 GB)
 assert proc.returncode == 0 and runner_history["step"].max() == 2, proc.stderr[-2000:]
 print(f"checkpoints hold ({MODE}): {len(all_runs)} runs finished, KL starts at 0, the runner "
       f"wrote {len(runner_history)} history rows")  # fmt: skip
+
+# %% [markdown]
+# ## Exercises
+#
+# Each exercise uses the package; its worked solution is the collapsed cell below it (click to
+# show it on the site). The solutions run with the chapter, so they cannot rot.
+#
+# **1. Which card for which preset?** With `tldr.memory_estimate`, find for each named preset
+# whether its weights and optimiser state (plus ~3 GB for activations and the CUDA context) fit
+# a 15 GB T4, a 24 GB L4/A10 and a 40 GB A100. What would full fine-tuning (`lora_r=0`) of the
+# 1b policy cost instead?
+
+# %% tags=["hide-input"]
+# Solution 1: LoRA keeps the policy at 2 bytes/parameter plus a few MB of adapters; full
+# fine-tuning pays 16 bytes/parameter (weights, gradients, two Adam moments) plus a frozen copy.
+cards = {"T4 15 GB": 15, "L4/A10 24 GB": 24, "A100 40 GB": 40}
+fit = pd.DataFrame({p: {c: tldr.memory_estimate(p)["total"] + 3.0 < gb for c, gb in cards.items()}
+                    for p in tldr.PRESET_SIZES}).T  # fmt: skip
+print(fit.to_string())
+n1b = tldr.parameter_count("1b")
+full_gb = (16 * n1b + 2 * n1b) / 1e9 + est["proxy RM"] + est["gold RM"]
+print(f"pythia-1b-tldr with full fine-tuning: ~{full_gb:.1f} GB before activations")
+assert fit.loc["pythia-1b-tldr", "T4 15 GB"] and not fit.loc["pythia-2.8b-tldr", "T4 15 GB"]
+assert full_gb > 15  # why the Colab preset uses LoRA
+
+# %% [markdown]
+# **2. An offline run from the command line.** Run `python -m rlhf_nb.run` with `--method dpo`
+# on the stand-ins for 4 steps and read the held-out accuracy and margin of its history. (On a
+# GPU, the same command with `--preset pythia-1b-tldr` trains DPO on TL;DR's preference pairs.)
+
+# %% tags=["hide-input"]
+# Solution 2: the runner writes the book's history format; DPO adds the held-out pair metrics.
+out_dpo = ctx.cache_dir / "runner-demo-dpo"
+cmd_dpo = [sys.executable, "-m", "rlhf_nb.run", "--preset", "standin", "--method", "dpo",
+           "--steps", "4", "--batch-size", "4", "--eval-interval", "2", "--no-progress",
+           "--device", "cpu", "--out", str(out_dpo)]  # fmt: skip
+if (out_dpo / "history.csv").exists():
+    cmd_dpo.append("--resume")
+done = subprocess.run(cmd_dpo, capture_output=True, text=True)
+h_dpo = pd.read_csv(out_dpo / "history.csv")
+print(h_dpo[["step", "heldout_accuracy", "heldout_margin", "kl_k1"]].round(4).to_string())
+assert done.returncode == 0 and h_dpo["step"].tolist() == [0, 2, 4], done.stderr[-2000:]

@@ -424,3 +424,46 @@ if not SMOKE:
     assert max(gam) - min(gam) < 0.5 * min(v.min() for v in averaged)  # γ moves it little
     assert (bounds["final KL (k1, nats)"] <= bounds["proxy gain / β (nats)"]).all()  # KL bound
     assert me_len.min >= 0.9 * L and me_eos.max < 0.1  # the α → ∞ end: no EOS at the cap
+
+# %% [markdown]
+# ## Exercises
+#
+# Each exercise uses the package; its worked solution is the collapsed cell below it (click to
+# show it on the site). The solutions run with the chapter, so they cannot rot.
+#
+# **1. The interaction.** From `table` (one row per cell and seed), compute for SimPO and DPO the
+# interaction of the 2×2 on the final KL: (online·proxy − online·gold) − (offline·proxy −
+# offline·gold), seed by seed. A value far from 0 means the labeller's harm depends on where
+# the pairs come from. Check it against `twobytwo.effects`.
+
+# %% tags=["hide-input"]
+# Solution 1: the interaction is the labeller effect at online pairs minus the one at offline pairs.
+pivot = table.pivot_table(index=["method", "seed"], columns=["source", "labeller"],
+                          values="kl_final")  # fmt: skip
+inter = ((pivot[("online", "proxy")] - pivot[("online", "gold")])
+         - (pivot[("offline", "proxy")] - pivot[("offline", "gold")]))  # fmt: skip
+print(inter.groupby("method").agg(["mean", "min", "max"]).round(2).to_string())
+lab = eff_kl[eff_kl["factor"].str.startswith("labeller")].set_index(["method", "at"])["mean"]
+for m in inter.index.get_level_values("method").unique():
+    expected_inter = lab[(m, "online pairs")] - lab[(m, "offline pairs")]
+    assert abs(inter[m].mean() - expected_inter) < 1e-9, (m, inter[m].mean(), expected_inter)
+
+# %% [markdown]
+# **2. Gold at a KL budget you choose.** With `twobytwo.gold_at_kl`, read each SimPO cell's gold
+# where its runs first reach 0.75 nats of KL to SFT (a budget between the chapter's). Which cells
+# never spend that much, and what does that say about comparing them at matched KL?
+
+# %% tags=["hide-input"]
+# Solution 2: cells whose KL stays below the budget have no value there (NaN): at matched KL only
+# the cells that move can be compared; the ones that stay put are "stable" by not moving.
+rows_b = []
+for (method, source, labeller), rs in loaded.items():
+    if method != "SimPO":
+        continue
+    for r in rs:
+        g = twobytwo.gold_at_kl(r, [0.75])
+        rows_b.append({"cell": f"{source}·{labeller}", "seed": r.config.seed,
+                       "gold at 0.75 nats": float(np.asarray(g).ravel()[0])})  # fmt: skip
+budget = pd.DataFrame(rows_b).groupby("cell")["gold at 0.75 nats"].agg(["mean", "count"])
+print(budget.round(3).to_string())
+assert len(budget) == 4

@@ -46,6 +46,12 @@ def test_every_notebook_follows_the_conventions():
         assert "rlhf_nb.setup(" in text, f"{src.name}: must call rlhf_nb.setup()"
         assert "## Checkpoints" in text, f"{src.name}: must end with a Checkpoints section"
         assert "assert " in nb.cells[-1].source, f"{src.name}: last cell must assert"
+        if src.stem >= "01":  # chapters 01 on end with exercises and executed, collapsed solutions
+            start = next(i for i, c in enumerate(nb.cells) if "## Exercises" in c.source)
+            solutions = [c for c in nb.cells[start:] if c.cell_type == "code"
+                         and "hide-input" in c.metadata.get("tags", [])]  # fmt: skip
+            assert 2 <= len(solutions) <= 4, f"{src.name}: 2-4 exercises with solutions"
+            assert all("assert " in c.source for c in solutions), f"{src.name}: solutions check"
 
 
 @pytest.mark.notebook
