@@ -36,6 +36,7 @@ $(STAMP): pyproject.toml constraints.txt
 
 book: $(STAMP)
 	$(BIN)/python -m rlhf_nb._site.build execute --out build/executed --jobs $(BOOK_JOBS)
+	$(BIN)/python -m rlhf_nb._site.build results --executed build/executed
 	$(BIN)/python -m rlhf_nb._site.build site --executed build/executed --out book
 	@echo "Open: $(CURDIR)/book/_build/html/index.html"
 

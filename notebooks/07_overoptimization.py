@@ -60,7 +60,7 @@ import time
 
 import numpy as np
 import pandas as pd
-from IPython.display import display
+from IPython.display import Markdown, display
 
 import rlhf_nb
 from rlhf_nb import testbed, train
@@ -344,6 +344,16 @@ settings = {**{NAMES[k]: seeded[k] for k in HEADS},
 table = overopt.remedy_table(settings, smooth=SMOOTH)
 table["outcome"] = [overopt.outcome(r, cap=tb.max_new_tokens) for _, r in table.iterrows()]
 table.round(3)
+
+# %% tags=["results"]
+# fitted frontiers and remedy outcomes for the README and the site's Results page (make book)
+fit_cols = ["form", "a", "b", "d_star", "gain_star", "d_max", "n_points"]
+display(Markdown(
+    "Chapter 07, Gao et al.'s forms fitted to each method's (d, gold gain) points:\n\n"
+    + fits[fit_cols].round(3).to_markdown()
+    + "\n\nChapter 07, outcome of each setting (final values, mean over its seeds):\n\n"
+    + table[["n", "gold_final", "kl_final", "length_final", "outcome"]].round(3).to_markdown()
+))  # fmt: skip
 
 # %%
 for kind in overopt.OUTCOMES:

@@ -6,6 +6,8 @@ import re
 import tomllib
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 REQUIRED = {
     "torch",
@@ -160,3 +162,16 @@ def test_every_reference_is_cited_and_every_citation_exists():
              for k in group.split(",")}  # fmt: skip
     assert cited <= keys, f"cited but not in references.bib: {sorted(cited - keys)}"
     assert keys <= cited, f"in references.bib but never cited: {sorted(keys - cited)}"
+
+
+def test_readme_results_match_the_last_build():
+    """The README's results block is what the last ``make book`` generated
+    (``build/executed/results.md``); without a build here there is nothing to compare."""
+    from rlhf_nb._site import results
+
+    built = ROOT / "build" / "executed" / "results.md"
+    block = results.readme_block((ROOT / "README.md").read_text())
+    assert block is not None, "README.md lacks the results markers"
+    if not built.exists():
+        pytest.skip("no make book build in this checkout: nothing to compare the README with")
+    assert block == built.read_text(), "README results differ from the last build: make book"

@@ -286,3 +286,18 @@ def run_seeds(configs, seeds: Sequence[int], **kwargs):
         return [SeedRuns(replace(c, seed=seeds[0]), r, seeds) for c, r in zip(configs, runs)]
     (out,) = run_seeds([configs], seeds, **kwargs)
     return out
+
+
+def markdown_table(rows: dict[str, dict[str, Stat]], columns: dict[str, str], digits: int = 2):
+    """A markdown table of seed statistics: one row per ``rows`` key, one column per
+    ``columns`` item (``{stat name: header}``), each cell ``mean (min to max)``, and the number
+    of seeds. What the chapters show in their cells tagged ``results`` (``make book`` copies
+    them into the README and the site, :mod:`rlhf_nb._site.results`)."""
+    head = ["setting", *columns.values(), "seeds"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, row in rows.items():
+        cells = [f"{row[c].mean:.{digits}f} ({row[c].min:.{digits}f} to "
+                 f"{row[c].max:.{digits}f})" for c in columns]  # fmt: skip
+        n = {row[c].n for c in columns}
+        lines.append("| " + " | ".join([name, *cells, "/".join(map(str, sorted(n)))]) + " |")
+    return "\n".join(lines)
