@@ -214,6 +214,15 @@ def _check_resume(args, out: Path) -> None:
                          "choose another --out")  # fmt: skip
 
 
+def _finished(out: Path) -> str | None:
+    """The status of the run saved in ``out`` when it ended (finished or diverged), else None."""
+    meta = out / "run" / "run.json"
+    if not meta.exists() or not (out / "history.csv").exists():
+        return None
+    status = json.loads(meta.read_text()).get("status")
+    return status if status in ("finished", "diverged") else None
+
+
 def _options(args) -> dict:
     skip = ("resume", "config", "no_progress", "out")
     return {k: v for k, v in sorted(vars(args).items()) if k not in skip}
@@ -238,6 +247,10 @@ def main(argv: list[str] | None = None, *, on_step=None) -> int:
         raise SystemExit(f"error: {exc}") from None
     out = Path(args.out)
     _check_resume(args, out)
+    done = _finished(out) if args.resume else None
+    if done is not None:  # nothing left to train: say so, keep the folder as it is
+        print(f"{done}: already ended, nothing to resume -> {out}", file=sys.stderr)
+        return {"finished": 0, "diverged": 1}[done]
 
     from accelerate import Accelerator
 

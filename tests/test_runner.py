@@ -116,3 +116,21 @@ def test_two_processes_stay_in_sync_and_log_both(tmp_path):
         for col in ("gold", "proxy", "kl_k1", "length"):
             assert row[col] == pytest.approx((local[0][col] + local[1][col]) / 2, abs=1e-6)
     assert ranks[0]["local_rows"][0]["step"] == 0 and len(hist) == 4
+
+
+def test_resuming_a_finished_run_changes_nothing(tmp_path):
+    """--resume on a run that already ended trains nothing (TRL would take one step more from
+    its final checkpoint); the offline loop also returns a final checkpoint's history as is."""
+    from rlhf_nb.testbed import real, standin
+    from rlhf_nb.train import offline
+
+    argv = [*SMALL, "--method", "dpo", "--steps", "4", "--out", str(tmp_path / "d")]
+    assert runner.main(argv) == 0
+    before = (tmp_path / "d" / "history.csv").read_text()
+    assert runner.main([*argv, "--resume"]) == 0
+    assert (tmp_path / "d" / "history.csv").read_text() == before
+    tb = real.load(standin.preset(), device="cpu")
+    cfg = offline.OfflineConfig(method="dpo", steps=4, batch_size=4, eval_interval=2,
+                                n_eval_prompts=8, n_heldout_pairs=8)  # fmt: skip
+    run = offline.train(tb, cfg, output_dir=tmp_path / "d" / "checkpoint", resume=True)
+    assert run.status == "finished" and run.history["step"].tolist() == [0, 2, 4]

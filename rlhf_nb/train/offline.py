@@ -210,6 +210,16 @@ def train(
         if last is not None:
             writer.load(Path(last) / HISTORY_FILE)
     out = None if output_dir is None else str(output_dir)
+    if last is not None and int(Path(last).name.split("-")[-1]) >= config.steps:
+        # the last checkpoint is the end of the run (TRL would take one step more): return it
+        return Run(
+            config,
+            writer.history(),
+            "finished",
+            None,
+            f"{config.steps} steps (resumed at its last checkpoint)",
+            writer.samples,
+        )
     trainer = make_trainer(testbed, config, [TRLHistory(writer)], out, save_steps)
     status, message, start = "finished", "", time.perf_counter()
     try:
