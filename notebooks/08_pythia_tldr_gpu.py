@@ -65,7 +65,9 @@ if "google.colab" in sys.modules:  # Colab only; Colab keeps its own torch
     subprocess.run([*pip, "rlhf-nb @ git+https://github.com/rlhf-nb/rlhf-nb"], check=True)
 
 # %%
+import tempfile
 import time
+from pathlib import Path
 
 import pandas as pd
 import torch
@@ -241,12 +243,10 @@ display(Markdown(f"What these runs did ({MODE}; {note}):\n\n" + "\n".join(lines)
 # Here it runs two steps on the stand-ins (it always may: they are built locally).
 
 # %%
-out = ctx.cache_dir / "runner-demo"
+out = Path(tempfile.mkdtemp(prefix="runner-demo-"))  # a new folder: the runner never overwrites
 cmd = [sys.executable, "-m", "rlhf_nb.run", "--preset", "standin", "--method", "kl",
        "--steps", "2", "--batch-size", "4", "--k", "2", "--no-progress", "--device", "cpu",
        "--out", str(out)]  # fmt: skip
-if (out / "history.csv").exists():
-    cmd.append("--resume")  # re-executing the chapter continues (here: finds it finished)
 proc = subprocess.run(cmd, capture_output=True, text=True)
 print(proc.stderr.strip().splitlines()[-1])
 runner_history = pd.read_csv(out / "history.csv")
@@ -303,12 +303,10 @@ assert full_gb > 15  # why the Colab preset uses LoRA
 
 # %% tags=["hide-input"]
 # Solution 2: the runner writes the book's history format; DPO adds the held-out pair metrics.
-out_dpo = ctx.cache_dir / "runner-demo-dpo"
+out_dpo = Path(tempfile.mkdtemp(prefix="runner-demo-dpo-"))
 cmd_dpo = [sys.executable, "-m", "rlhf_nb.run", "--preset", "standin", "--method", "dpo",
            "--steps", "4", "--batch-size", "4", "--eval-interval", "2", "--no-progress",
            "--device", "cpu", "--out", str(out_dpo)]  # fmt: skip
-if (out_dpo / "history.csv").exists():
-    cmd_dpo.append("--resume")
 done = subprocess.run(cmd_dpo, capture_output=True, text=True)
 h_dpo = pd.read_csv(out_dpo / "history.csv")
 print(h_dpo[["step", "heldout_accuracy", "heldout_margin", "kl_k1"]].round(4).to_string())

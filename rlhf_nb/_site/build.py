@@ -164,8 +164,8 @@ def build_site(executed: Path, out: Path, *, quiet: bool = True) -> Path:
         (src / "chapters" / nb.name).write_text(json.dumps(prepare_for_site(executed_nb)))
     write_toc(src, [nb.stem for nb in notebooks], results_page=(executed / "results.md").exists())
     if (executed / "results.md").exists():  # the build's own numbers, generated
-        (src / "results.md").write_text("# Results of this build\n\n" + RESULTS_INTRO
-                                        + (executed / "results.md").read_text())  # fmt: skip
+        body = re.sub(r"^### ", "## ", (executed / "results.md").read_text(), flags=re.M)
+        (src / "results.md").write_text("# Results of this build\n\n" + RESULTS_INTRO + body)
     from plotly.offline import get_plotlyjs
 
     (src / "_static").mkdir(exist_ok=True)
