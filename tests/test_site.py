@@ -98,6 +98,21 @@ def test_plotly_js_is_served_once(site):
         assert page.stat().st_size < 2_000_000, (page.name, page.stat().st_size)
 
 
+def test_every_figure_has_a_caption(site):
+    """Each plotly figure on a chapter page sits in a <figure> with a numbered <figcaption>
+    (its title; rlhf_nb._site.build.prepare_for_site)."""
+    import re
+
+    for page in sorted((site / "chapters").glob("*.html")):
+        html = page.read_text()
+        figures = html.count('class="plotly-graph-div"')
+        captions = re.findall(r'<figcaption class="rlhf-caption"><strong>Figure (\d+)\.</strong>'
+                              r" ([^<]*)</figcaption>", html)  # fmt: skip
+        assert len(captions) == figures, (page.name, figures, len(captions))
+        assert [int(n) for n, _ in captions] == list(range(1, figures + 1)), page.name
+        assert all(text.strip() for _, text in captions), page.name
+
+
 @pytest.mark.site
 def test_every_page_renders_in_chromium(site, smoke_dir):
     _need_browser()
