@@ -43,6 +43,8 @@ def main() -> None:
     ap.add_argument("--prompts", type=int, default=32)
     ap.add_argument("--k", type=int, default=4)
     ap.add_argument("--beta", type=float, default=0.0, help="> 0: both compute reference log-probs")
+    ap.add_argument("--trl-checkpointing", action="store_true",
+                    help="keep TRL's default: recompute activations")  # fmt: skip
     a = ap.parse_args()
     torch.set_num_threads(1)
     tb = testbed.build(a.preset)
@@ -59,7 +61,9 @@ def main() -> None:
         gcfg = grpo.GRPOCheckConfig(
             beta=a.beta, steps=a.steps, prompts_per_step=a.prompts, k=a.k, seed=r
         )
-        trainer, _ = grpo.grpo_trainer(tb, gcfg)
+        # TRL's GRPOConfig turns gradient checkpointing on by default; our loop does not
+        # recompute, so the fair comparison turns it off (--trl-checkpointing keeps TRL's default)
+        trainer, _ = grpo.grpo_trainer(tb, gcfg, gradient_checkpointing=a.trl_checkpointing)
         timer = StepTimer()
         trainer.add_callback(timer)
         trainer.train()
