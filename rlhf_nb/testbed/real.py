@@ -229,16 +229,7 @@ class RealTestbed:
     # ---- rewards -------------------------------------------------------------------------------
     def _scores(self, rm, tok, prompts, responses) -> torch.Tensor:
         responses = [" " + r.strip() for r in responses]
-        out = [
-            reward_scores(
-                rm,
-                tok,
-                prompts[i : i + self.preset.eval_batch_size],
-                responses[i : i + self.preset.eval_batch_size],
-            )  # fmt: skip
-            for i in range(0, len(prompts), self.preset.eval_batch_size)
-        ]
-        return torch.cat(out).float().cpu()
+        return reward_scores(rm, tok, prompts, responses, self.preset.eval_batch_size)
 
     def proxy_reward(self, prompts: list[str], responses: list[str]) -> torch.Tensor:
         """Proxy RM score of each (prompt, response), float32 ``[N]``."""

@@ -166,29 +166,26 @@ _SOURCES = (
     "cleanrl/* checkpoints: Huang et al. 2024 (N+ implementation details of RLHF, TL;DR); "
     "trl-lib/tldr and trl-lib/tldr-preference: TRL's TL;DR datasets."
 )
-TLDR_PRESETS: dict[str, TLDRPreset] = {
-    "pythia-1b-tldr": TLDRPreset(
-        name="pythia-1b-tldr",
-        policy=_cleanrl("1b", "sft"),
-        proxy_rm=_cleanrl("1b", "reward"),
-        gold_rm=_cleanrl("2.8b", "reward"),
-        lora_r=16,
-        notes=_SOURCES + " Sized for a free Colab T4 (15 GB): LoRA policy, frozen 1b proxy and "
-        "2.8b gold RM in float16.",
-    ),
-    "pythia-2.8b-tldr": TLDRPreset(
-        name="pythia-2.8b-tldr",
-        policy=_cleanrl("2.8b", "sft"),
-        proxy_rm=_cleanrl("2.8b", "reward"),
-        gold_rm=_cleanrl("6.9b", "reward"),
-        lora_r=16,
-        notes=_SOURCES + " Needs a >= 40 GB card (A100/H100): gold RM 6.9b.",
-    ),
-}
-# (policy, proxy RM, gold RM) sizes of each named preset
+# (policy, proxy RM, gold RM) sizes of each named preset, and the card it was sized for
 PRESET_SIZES = {
     "pythia-1b-tldr": ("1b", "1b", "2.8b"),
     "pythia-2.8b-tldr": ("2.8b", "2.8b", "6.9b"),
+}
+_CARDS = {
+    "pythia-1b-tldr": "Sized for a free Colab T4 (15 GB): LoRA policy, frozen 1b proxy and 2.8b "
+    "gold RM in float16.",
+    "pythia-2.8b-tldr": "Needs a >= 40 GB card (A100/H100): gold RM 6.9b.",
+}
+TLDR_PRESETS: dict[str, TLDRPreset] = {
+    name: TLDRPreset(
+        name=name,
+        policy=_cleanrl(pol, "sft"),
+        proxy_rm=_cleanrl(prox, "reward"),
+        gold_rm=_cleanrl(gold, "reward"),
+        lora_r=16,
+        notes=f"{_SOURCES} {_CARDS[name]}",
+    )  # fmt: skip
+    for name, (pol, prox, gold) in PRESET_SIZES.items()
 }
 
 
