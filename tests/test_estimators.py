@@ -96,3 +96,33 @@ def test_entropy_estimators_are_unbiased(seed, V, L):
     assert abs(p @ seq - H) < 1e-9 and abs(p @ tok - H) < 1e-9  # exact expectations over y ~ pi
     tok_t = est.token_entropy_sum(torch.tensor(space.step_logits(logits)), torch.tensor(space.mask))
     np.testing.assert_allclose(tok_t.numpy(), tok, rtol=1e-12, atol=1e-12)
+
+
+@FAST
+@given(seed=seeds, n=st.integers(2, 10), frac=st.floats(0.01, 0.95))
+def test_path_point_at_kl_hits_the_target(seed, n, frac):
+    rng = np.random.default_rng(seed)
+    theta0, direction = rng.normal(0, 1, n), rng.normal(0, 1, n)
+    limit = est.path_kl_limit(theta0, direction)
+    ref = np.exp(theta0 - theta0.max()) / np.exp(theta0 - theta0.max()).sum()
+    gap = np.diff(np.sort(direction))[-1]  # top minus runner-up: how fast pi_t concentrates
+    z = theta0 + (60 / max(gap, 1e-9)) * direction
+    far = np.exp(z - z.max())
+    assert abs(est.exact_kl(far / far.sum(), ref) - limit) < 1e-6  # the limit is the t -> inf KL
+    pi = est.path_point_at_kl(theta0, direction, frac * limit)
+    assert abs(est.exact_kl(pi, ref) - frac * limit) < 1e-8
+    with pytest.raises(ValueError, match="kl must be in"):
+        est.path_point_at_kl(theta0, direction, limit * 1.01)
+
+
+def test_moments_on_random_paths_table():
+    table = est.moments_on_random_paths(
+        [0.01, 1.0], n_paths=5, size=6, rng=np.random.default_rng(0)
+    )
+    assert set(table.estimator) == {"k1", "k2", "k3"}
+    assert table.query("estimator != 'k2'").bias.abs().max() < 1e-9  # k1, k3 unbiased
+    assert (table.groupby(["kl", "estimator"]).path.count() <= 5).all()
+    with pytest.raises(ValueError, match="n_paths"):
+        est.moments_on_random_paths([1.0], n_paths=0, size=6, rng=np.random.default_rng(0))
+    with pytest.raises(ValueError, match="kls"):
+        est.moments_on_random_paths([0.0], n_paths=2, size=6, rng=np.random.default_rng(0))

@@ -17,9 +17,11 @@ and the gradient each estimator induces are computed *exactly* here, not sampled
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import torch
+from scipy.optimize import brentq
 
-from rlhf_nb.core import check_choice
+from rlhf_nb.core import check_choice, check_range, check_type
 from rlhf_nb.theory.exact import as_probs, kl_divergence
 
 ESTIMATORS = ("k1", "k2", "k3")
@@ -72,11 +74,96 @@ def estimator_moments(p, q) -> dict[str, tuple[float, float]]:
     nz = p > 0
     lp, lq, w = np.log(p[nz]), np.log(q[nz]), p[nz]
     out = {}
-    for name, k in zip(ESTIMATORS, (k1, k2, k3), strict=True):
-        v = k(lp, lq)
-        mean = float(w @ v)
-        out[name] = (mean, float(w @ (v - mean) ** 2))
+    with np.errstate(over="ignore", invalid="ignore"):
+        for name, k in zip(ESTIMATORS, (k1, k2, k3), strict=True):
+            v = k(lp, lq)
+            mean = float(w @ v)
+            if name == "k3":  # E[ref/pi - 1 - d] in closed form: ref/pi overflows where pi ~ 0
+                mean = float(q[nz].sum() - w.sum() + w @ (lp - lq))
+            # an overflowing second moment is reported as inf: the variance really is that large
+            var = float(w @ (v - mean) ** 2)
+            out[name] = (mean, var if np.isfinite(var) else float("inf"))
     return out
+
+
+def path_kl_limit(theta0, direction) -> float:
+    """sup_t KL(pi_t || pi_0) along pi_t = softmax(theta0 + t * direction), t >= 0. Nats.
+
+    d/dt KL(pi_t || pi_0) = t * Var_{pi_t}(direction) >= 0, so KL grows monotonically along the
+    ray, towards pi_inf = pi_0 restricted to argmax(direction): KL -> -log pi_0(argmax set).
+    """
+    theta0, direction = np.asarray(theta0, float), np.asarray(direction, float)
+    ref = np.exp(theta0 - theta0.max())
+    ref /= ref.sum()
+    top = direction >= direction.max() - 1e-12
+    return float(-np.log(ref[top].sum()))
+
+
+def path_point_at_kl(theta0, direction, kl: float) -> np.ndarray:
+    """The policy pi_t = softmax(theta0 + t * direction) whose KL(pi_t || pi_0) equals ``kl``.
+
+    Solves for t >= 0 by bracketing (KL is monotone in t, see :func:`path_kl_limit`); lets
+    estimators be compared at equal *distance* from the reference, whatever the random draw.
+    Raises ValueError when ``kl`` is not below the ray's limit. Returns probabilities (n,).
+    """
+    theta0, direction = np.asarray(theta0, float), np.asarray(direction, float)
+    limit = path_kl_limit(theta0, direction)
+    if not 0.0 <= kl < limit:
+        raise ValueError(f"kl must be in [0, {limit:.4g}) on this path (its limit), got {kl}")
+    ref = np.exp(theta0 - theta0.max())
+    ref /= ref.sum()
+
+    def policy(t: float) -> np.ndarray:
+        z = theta0 + t * direction
+        e = np.exp(z - z.max())
+        return e / e.sum()
+
+    hi = 1.0
+    while exact_kl(policy(hi), ref) < kl:
+        hi *= 2.0
+    return policy(brentq(lambda t: exact_kl(policy(t), ref) - kl, 0.0, hi, xtol=1e-12))
+
+
+def moments_on_random_paths(kls, *, n_paths: int, size: int, rng) -> pd.DataFrame:
+    """Exact estimator moments at fixed distances ``kls`` from the reference, on random paths.
+
+    Draws ``n_paths`` (theta0, direction) pairs, each N(0, 1) of shape (size,), and on each
+    path evaluates :func:`estimator_moments` at every KL in ``kls`` it can reach (paths whose
+    limit is below a target skip it; the ``reached`` column counts them). One draw says little
+    about an estimator; the spread over draws says what holds in general.
+
+    Returns a long DataFrame: path, kl (target, nats), estimator, bias = E[k] - KL (nats),
+    rel_bias = bias / KL, std (nats).
+    """
+    check_type("n_paths", n_paths, int)
+    check_range("n_paths", n_paths, 1, None)
+    check_type("size", size, int)
+    check_range("size", size, 2, None)
+    kls = [float(k) for k in kls]
+    if not kls or min(kls) <= 0:
+        raise ValueError(f"kls must be a non-empty list of positive distances (nats), got {kls}")
+    rows = []
+    for path in range(n_paths):
+        theta0, direction = rng.normal(0, 1, size), rng.normal(0, 1, size)
+        ref = np.exp(theta0 - theta0.max())
+        ref /= ref.sum()
+        limit = path_kl_limit(theta0, direction)
+        for kl in kls:
+            if kl >= limit:
+                continue
+            pi = path_point_at_kl(theta0, direction, kl)
+            for name, (mean, var) in estimator_moments(pi, ref).items():
+                rows.append(
+                    dict(
+                        path=path,
+                        kl=kl,
+                        estimator=name,
+                        bias=mean - kl,
+                        rel_bias=(mean - kl) / kl,
+                        std=float(np.sqrt(var)),
+                    )
+                )
+    return pd.DataFrame(rows)
 
 
 def kl_gradient(theta, ref_logp, estimator: str, placement: str) -> torch.Tensor:
