@@ -18,11 +18,12 @@ export TOKENIZERS_PARALLELISM := false
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 export JUPYTER_PLATFORM_DIRS := 1
 
-.PHONY: book test setup lint format sync colab lock clean help
+.PHONY: book test lab setup lint format sync colab lock clean help
 
 help:
 	@echo "make book   - execute the notebooks and build the site (book/_build/html/index.html)"
 	@echo "make test   - lint + all tests (unit, notebooks with SMOKE=True, pairing, site in a browser)"
+	@echo "make lab    - open the book in JupyterLab (the .py chapters open as notebooks)"
 	@echo "make sync   - regenerate every paired .ipynb from its .py (jupytext)"
 	@echo "make colab  - point every chapter's Colab badge and install cell at pyproject's Repository URL"
 	@echo "make lock   - rewrite constraints.txt from the current .venv"
@@ -44,6 +45,9 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest
+
+lab: $(STAMP)
+	$(BIN)/python -m rlhf_nb._site.lab
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

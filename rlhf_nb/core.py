@@ -10,8 +10,11 @@ decides). It
 * seeds Python, NumPy and torch;
 * sets ``HF_HUB_OFFLINE=1`` (and ``HF_DATASETS_OFFLINE``, ``TRANSFORMERS_OFFLINE``) unless the
   caller asks for the network: nothing in the CPU path downloads anything;
-* selects the plotly renderer ``plotly_mimetype+notebook`` so that figures work in JupyterLab and
-  appear, with plotly.js inlined, on the offline static site;
+* selects the plotly renderer (:func:`plotly_renderer`): for the static site (the build sets
+  ``RLHF_NB_FIGURES=html``) ``plotly_mimetype+notebook``, figure JSON plus HTML with plotly.js
+  emitted once; in a live kernel (JupyterLab, VS Code) ``plotly_mimetype``, JSON only, drawn by
+  the installed plotly renderer, so no output and no widget redraw carries the 4.8 MB library;
+  in Colab plotly's ``colab`` renderer;
 * resolves ``DEVICE="auto"`` to CUDA when one is present, else the CPU.
 """
 
@@ -26,7 +29,10 @@ from pathlib import Path
 from typing import Any
 
 DEVICES = ("auto", "cpu", "cuda")
-PLOTLY_RENDERER = "plotly_mimetype+notebook"
+PLOTLY_RENDERER = "plotly_mimetype+notebook"  # static pages: JSON + HTML (plotly.js emitted once)
+LIVE_RENDERER = "plotly_mimetype"  # JupyterLab / VS Code: JSON, drawn by their plotly extension
+FIGURES_ENV = "RLHF_NB_FIGURES"  # "html" (set by the site build), "live", or unset: decide here
+FIGURE_MODES = ("html", "live")
 
 
 def check_type(name: str, value: Any, types: type | tuple[type, ...]) -> None:
@@ -163,6 +169,24 @@ def _in_kernel() -> bool:
     return shell is not None and getattr(shell, "kernel", None) is not None
 
 
+def plotly_renderer() -> str:
+    """The plotly renderer for this process: see the module docstring.
+
+    ``RLHF_NB_FIGURES=html`` (the site build's papermill kernels) or ``=live`` forces a mode;
+    unset, a Colab kernel gets ``colab``, any other kernel ``plotly_mimetype`` and a plain
+    Python process (scripts, tests) ``plotly_mimetype+notebook``.
+    """
+    import sys
+
+    mode = os.environ.get(FIGURES_ENV, "")
+    if mode:
+        check_choice(FIGURES_ENV, mode, FIGURE_MODES)
+        return PLOTLY_RENDERER if mode == "html" else LIVE_RENDERER
+    if "google.colab" in sys.modules:
+        return "colab"
+    return LIVE_RENDERER if _in_kernel() else PLOTLY_RENDERER
+
+
 def setup(
     seed: int = 0,
     device: str = "auto",
@@ -206,8 +230,8 @@ def setup(
 
     import plotly.io as pio
 
-    pio.renderers.default = PLOTLY_RENDERER
-    if _in_kernel():
+    pio.renderers.default = plotly_renderer()
+    if _in_kernel() and pio.renderers.default == PLOTLY_RENDERER:
         # Emit plotly.js now, as an output of the set-up cell: otherwise it is emitted by the
         # first figure shown, which may sit inside a widget's Output and never reach the page.
         pio.renderers._activate_pending_renderers()

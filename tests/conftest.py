@@ -36,3 +36,15 @@ def smoke_dir() -> Path:
     """Where ``test_notebooks.py`` writes smoke-executed notebooks (the site test reads them)."""
     SMOKE_DIR.mkdir(parents=True, exist_ok=True)
     return SMOKE_DIR
+
+
+def need_browser() -> None:
+    """Skip the calling test, with a visible reason, when Chromium is missing; fail instead
+    under RLHF_NB_REQUIRE_BROWSER=1 (set by .ci/run), where the browser checks are required."""
+    from rlhf_nb._site import check as sitecheck
+
+    reason = sitecheck.browser_available()
+    if reason:
+        if os.environ.get("RLHF_NB_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"browser check required but Chromium is {reason}")
+        pytest.skip(f"BROWSER CHECKS SKIPPED — Chromium {reason}")

@@ -105,7 +105,8 @@ def test_cell_widget_builds_without_training():
     tb = testbed.build("smoke")
     grid = twobytwo.cells({"SimPO": OfflineConfig(steps=2)})
     box = live.cell_widget(tb, grid, {}, steps=4)
-    labels = [c.description for row in box.children[:2] for c in row.children]
+    (m, s, lab), (seed, controls) = (row.children for row in box.children[:2])
+    labels = [c.description for c in (m, s, lab, seed, controls.children[0])]
     assert labels == ["method", "pairs", "labels", "seed", "train 4 steps"]
     with pytest.raises(ValueError, match="steps must be in"):
         live.cell_widget(tb, grid, {}, steps=0)
@@ -116,8 +117,12 @@ def test_anchor_widget_button_trains_and_draws_the_live_run():
     from rlhf_nb.viz import live
 
     box, fig = live.anchor_widget(testbed.build("smoke"), [], steps=2, alpha=0.0, ref_mix=0.5)
-    button = box.children[0].children[2]
+    alpha, lam, controls, shown = box.children
+    button, bar, status = controls.children
+    assert shown is fig and (alpha.description, lam.description) == ("α", "λ")
     button.click()
     gold = fig.data[0]  # no background runs: trace 0 is the live run's gold panel
     assert list(gold.x) == [0, 1, 2] and all(math.isfinite(v) for v in gold.y)
-    assert not button.disabled
+    assert not button.disabled and button.description == "train 2 steps"
+    assert bar.value == 2 and bar.bar_style == "success"
+    assert status.value.startswith("β=0.2 λ=0.5 (kl)") and "finished after" in status.value

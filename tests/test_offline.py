@@ -147,10 +147,10 @@ def test_grpo_check_config_is_validated():
 
 def test_live_widget_builds_without_training(tb):
     box, fig = live.offline_widget(tb)  # the button is not pressed: nothing trains
-    top, beta, gamma, lr, status, shown = box.children
-    method, button = top.children
+    method, beta, gamma, lr, controls, shown = box.children
+    button, bar, status = controls.children
     default = OfflineConfig()
-    assert shown is fig and status.value == ""
+    assert shown is fig and status.value.startswith("not trained yet") and bar.value == 0
     assert method.value == default.method and list(method.options) == ["simpo", "dpo"]
     assert button.description == "train 60 steps" and not button.disabled
     assert beta.value == pytest.approx(default.beta) and gamma.value == default.gamma

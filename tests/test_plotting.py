@@ -78,3 +78,66 @@ def test_log_slider_validates_its_range():
         widgets.log_slider("α", 50.0, 0.1, 10.0)
     with pytest.raises(ValueError, match="low must be in"):
         widgets.log_slider("α", 1.0, 0.0, 10.0)
+
+
+def test_sliders_are_wide_with_fine_steps():
+    log = widgets.log_slider("α", 1.0, 0.02, 50.0)
+    lin = widgets.linear_slider("λ", 0.5, 0.0, 1.0, 0.05)
+    for s in (log, lin):
+        assert s.layout.width == "100%" and s.layout.max_width == "640px"
+        assert not s.continuous_update
+    assert round((log.max - log.min) / log.step) == 120  # ~5 px a step at 640 px
+    with pytest.raises(ValueError, match="step must be in"):
+        widgets.linear_slider("λ", 0.5, 0.0, 1.0, 2.0)
+
+
+def test_plotly_renderer_per_place(monkeypatch):
+    import json
+
+    import plotly.io as pio
+
+    from rlhf_nb import core
+
+    monkeypatch.setenv(core.FIGURES_ENV, "html")
+    assert core.plotly_renderer() == core.PLOTLY_RENDERER
+    monkeypatch.setenv(core.FIGURES_ENV, "live")
+    assert core.plotly_renderer() == core.LIVE_RENDERER
+    monkeypatch.setenv(core.FIGURES_ENV, "pdf")
+    with pytest.raises(ValueError, match="RLHF_NB_FIGURES must be one of"):
+        core.plotly_renderer()
+    monkeypatch.delenv(core.FIGURES_ENV)
+    monkeypatch.setattr(core, "_in_kernel", lambda: True)
+    assert core.plotly_renderer() == core.LIVE_RENDERER  # JupyterLab, VS Code
+    # In a live kernel a widget redraw sends the figure's JSON only, never plotly.js.
+    monkeypatch.setattr(pio.renderers, "default", core.LIVE_RENDERER)
+    fig = go.Figure(go.Scatter(x=list(range(50)), y=list(range(50))))
+    bundle = widgets._bundle(fig)
+    assert set(bundle) == {"application/vnd.plotly.v1+json"}
+    assert len(json.dumps(bundle)) < 50_000
+
+
+def test_run_controls_report_progress_and_errors():
+    from rlhf_nb.train.runs import Run
+    from rlhf_nb.viz import live
+
+    c = live.RunControls(4)
+    drawn = []
+    history = pd.DataFrame({"step": [0, 2, 4], "gold": [0.0, 0.5, 1.0], "kl_k1": [0.0, 0.1, 0.2]})
+
+    def train(on_step):
+        on_step(history.iloc[:2])
+        assert c.button.disabled and c.bar.value == 2 and c.status.value == "training x: step 2/4 …"
+        return Run(config=None, history=history, status="finished")
+
+    c.run("x", train, drawn.append)
+    assert not c.button.disabled and c.bar.bar_style == "success" and c.bar.value == 4
+    assert "finished after" in c.status.value and "gold 1.00, KL 0.20" in c.status.value
+    assert len(drawn) == 2
+
+    def broken(on_step):
+        raise RuntimeError("no testbed")
+
+    with pytest.raises(RuntimeError):
+        c.run("y", broken, drawn.append)
+    assert c.bar.bar_style == "danger" and "failed: RuntimeError: no testbed" in c.status.value
+    assert not c.button.disabled and c.button.description == "train 4 steps"

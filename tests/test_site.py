@@ -12,20 +12,13 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from conftest import need_browser
 
 from rlhf_nb._site import check as sitecheck
 from rlhf_nb._site.build import ROOT, build_site, execute, notebook_sources
 
 SITE = ROOT / "build" / "site-smoke"
 SCREENS = ROOT / "book" / "_build" / "screens"
-
-
-def _need_browser():
-    reason = sitecheck.browser_available()
-    if reason:
-        if os.environ.get("RLHF_NB_REQUIRE_BROWSER") == "1":
-            pytest.fail(f"browser check required but Chromium is {reason}")
-        pytest.skip(f"BROWSER CHECKS SKIPPED — Chromium {reason}")
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +108,7 @@ def test_every_figure_has_a_caption(site):
 
 @pytest.mark.site
 def test_every_page_renders_in_chromium(site, smoke_dir):
-    _need_browser()
+    need_browser()
     reports = sitecheck.check_pages(site, screens=SCREENS, notebooks=smoke_dir)
     chapters = [r for r in reports if r.page.startswith("chapters/")]
     assert len(chapters) == len(notebook_sources())
@@ -141,7 +134,7 @@ def _page(tmp_path, name, body):
 @pytest.mark.site
 def test_check_fails_without_plotly_js(tmp_path):
     """A page whose plotly.js is missing or broken must be reported, not passed."""
-    _need_browser()
+    need_browser()
     figure = textwrap.dedent(f"""{PLOTLY_DIV}
         <script>Plotly.newPlot('p', [{{y: [1, 2, 3]}}]);</script>""")
     pages = [
@@ -159,7 +152,7 @@ def test_check_fails_without_plotly_js(tmp_path):
 @pytest.mark.site
 def test_check_passes_a_page_with_plotly_js(tmp_path):
     """The same page with plotly.js inlined passes: the check is about rendering, not markup."""
-    _need_browser()
+    need_browser()
     from plotly.offline import get_plotlyjs
 
     body = f"<script>{get_plotlyjs()}</script>{PLOTLY_DIV}"
@@ -172,7 +165,7 @@ def test_check_passes_a_page_with_plotly_js(tmp_path):
 @pytest.mark.site
 def test_check_moves_sliders_and_flags_a_dead_one(tmp_path):
     """A slider whose steps point at frames the page does not carry is reported."""
-    _need_browser()
+    need_browser()
     import plotly.graph_objects as go
     from plotly.offline import get_plotlyjs
 

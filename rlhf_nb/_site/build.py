@@ -58,7 +58,8 @@ def execute(
     src_ipynb = out_dir / f"{source.stem}.input.ipynb"
     nbformat.write(nb, src_ipynb)
     out = out_dir / f"{source.stem}.ipynb"
-    with _env(TQDM_DISABLE="1"):  # the kernel inherits os.environ
+    # the kernel inherits os.environ: no progress bars; figures as JSON + HTML for the site
+    with _env(TQDM_DISABLE="1", RLHF_NB_FIGURES="html"):
         pm.execute_notebook(
             str(src_ipynb),
             str(out),

@@ -15,7 +15,6 @@ from __future__ import annotations
 import functools
 import http.server
 import json
-import shutil
 import threading
 import time
 from dataclasses import dataclass, field
@@ -202,9 +201,10 @@ def check_pages(
             for p in html_dir.rglob("*.html")
             if not any(part.startswith("_") for part in p.relative_to(html_dir).parts)
         )
-    if screens is not None:
-        shutil.rmtree(screens, ignore_errors=True)
-        screens.mkdir(parents=True)
+    if screens is not None:  # replace this check's screenshots, keep sub-folders (lab/)
+        screens.mkdir(parents=True, exist_ok=True)
+        for old in screens.glob("*.png"):
+            old.unlink()
     server = _serve(html_dir)
     driver = _driver()
     reports = []

@@ -7,25 +7,80 @@ is instant; on the static site there is no kernel and the slider figures carry t
 
 from __future__ import annotations
 
+import re
+
 from rlhf_nb.core import check_int
 from rlhf_nb.train.online_config import OnlineConfig
 from rlhf_nb.viz import run_plots, widgets
 
 
-def _train_on_click(button, testbed, update, make_config) -> None:
-    """Wire ``button`` to train ``make_config()`` on ``testbed`` (an online run, no cache) with
-    ``update`` redrawing the figure after every row; the button is disabled while it trains."""
+class RunControls:
+    """The button, progress bar and status line every live-run widget shares.
+
+    A widget callback runs in the kernel without an execute request, so JupyterLab's kernel
+    indicator may not show it as busy; the controls say it themselves instead: the button is
+    disabled and reads "training…", the bar counts steps, and the status line names the config
+    while it trains, then the outcome (status, final gold and KL, wall time) or the error.
+    """
+
+    def __init__(self, steps: int):
+        import ipywidgets as w
+
+        check_int("steps", steps, 1)
+        self.steps = steps
+        self.label = f"train {steps} steps"
+        self.button = w.Button(description=self.label, button_style="primary",
+                               layout=w.Layout(width="150px"))  # fmt: skip
+        self.bar = w.IntProgress(value=0, min=0, max=steps, layout=w.Layout(width="200px"))
+        self.status = w.Label("not trained yet: set the controls and press the button")
+        self.box = w.HBox([self.button, self.bar, self.status])
+
+    def run(self, describe: str, train_fn, update) -> None:
+        """Train with ``train_fn(on_step)`` (returns a ``Run``), ``update(history)`` redrawing."""
+        import time
+
+        self.button.disabled, self.button.description = True, "training…"
+        self.bar.value, self.bar.bar_style = 0, "info"
+        self.status.value = f"training {describe} …"
+        t0 = time.perf_counter()
+
+        def on_step(history):
+            update(history)
+            step = min(self.steps, int(history["step"].iloc[-1]))
+            self.bar.value = step
+            self.status.value = f"training {describe}: step {step}/{self.steps} …"
+
+        try:
+            run = train_fn(on_step)
+            update(run.history)
+        except Exception as err:
+            self.bar.bar_style = "danger"
+            self.status.value = f"{describe}: failed: {type(err).__name__}: {err}"
+            raise
+        else:
+            self.bar.value, self.bar.bar_style = self.steps, "success"
+            self.status.value = (
+                f"{describe}: {run.status} after {time.perf_counter() - t0:.1f} s, "
+                f"gold {run.final('gold'):.2f}, KL {run.final('kl_k1'):.2f}"
+            )
+        finally:
+            self.button.disabled, self.button.description = False, self.label
+
+
+def _train_on_click(controls: RunControls, testbed, update, make_config) -> None:
+    """Wire the controls' button to train ``make_config()`` on ``testbed`` (an online run, no
+    cache) with ``update`` redrawing the figure after every row."""
     from rlhf_nb.train.online import train
 
     def on_click(_):
-        button.disabled = True
-        try:
-            run = train(testbed, make_config(), on_step=update, progress=False)
-            update(run.history)
-        finally:
-            button.disabled = False
+        cfg = make_config()
+        # the label rounds lr to one digit (2e-04); the status line shows the slider's value
+        describe = re.sub(r"lr=\S+", f"lr={cfg.lr:.3g}", cfg.label()) + f", {cfg.steps} steps"
+        controls.run(describe,
+                     lambda on_step: train(testbed, cfg, on_step=on_step, progress=False),
+                     update)  # fmt: skip
 
-    button.on_click(on_click)
+    controls.button.on_click(on_click)
 
 
 def online_widget(testbed, runs, *, steps: int = 40, alpha: float = 0.05, lr: float = 3e-4):
@@ -37,9 +92,9 @@ def online_widget(testbed, runs, *, steps: int = 40, alpha: float = 0.05, lr: fl
     """
     import ipywidgets as w
 
-    a_box = w.FloatSlider(value=alpha, min=0.0, max=0.3, step=0.01, description="α")
+    a_box = widgets.linear_slider("α", alpha, 0.0, 0.3, 0.01)
     lr_box = widgets.log_slider("lr", lr, 1e-5, 1e-3)
-    button = w.Button(description=f"train {steps} steps")
+    controls = RunControls(steps)
     fig, update = run_plots.live_history(
         ("gold", "kl_k1"),
         title="live run (black) over the cached sweep",
@@ -47,9 +102,9 @@ def online_widget(testbed, runs, *, steps: int = 40, alpha: float = 0.05, lr: fl
         height=380,
     )
 
-    _train_on_click(button, testbed, update, lambda: OnlineConfig(
+    _train_on_click(controls, testbed, update, lambda: OnlineConfig(
         regularizer="entropy", alpha=a_box.value, lr=lr_box.value, steps=steps))  # fmt: skip
-    return w.VBox([w.HBox([a_box, lr_box, button]), fig]), fig
+    return w.VBox([a_box, lr_box, controls.box, fig]), fig
 
 
 def anchor_widget(
@@ -65,18 +120,18 @@ def anchor_widget(
     """
     import ipywidgets as w
 
-    a_box = w.FloatSlider(value=alpha, min=0.0, max=0.3, step=0.01, description="α")
-    lam_box = w.FloatSlider(value=ref_mix, min=0.0, max=1.0, step=0.05, description="λ")
-    button = w.Button(description=f"train {steps} steps")
+    a_box = widgets.linear_slider("α", alpha, 0.0, 0.3, 0.01)
+    lam_box = widgets.linear_slider("λ", ref_mix, 0.0, 1.0, 0.05)
+    controls = RunControls(steps)
     fig, update = run_plots.live_history(
         ("gold", "kl_k1", "length"), title="live run (black) over the cached remedies",
         background=runs, height=380,
     )  # fmt: skip
 
-    _train_on_click(button, testbed, update, lambda: OnlineConfig(
+    _train_on_click(controls, testbed, update, lambda: OnlineConfig(
         regularizer="entropy+kl" if a_box.value > 0 else "kl", alpha=a_box.value, beta=beta,
         ref_mix=lam_box.value, lr=lr, steps=steps))  # fmt: skip
-    return w.VBox([w.HBox([a_box, lam_box, button]), fig]), fig
+    return w.VBox([a_box, lam_box, controls.box, fig]), fig
 
 
 def cell_widget(testbed, cells: dict, runs: dict, *, steps: int = 30, seed: int = 0):
@@ -99,28 +154,26 @@ def cell_widget(testbed, cells: dict, runs: dict, *, steps: int = 30, seed: int 
     s_box = w.Dropdown(options=["offline", "online"], value="online", description="pairs")
     l_box = w.Dropdown(options=["gold", "proxy"], value="proxy", description="labels")
     seed_box = w.BoundedIntText(value=seed, min=0, max=10_000, description="seed")
-    button = w.Button(description=f"train {steps} steps")
+    controls = RunControls(steps)
     out = w.VBox()
 
     def on_click(_):
-        button.disabled = True
-        try:
-            key = (m_box.value, s_box.value, l_box.value)
-            cfg = dataclasses.replace(cells[key], steps=steps, seed=seed_box.value,
-                                      eval_interval=max(1, steps // 5), n_eval_prompts=64,
-                                      n_heldout_pairs=64)  # fmt: skip
-            fig, update = run_plots.live_history(
-                ("gold", "kl_k1"), title=f"live run (black) over the cached runs of {key}",
-                background=runs.get(key, []), height=360,
-            )  # fmt: skip
-            out.children = [fig]
-            run = contract.train(testbed, cfg, on_step=update)
-            update(run.history)
-        finally:
-            button.disabled = False
+        key = (m_box.value, s_box.value, l_box.value)
+        cfg = dataclasses.replace(cells[key], steps=steps, seed=seed_box.value,
+                                  eval_interval=max(1, steps // 5), n_eval_prompts=64,
+                                  n_heldout_pairs=64)  # fmt: skip
+        fig, update = run_plots.live_history(
+            ("gold", "kl_k1"), title=f"live run (black) over the cached runs of {key}",
+            background=runs.get(key, []), height=360,
+        )  # fmt: skip
+        out.children = [fig]
+        describe = f"{' / '.join(key)}, seed {seed_box.value}, {steps} steps"
+        controls.run(
+            describe, lambda on_step: contract.train(testbed, cfg, on_step=on_step), update
+        )
 
-    button.on_click(on_click)
-    return w.VBox([w.HBox([m_box, s_box, l_box]), w.HBox([seed_box, button]), out])
+    controls.button.on_click(on_click)
+    return w.VBox([w.HBox([m_box, s_box, l_box]), w.HBox([seed_box, controls.box]), out])
 
 
 def offline_widget(
@@ -150,25 +203,18 @@ def offline_widget(
     check_int("steps", steps, 1)
     method_w = w.Dropdown(options=["simpo", "dpo"], value="simpo", description="method")
     beta_w = widgets.log_slider("β", beta, 0.01, 20.0)
-    gamma_w = w.FloatSlider(value=gamma, min=0.0, max=5.0, step=0.1, description="γ")
+    gamma_w = widgets.linear_slider("γ", gamma, 0.0, 5.0, 0.1)
     lr_w = widgets.log_slider("lr", lr, 1e-5, 1e-2)
-    button = w.Button(description=f"train {steps} steps")
-    status = w.Label()
+    controls = RunControls(steps)
     fig, update = run_plots.live_history(("gold", "kl_k1", "margin"), title="live run")
 
     def on_click(_):
-        button.disabled = True
-        try:
-            cfg = OfflineConfig(
-                method=method_w.value, beta=beta_w.value, gamma=gamma_w.value, lr=lr_w.value,
-                steps=steps, eval_interval=max(1, steps // 10), n_eval_prompts=64,
-                n_heldout_pairs=128, seed=seed, device=device,
-            )  # fmt: skip
-            status.value = f"training {cfg.label()} ..."
-            run = train(testbed, cfg, on_step=update)
-            status.value = f"{cfg.label()}: {run.status}, gold {run.final('gold'):.2f}"
-        finally:
-            button.disabled = False
+        cfg = OfflineConfig(
+            method=method_w.value, beta=beta_w.value, gamma=gamma_w.value, lr=lr_w.value,
+            steps=steps, eval_interval=max(1, steps // 10), n_eval_prompts=64,
+            n_heldout_pairs=128, seed=seed, device=device,
+        )  # fmt: skip
+        controls.run(cfg.label(), lambda on_step: train(testbed, cfg, on_step=on_step), update)
 
-    button.on_click(on_click)
-    return w.VBox([w.HBox([method_w, button]), beta_w, gamma_w, lr_w, status, fig]), fig
+    controls.button.on_click(on_click)
+    return w.VBox([method_w, beta_w, gamma_w, lr_w, controls.box, fig]), fig

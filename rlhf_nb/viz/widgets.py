@@ -14,11 +14,20 @@ from IPython.display import display
 
 from rlhf_nb.core import check_range
 
+# Wide enough that one step of a log slider is a few pixels, not a jump: at JupyterLab's default
+# ~125 px a small drag moved chapter 01's α from 1 to 44. Capped by the output area's width.
+SLIDER_LAYOUT = dict(width="100%", max_width="640px")
+SLIDER_STYLE = {"description_width": "60px"}
+
 
 def log_slider(
-    description: str, value: float, low: float, high: float, *, steps: int = 60
+    description: str, value: float, low: float, high: float, *, steps: int = 120
 ) -> widgets.FloatLogSlider:
-    """A log-scale slider over ``[low, high]`` (both > 0), for temperatures and learning rates."""
+    """A log-scale slider over ``[low, high]`` (both > 0), for temperatures and learning rates.
+
+    ``steps`` positions over the range (default 120: ~5 px each at the full width), a readout
+    with three significant digits, and the value sent when the handle is released.
+    """
     check_range("low", low, 0.0, None, low_inclusive=False)
     check_range("high", high, low, None, low_inclusive=False)
     check_range("value", value, low, high)
@@ -34,6 +43,29 @@ def log_slider(
         description=description,
         continuous_update=False,
         readout_format=".3g",
+        layout=widgets.Layout(**SLIDER_LAYOUT),
+        style=SLIDER_STYLE,
+    )
+
+
+def linear_slider(
+    description: str, value: float, low: float, high: float, step: float
+) -> widgets.FloatSlider:
+    """A linear slider over ``[low, high]`` in increments of ``step``, as wide as
+    :func:`log_slider` and likewise sending its value when the handle is released."""
+    check_range("high", high, low, None, low_inclusive=False)
+    check_range("value", value, low, high)
+    check_range("step", step, 0.0, high - low, low_inclusive=False)
+    return widgets.FloatSlider(
+        value=value,
+        min=low,
+        max=high,
+        step=step,
+        description=description,
+        continuous_update=False,
+        readout_format=".3g",
+        layout=widgets.Layout(**SLIDER_LAYOUT),
+        style=SLIDER_STYLE,
     )
 
 
