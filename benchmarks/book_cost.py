@@ -7,6 +7,13 @@ testbed builds, and the share of 2 cores that a given wall time represents. It m
 issue-10 budget is made of; it asserts nothing.
 
     .venv/bin/python benchmarks/book_cost.py [CACHE_DIR] [--wall SECONDS]
+    .venv/bin/python benchmarks/book_cost.py --executed build/executed
+
+``--executed`` reads the per-chapter run logs that ``make book`` writes
+(``build/executed/logs/STEM.runs.tsv``: every run a chapter loaded or trained) and prints, per
+chapter, the core-minutes of the runs it adds to a cold build (those it trained; in a warm build,
+those no earlier chapter uses) and of those it reuses from other chapters, with its largest
+settings.
 """
 
 from __future__ import annotations
@@ -42,11 +49,50 @@ def label(meta: dict) -> str:
     return f"{cls(**meta['config']).label()}, {meta['config']['steps']} steps"
 
 
+def per_chapter(executed: Path) -> None:
+    """Per chapter: the runs it trained and loaded (its ``logs/STEM.runs.tsv``), in core-min."""
+    logs = sorted((executed / "logs").glob("*.runs.tsv"))
+    if not logs:
+        raise SystemExit(f"no run logs under {executed / 'logs'}: run `make book` first")
+    timings = executed / "timings.json"
+    wall = json.loads(timings.read_text())["seconds"] if timings.exists() else {}
+    # each run is charged to the chapter that trained it; in a warm build (nothing trained) to
+    # the first chapter in book order that used it: what that chapter adds to a cold build
+    trainer = {}
+    for how in ("trained", "loaded"):
+        for log in logs:
+            for line in log.read_text().splitlines():
+                path, used = line.split("\t")
+                if used == how:
+                    trainer.setdefault(path, log.name.removesuffix(".runs.tsv"))
+    for log in logs:
+        stem = log.name.removesuffix(".runs.tsv")
+        trained, loaded = collections.defaultdict(list), 0.0
+        for path in dict.fromkeys(ln.split("\t")[0] for ln in log.read_text().splitlines()):
+            run_dir = Path(path)
+            if not (run_dir / "run.json").exists():
+                continue
+            sec = run_seconds(run_dir, run_dir.parent.name)
+            if trainer[path] == stem:
+                meta = json.loads((run_dir / "run.json").read_text())
+                trained[f"{run_dir.parent.name}: {label(meta)}"].append(sec)
+            else:
+                loaded += sec
+        total = sum(map(sum, trained.values()))
+        took = f", {wall[stem]:.0f} s wall" if stem in wall else ""
+        print(f"{stem}: adds {total / 60:.1f} core-min, reuses {loaded / 60:.1f}{took}")
+        for name, secs in sorted(trained.items(), key=lambda kv: -sum(kv[1]))[:8]:
+            print(f"  {sum(secs):6.0f} s  x{len(secs)}  {name}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("cache", nargs="?", default=os.environ.get("RLHF_NB_CACHE", ".cache"))
     ap.add_argument("--wall", type=float, help="the build's wall seconds, for the core share")
+    ap.add_argument("--executed", type=Path, help="per chapter, from make book's run logs")
     args = ap.parse_args()
+    if args.executed:
+        return per_chapter(args.executed)
     root = Path(args.cache)
     per_kind, per_setting = collections.Counter(), collections.defaultdict(list)
     for kind_dir in sorted((root / "runs").glob("*")):

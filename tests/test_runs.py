@@ -132,3 +132,15 @@ def test_value_at_and_slope_read_the_history():
     run = Run(config=None, history=h, status="finished")
     assert run.value_at("kl_k1", 1) == 0.0 and run.value_at("kl_k1", 3) == 3.0
     assert run.slope("kl_k1", frac=0.5) == pytest.approx(100.0)  # steps 2-4: +1 per step
+
+
+def test_cache_lookups_are_logged_when_asked(tmp_path, monkeypatch):
+    log = tmp_path / "runs.tsv"
+    monkeypatch.setenv("RLHF_NB_CACHE_LOG", str(log))
+    for _ in range(2):
+        cached_run("test", "k", make_run, config_cls=Cfg, cache_dir=tmp_path)
+    path = tmp_path / "runs" / "test" / "k"
+    assert log.read_text().splitlines() == [f"{path}\ttrained", f"{path}\tloaded"]
+    monkeypatch.delenv("RLHF_NB_CACHE_LOG")
+    cached_run("test", "k", make_run, config_cls=Cfg, cache_dir=tmp_path)
+    assert len(log.read_text().splitlines()) == 2  # unset: nothing written

@@ -32,6 +32,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
 import shutil
 import tempfile
 import warnings
@@ -217,6 +218,21 @@ def cached_run(
     return _cached_at(root, root / "runs" / kind / key, train, config_cls, refresh)
 
 
+CACHE_LOG_ENV = "RLHF_NB_CACHE_LOG"  # a file: every run-cache lookup appends "path<TAB>how"
+
+
+def _log_use(path: Path, how: str) -> None:
+    """Append ``path<TAB>how`` (``loaded`` or ``trained``) to ``$RLHF_NB_CACHE_LOG`` when set.
+
+    ``make book`` sets it per chapter (``build/executed/logs/STEM.runs.tsv``), so that
+    ``benchmarks/book_cost.py --executed`` can say which runs each chapter trains and loads.
+    """
+    log = os.environ.get(CACHE_LOG_ENV)
+    if log:
+        with open(log, "a") as f:
+            f.write(f"{path}\t{how}\n")
+
+
 def _cached_at(
     root: Path, path: Path, train: Callable[[], Run], config_cls: type | None, refresh: bool
 ) -> Run:
@@ -228,12 +244,15 @@ def _cached_at(
             return None
 
     if path.exists() and not refresh and (found := load()) is not None:
+        _log_use(path, "loaded")
         return found
     with cache_lock(root, path):
         # another process may have trained it while this one waited for the lock
         if path.exists() and not refresh and (found := load()) is not None:
+            _log_use(path, "loaded")
             return found
         run = train()
+        _log_use(path, "trained")
         if run.status in ("finished", "diverged"):
             save_run(run, path)
     return run
