@@ -144,3 +144,7 @@ def test_cache_lookups_are_logged_when_asked(tmp_path, monkeypatch):
     monkeypatch.delenv("RLHF_NB_CACHE_LOG")
     cached_run("test", "k", make_run, config_cls=Cfg, cache_dir=tmp_path)
     assert len(log.read_text().splitlines()) == 2  # unset: nothing written
+    monkeypatch.setenv("RLHF_NB_CACHE_LOG", str(tmp_path / "no" / "such" / "dir.tsv"))
+    with pytest.warns(UserWarning, match="not writable"):  # never stops the run
+        run = cached_run("test", "k", make_run, config_cls=Cfg, cache_dir=tmp_path)
+    assert run.status == "finished"

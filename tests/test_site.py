@@ -40,13 +40,16 @@ def test_site_has_a_page_per_chapter(site):
 
 
 def test_execute_disables_progress_bars_only_while_running(tmp_path, monkeypatch):
-    """The kernel inherits ``TQDM_DISABLE=1`` from ``execute``; the caller's value comes back."""
+    """The kernel inherits ``TQDM_DISABLE=1``, HTML figures and an absolute run-log path (the
+    kernel runs in notebooks/, not in the caller's folder) from ``execute``; the caller's values
+    come back."""
     import papermill
 
-    seen = []
+    seen, env = [], []
 
     def fake_execute(src, out, **kw):
         seen.append(os.environ.get("TQDM_DISABLE"))
+        env.append((os.environ.get("RLHF_NB_FIGURES"), os.environ.get("RLHF_NB_CACHE_LOG")))
         Path(out).write_text(Path(src).read_text())
 
     monkeypatch.setattr(papermill, "execute_notebook", fake_execute)
@@ -60,6 +63,12 @@ def test_execute_disables_progress_bars_only_while_running(tmp_path, monkeypatch
         execute(source, tmp_path / "out", smoke=True)
         assert os.environ.get("TQDM_DISABLE") == before
     assert seen == ["1", "1"]
+    monkeypatch.chdir(tmp_path)
+    execute(source, Path("rel"), smoke=True)  # make book passes a relative --out
+    figures, log = env[-1]
+    assert figures == "html" and Path(log).is_absolute()
+    assert Path(log) == (tmp_path / "rel" / "logs" / "01_x.runs.tsv") and Path(log).exists()
+    assert "RLHF_NB_CACHE_LOG" not in os.environ
 
 
 @pytest.mark.site

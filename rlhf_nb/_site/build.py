@@ -60,7 +60,7 @@ def execute(
     out = out_dir / f"{source.stem}.ipynb"
     # the kernel inherits os.environ: no progress bars; figures as JSON + HTML for the site; a
     # record of the runs the chapter loads and trains (benchmarks/book_cost.py --executed)
-    runs_log = out_dir / "logs" / f"{source.stem}.runs.tsv"
+    runs_log = (out_dir / "logs" / f"{source.stem}.runs.tsv").resolve()  # the kernel's cwd differs
     runs_log.parent.mkdir(exist_ok=True)
     runs_log.write_text("")
     with _env(TQDM_DISABLE="1", RLHF_NB_FIGURES="html", RLHF_NB_CACHE_LOG=str(runs_log)):

@@ -229,8 +229,11 @@ def _log_use(path: Path, how: str) -> None:
     """
     log = os.environ.get(CACHE_LOG_ENV)
     if log:
-        with open(log, "a") as f:
-            f.write(f"{path}\t{how}\n")
+        try:
+            with open(log, "a") as f:
+                f.write(f"{path}\t{how}\n")
+        except OSError as exc:  # a record of the build must never stop a run
+            warnings.warn(f"{CACHE_LOG_ENV}={log} not writable ({exc}); not logged", stacklevel=3)
 
 
 def _cached_at(
