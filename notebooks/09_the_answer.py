@@ -344,19 +344,37 @@ for method in offline:
                  f"lost gold by: {', '.join(gold_c) or 'neither factor alone'}")  # fmt: skip
     print("\n".join(lines))
 
+# %%
+# the parts that change with the testbed seed, printed from this SEED's runs
+cell_kl = summary["kl_final"]
+off_p, on_p = cell_kl[("DPO", "offline", "proxy")], cell_kl[("DPO", "online", "proxy")]
+print(f"DPO, proxy labels: final KL {off_p:.2f} nats with fixed pairs, {on_p:.2f} with "
+      f"self-sampled ones: here the {'self-sampled' if on_p > off_p else 'fixed'} pairs drift "
+      f"more (the book asserts no order for DPO: it differs between testbed seeds)")  # fmt: skip
+g0 = online_kl["γ = 0"].mean()
+ratio_sum = online_kl["summed log-probs"].mean() / g0
+print(f"SimPO online, proxy labels: γ = 4 drifts {online_kl['γ = 4'].mean() / g0:.2f}x as far as "
+      f"γ = 0; summed log-probs {ratio_sum:.1f}x as far as averaged ones at the same γ = 0")  # fmt: skip
+
 # %% [markdown]
 # **The answer, at toy scale.** Online sampling is not what breaks reference-free preference
 # optimisation: with gold labels, pairs sampled from the current policy gave at least as much
-# gold as the fixed pairs, for SimPO and for DPO. The labeller is: the proxy reward model costs
-# gold on fixed pairs and on fresh ones. What online sampling does is *amplify* a bad labeller:
-# only the cell that has both — self-sampled pairs labelled by the proxy — runs far from the SFT
-# policy and loses gold, and it runs much farther without a reference (SimPO) than with one
-# (DPO, whose β·log(π/π_SFT) anchors it). Of the paper's two explanations, the target margin γ
-# plays no part online (every γ drifts about as far), and the length normalisation mitigates
-# without preventing: online, the summed loss — the constant-α MaxEnt loss — drifts several times
-# farther than the averaged one, yet the averaged one still drifts far beyond any offline run.
+# gold as the fixed pairs, for SimPO and for DPO. The labeller is: the proxy reward model lowers
+# gold on fresh pairs by a wide margin and on fixed pairs by less (whether that smaller cost is
+# beyond seed noise is printed above). What online sampling does is *amplify* a bad labeller: for
+# SimPO, only the cell that has both — self-sampled pairs labelled by the proxy — runs far from
+# the SFT policy and loses gold, and it runs much farther than DPO's cell with both (DPO's
+# β·log(π/π_SFT) anchors it). With that anchor no DPO cell runs far, and which of DPO's two
+# proxy-labelled cells drifts more — fixed or self-sampled pairs — changed between the testbed
+# seeds the book was run at (SEED 0, 1, 2), so no order is claimed for DPO (this SEED's is
+# printed above). Of the paper's two explanations, the target margin γ does not prevent the
+# online drift — every γ tried drifts more than twice as far as any offline run, and the largest
+# margin at least as far as none (the ratio is printed above) — and the length normalisation
+# mitigates without preventing: online, the summed loss — the constant-α MaxEnt loss — drifts
+# farther than the averaged one at the same γ = 0 (by the factor printed above, which varies
+# several-fold with the testbed), yet the averaged one still drifts far beyond any offline run.
 # The fixed data's job is to keep a bad labeller from being queried where the policy has
-# wandered. The checkpoints below assert each of these sentences at every seed.
+# wandered. The checkpoints below assert each of these sentences at every run seed.
 #
 # What this does and does not say. The 2×2 separates *who labels* from *where the pairs come
 # from* for the two preference losses at one β, one γ and one learning rate on the tiny testbed;
@@ -408,26 +426,30 @@ if not SMOKE:
              .set_index("seed") for c in loaded}  # fmt: skip
     worst = kl_of[("SimPO", "online", "proxy")]
     others = [kl_of[c] for c in loaded if c[0] == "SimPO" and c != ("SimPO", "online", "proxy")]
-    assert worst.kl_final.min() > 2 * max(o.kl_final.max() for o in others)  # observed ~4x
-    assert worst.gold_gain.max() < min(o.gold_gain.min() for o in others) - 0.5  # observed ~1.0
+    assert worst.kl_final.min() > 2 * max(o.kl_final.max() for o in others)  # observed 3.1x-5.8x
+    assert worst.gold_gain.max() < min(o.gold_gain.min() for o in others) - 0.5  # gap 0.97-4.0
     dpo_worst = kl_of[("DPO", "online", "proxy")]
     assert (dpo_worst.kl_final < worst.kl_final).all()  # the reference anchor limits the drift
+    # Thresholds set from SEED 0, 1 and 2 (3 testbeds x 3 run seeds; values in the comments).
     for m in offline:  # online pairs with gold labels are not worse than fixed ones
         row = eff_gold[(eff_gold.method == m) & (eff_gold["at"] == "gold labels")].iloc[0]
-        assert row.lo > -0.1, row
+        assert row.lo > -0.1, row  # observed lower ends +0.007..+0.15
         lab = eff_gold[(eff_gold.method == m) & eff_gold.factor.str.startswith("labeller")]
-        assert (lab["mean"] < 0).all(), lab  # the proxy labeller costs gold on both kinds of pairs
-        means = summary.loc[m]
-        assert means.kl_final.idxmax() == ("online", "proxy")  # the cell with both drifts most
-        assert means.gold_gain.idxmin() == ("online", "proxy")  # and loses the most gold
-    for name, v in online_kl.items():  # no variant removes the online drift
+        assert (lab["mean"] < 0).all(), lab  # proxy labels lower gold: -0.015..-4.9
+        on = lab[lab["at"] == "online pairs"].iloc[0]
+        assert on.hi < 0, on  # on fresh pairs beyond seed noise (upper ends -0.34..-4.7)
+    means = summary.loc["SimPO"]  # DPO: no order claimed, it changed between testbed seeds
+    assert means.kl_final.idxmax() == ("online", "proxy")  # SimPO's cell with both drifts most
+    assert means.gold_gain.idxmin() == ("online", "proxy")  # and loses the most gold
+    for name, v in online_kl.items():  # no variant removes the online drift (observed >= 2.5x)
         off = ex_table[(ex_table.labeller == name) & (ex_table.source == "offline")].kl_final
         assert v.min() > 2 * off.max(), (name, v.tolist(), off.tolist())
-    averaged = [v for n, v in online_kl.items() if n.startswith("γ")]
-    assert online_kl["summed log-probs"].min() > max(v.max() for v in averaged)  # far worse
+    # a larger margin does not reduce the drift: γ = 4 / γ = 0, observed 1.17-1.45 (means)
+    assert online_kl["γ = 4"].mean() > 0.8 * online_kl["γ = 0"].mean()
+    # summed log-probs drift farther than averaged ones at the same γ = 0 (observed 1.2x-6x
+    # seed by seed) and farther than any cell of the 2x2 (observed 1.2x-4.9x)
+    assert online_kl["summed log-probs"].min() > online_kl["γ = 0"].max()
     assert online_kl["summed log-probs"].min() > table.kl_final.max()  # farthest of all cells
-    gam = [v.mean() for v in averaged]
-    assert max(gam) - min(gam) < 0.5 * min(v.min() for v in averaged)  # γ moves it little
     assert (bounds["final KL (k1, nats)"] <= bounds["proxy gain / β (nats)"]).all()  # KL bound
     assert me_len.min >= 0.9 * L and me_eos.max < 0.1  # the α → ∞ end: no EOS at the cap
 
