@@ -284,15 +284,24 @@ def _open(driver, server: LabServer, rep: LabReport, timeout: float = 90) -> str
     return header
 
 
-def check_chapter_01(driver, server: LabServer, screens: Path | None, rep: LabReport) -> None:
-    rep.control = "α = β"
+def _prepare(driver, server: LabServer, rep: LabReport, control: str, timeout: float):
+    """Open the chapter, Run All, find the slider ``control`` and bring its widget into view.
+    Returns ``(header, slider, readout)``, or ``None`` when the .py did not open as a notebook."""
+    rep.control = control
     header = _open(driver, server, rep)
     if rep.opened_as != "notebook":
-        return
-    _run_all(driver, rep, timeout=300)
-    slider, readout = _slider(driver, rep.control)
+        return None
+    _run_all(driver, rep, timeout=timeout)
+    slider, readout = _slider(driver, control)
     _scroll_to_widget(driver, slider)
     rep.value_before = readout.text
+    return header, slider, readout
+
+
+def check_chapter_01(driver, server: LabServer, screens: Path | None, rep: LabReport) -> None:
+    if (found := _prepare(driver, server, rep, "α = β", timeout=300)) is None:
+        return
+    header, slider, readout = found
     before = driver.execute_script(_WIDGET_FIGURES)
     _shot(driver, screens, rep, "1_before_move")
     _drag(driver, slider, 60)
@@ -312,14 +321,9 @@ def check_chapter_01(driver, server: LabServer, screens: Path | None, rep: LabRe
 def check_chapter_05(driver, server: LabServer, screens: Path | None, rep: LabReport) -> None:
     from selenium.webdriver.common.by import By
 
-    rep.control = "lr"
-    header = _open(driver, server, rep)
-    if rep.opened_as != "notebook":
+    if (found := _prepare(driver, server, rep, "lr", timeout=600)) is None:
         return
-    _run_all(driver, rep, timeout=600)
-    slider, readout = _slider(driver, rep.control)
-    _scroll_to_widget(driver, slider)
-    rep.value_before = readout.text
+    header, slider, readout = found
     _drag(driver, slider, -80)
     time.sleep(1.0)
     rep.value_after = readout.text
