@@ -735,6 +735,9 @@ eff_simpo = d_simpo["Δ gold"] / d_simpo["KL end"]
 print(pd.DataFrame({"DPO": eff_dpo, "SimPO": eff_simpo}).round(3).to_string())
 print("DPO − SimPO, gold per nat:", seeds.differ(eff_dpo, eff_simpo))
 assert np.isfinite(eff_dpo).all() and np.isfinite(eff_simpo).all()
+if not SMOKE:  # every DPO seed buys more gold per nat than every SimPO seed
+    # (observed: DPO min − SimPO max = +0.07, +0.08 and +0.17 at SEED 0, 1 and 2)
+    assert eff_dpo.min() > eff_simpo.max(), (eff_dpo, eff_simpo)
 
 # %% [markdown]
 # **2. What if the proxy had labelled the data?** Relabel the testbed's preference pairs with the
@@ -745,10 +748,9 @@ assert np.isfinite(eff_dpo).all() and np.isfinite(eff_simpo).all()
 # %% tags=["hide-input"]
 # Solution 2: the proxy was fitted to these very labels, so it disagrees with them less on its
 # training pairs than on held-out ones.
-from rlhf_nb.train.offline import relabel  # noqa: E402
+from rlhf_nb.train.offline import proxy_flips  # noqa: E402
 
-relabelled = relabel(tb, tb.preference_data)
-flip = float(relabelled.info.description.split("; ")[1].split()[0])
+flip = float(np.mean(proxy_flips(tb, tb.preference_data)))
 held_disagree = 1 - tb.stats["rm_heldout_accuracy"]
 print(f"proxy relabels {flip:.1%} of the training pairs; it disagrees with {held_disagree:.1%} of "
       "the held-out pairs' labels")  # fmt: skip

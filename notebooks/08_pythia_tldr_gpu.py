@@ -107,7 +107,7 @@ pd.set_option("display.width", 160)
 
 # %%
 est = tldr.memory_estimate(PRESET)
-need = est["total"] + 3.0  # + activations, KV cache and the CUDA context (the estimate's note)
+need = est["total"] + tldr.RUNTIME_GB  # + activations, KV cache and the CUDA context
 if torch.cuda.is_available():
     props = torch.cuda.get_device_properties(0)
     have = props.total_memory / 1e9
@@ -268,7 +268,9 @@ for r in all_runs:
     assert abs(h["kl_k1"].iloc[0]) < 1e-4, (r.label, h["kl_k1"].iloc[0])  # starts at π_SFT
     assert h["length"].between(1, tb.max_new_tokens).all(), r.label
     assert 0.0 <= r.final("win_rate") <= 1.0, r.label
-assert est["total"] + 3.0 < 15.0, est  # the Colab preset fits a free T4 (15 GB) on paper
+assert est["total"] + tldr.RUNTIME_GB < 15.0, (
+    est
+)  # the Colab preset fits a free T4 (15 GB) on paper
 assert proc.returncode == 0 and runner_history["step"].max() == 2, proc.stderr[-2000:]
 print(f"checkpoints hold ({MODE}): {len(all_runs)} runs finished, KL starts at 0, the runner "
       f"wrote {len(runner_history)} history rows")  # fmt: skip
@@ -288,11 +290,10 @@ print(f"checkpoints hold ({MODE}): {len(all_runs)} runs finished, KL starts at 0
 # Solution 1: LoRA keeps the policy at 2 bytes/parameter plus a few MB of adapters; full
 # fine-tuning pays 16 bytes/parameter (weights, gradients, two Adam moments) plus a frozen copy.
 cards = {"T4 15 GB": 15, "L4/A10 24 GB": 24, "A100 40 GB": 40}
-fit = pd.DataFrame({p: {c: tldr.memory_estimate(p)["total"] + 3.0 < gb for c, gb in cards.items()}
+fit = pd.DataFrame({p: {c: tldr.memory_estimate(p)["total"] + tldr.RUNTIME_GB < gb for c, gb in cards.items()}
                     for p in tldr.PRESET_SIZES}).T  # fmt: skip
 print(fit.to_string())
-n1b = tldr.parameter_count("1b")
-full_gb = (16 * n1b + 2 * n1b) / 1e9 + est["proxy RM"] + est["gold RM"]
+full_gb = tldr.memory_estimate("pythia-1b-tldr", full_finetune=True)["total"]
 print(f"pythia-1b-tldr with full fine-tuning: ~{full_gb:.1f} GB before activations")
 assert fit.loc["pythia-1b-tldr", "T4 15 GB"] and not fit.loc["pythia-2.8b-tldr", "T4 15 GB"]
 assert full_gb > 15  # why the Colab preset uses LoRA

@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -176,8 +177,6 @@ def plotly_renderer() -> str:
     unset, a Colab kernel gets ``colab``, any other kernel ``plotly_mimetype`` and a plain
     Python process (scripts, tests) ``plotly_mimetype+notebook``.
     """
-    import sys
-
     mode = os.environ.get(FIGURES_ENV, "")
     if mode:
         check_choice(FIGURES_ENV, mode, FIGURE_MODES)

@@ -122,6 +122,11 @@ def test_moments_on_random_paths_table():
     assert set(table.estimator) == {"k1", "k2", "k3"}
     assert table.query("estimator != 'k2'").bias.abs().max() < 1e-9  # k1, k3 unbiased
     assert (table.groupby(["kl", "estimator"]).path.count() <= 5).all()
+    summary = est.paths_summary(table)
+    assert list(summary.index) == [0.01, 1.0] and summary.loc[0.01, "paths"] == 5
+    near = table[(table.kl == 0.01)].pivot(index="path", columns="estimator", values="std")
+    assert summary.loc[0.01, "sd k3/sd k1"] == pytest.approx((near.k3 / near.k1).median())
+    assert summary.loc[0.01, "share k3 noisier"] == 0.0  # k3 is the quieter one near ref
     with pytest.raises(ValueError, match="n_paths"):
         est.moments_on_random_paths([1.0], n_paths=0, size=6, rng=np.random.default_rng(0))
     with pytest.raises(ValueError, match="kls"):

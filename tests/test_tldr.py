@@ -54,6 +54,10 @@ def test_lora_count_equals_peft(tb):
     assert est["gold RM"] == pytest.approx(sum(p.numel() for p in rm.parameters()) * 2 / 1e9)
     assert est["trainable parameters"] == tldr.lora_parameters(2048, 16, 16)
     assert 5 < est["total"] < 15  # fits a 15 GB T4 with room for activations
+    full = tldr.memory_estimate("pythia-1b-tldr", full_finetune=True)
+    n = tldr.parameter_count("1b")  # 16 bytes per trained weight + a float16 reference copy
+    assert full["policy (+ reference)"] == pytest.approx(18 * n / 1e9)
+    assert full["trainable parameters"] == n and full["total"] + tldr.RUNTIME_GB > 15
 
 
 def test_tokenizers_pad_and_another_gold_tokenizer(tb):

@@ -221,14 +221,18 @@ def lora_parameters(hidden: int, layers: int, r: int) -> int:
     return layers * r * ((h + 3 * h) + (h + h) + (h + 4 * h) + (4 * h + h))
 
 
-def memory_estimate(preset: str, *, fp16: bool = True) -> dict:
+RUNTIME_GB = 3.0  # activations, generation KV cache and CUDA context at the presets' sizes
+
+
+def memory_estimate(preset: str, *, fp16: bool = True, full_finetune: bool = False) -> dict:
     """Weights + optimiser memory of a named preset in GB (activations, generation KV cache and
     the CUDA context come on top: budget ~2-3 GB more at 16 x 4 samples of 512 + 53 tokens).
 
     Frozen models (proxy RM, gold RM, and the LoRA base) count 2 bytes per parameter in
     float16/bfloat16 (``fp16=False``: 4); LoRA adapters and their Adam state 16 bytes per
-    trainable parameter (weights, gradients, two moments in float32); full fine-tuning counts
-    16 bytes per policy parameter plus a frozen reference copy.
+    trainable parameter (weights, gradients, two moments in float32); full fine-tuning (a
+    preset without LoRA, or ``full_finetune=True``) counts 16 bytes per policy parameter plus a
+    frozen reference copy. :data:`RUNTIME_GB` is the rest of a card's budget.
     """
     check_choice("preset", preset, PRESET_SIZES)
     p = TLDR_PRESETS[preset]
@@ -242,7 +246,8 @@ def memory_estimate(preset: str, *, fp16: bool = True) -> dict:
     frozen = 2 if fp16 else 4
     arch = PYTHIA_ARCH[PRESET_SIZES[preset][0]]
     lora = lora_parameters(arch["hidden_size"], arch["num_hidden_layers"], p.lora_r)
-    if p.lora_r:
+    lora_on = p.lora_r and not full_finetune
+    if lora_on:
         policy_gb = (pol * frozen + lora * 16) / 1e9
     else:
         policy_gb = (pol * 16 + pol * frozen) / 1e9
@@ -252,5 +257,5 @@ def memory_estimate(preset: str, *, fp16: bool = True) -> dict:
         "gold RM": gold * frozen / 1e9,
     }
     out["total"] = sum(out.values())
-    out["trainable parameters"] = lora if p.lora_r else pol
+    out["trainable parameters"] = lora if lora_on else pol
     return out

@@ -22,7 +22,7 @@ import torch
 from scipy.optimize import brentq
 
 from rlhf_nb.core import check_choice, check_range, check_type
-from rlhf_nb.theory.exact import as_probs, kl_divergence
+from rlhf_nb.theory.exact import as_probs, kl_divergence, maxent_policy
 
 ESTIMATORS = ("k1", "k2", "k3")
 PLACEMENTS = ("reward", "loss")
@@ -92,11 +92,9 @@ def path_kl_limit(theta0, direction) -> float:
     d/dt KL(pi_t || pi_0) = t * Var_{pi_t}(direction) >= 0, so KL grows monotonically along the
     ray, towards pi_inf = pi_0 restricted to argmax(direction): KL -> -log pi_0(argmax set).
     """
-    theta0, direction = np.asarray(theta0, float), np.asarray(direction, float)
-    ref = np.exp(theta0 - theta0.max())
-    ref /= ref.sum()
+    direction = np.asarray(direction, float)
     top = direction >= direction.max() - 1e-12
-    return float(-np.log(ref[top].sum()))
+    return float(-np.log(maxent_policy(theta0, 1.0)[top].sum()))
 
 
 def path_point_at_kl(theta0, direction, kl: float) -> np.ndarray:
@@ -110,13 +108,10 @@ def path_point_at_kl(theta0, direction, kl: float) -> np.ndarray:
     limit = path_kl_limit(theta0, direction)
     if not 0.0 <= kl < limit:
         raise ValueError(f"kl must be in [0, {limit:.4g}) on this path (its limit), got {kl}")
-    ref = np.exp(theta0 - theta0.max())
-    ref /= ref.sum()
+    ref = maxent_policy(theta0, 1.0)
 
     def policy(t: float) -> np.ndarray:
-        z = theta0 + t * direction
-        e = np.exp(z - z.max())
-        return e / e.sum()
+        return maxent_policy(theta0 + t * direction, 1.0)
 
     hi = 1.0
     while exact_kl(policy(hi), ref) < kl:
@@ -145,9 +140,7 @@ def moments_on_random_paths(kls, *, n_paths: int, size: int, rng) -> pd.DataFram
     rows = []
     for path in range(n_paths):
         theta0, direction = rng.normal(0, 1, size), rng.normal(0, 1, size)
-        ref = np.exp(theta0 - theta0.max())
-        ref /= ref.sum()
-        limit = path_kl_limit(theta0, direction)
+        ref, limit = maxent_policy(theta0, 1.0), path_kl_limit(theta0, direction)
         for kl in kls:
             if kl >= limit:
                 continue
@@ -164,6 +157,21 @@ def moments_on_random_paths(kls, *, n_paths: int, size: int, rng) -> pd.DataFram
                     )
                 )
     return pd.DataFrame(rows)
+
+
+def paths_summary(table: pd.DataFrame) -> pd.DataFrame:
+    """Per distance of a :func:`moments_on_random_paths` table: how many paths reach it
+    (``paths``), the median of |k2 bias| / KL, the median of sd(k3) / sd(k1), and the share of
+    paths where k3 is the noisier estimator (``share k3 noisier``). Indexed by ``kl`` (nats)."""
+    wide = table.pivot_table(index=["kl", "path"], columns="estimator", values=["rel_bias", "std"])
+    ratio = wide["std"]["k3"] / wide["std"]["k1"]
+    by_kl = wide.groupby(level="kl")
+    return pd.DataFrame({
+        "paths": by_kl.size(),
+        "|k2 bias|/KL": wide["rel_bias"]["k2"].abs().groupby(level="kl").median(),
+        "sd k3/sd k1": ratio.groupby(level="kl").median(),
+        "share k3 noisier": (ratio > 1).groupby(level="kl").mean(),
+    })  # fmt: skip
 
 
 def kl_gradient(theta, ref_logp, estimator: str, placement: str) -> torch.Tensor:

@@ -105,15 +105,22 @@ class TRLHistory(TrainerCallback):
         self.writer.log(state.global_step, metrics)
 
 
+def proxy_flips(testbed, data) -> list[bool]:
+    """Per pair of ``data`` (``prompt``/``chosen``/``rejected``): does the proxy RM score the
+    rejected response higher, i.e. would it flip the label? (Ties keep the data's order.)"""
+    prompts = list(data["prompt"])
+    rc = testbed.proxy_reward(prompts, list(data["chosen"])).tolist()
+    rr = testbed.proxy_reward(prompts, list(data["rejected"])).tolist()
+    return [b > a for a, b in zip(rc, rr)]
+
+
 def relabel(testbed, data):
     """The same pairs with the proxy RM as the labeller: in each pair the response with the
-    higher proxy score becomes ``chosen`` (ties keep the data's order). Returns a new
+    higher proxy score becomes ``chosen`` (:func:`proxy_flips`). Returns a new
     ``datasets.Dataset`` with ``prompt``/``chosen``/``rejected``; the fraction of pairs whose
     label flipped is in its ``info.description``."""
     prompts, chosen, rejected = list(data["prompt"]), list(data["chosen"]), list(data["rejected"])
-    rc = testbed.proxy_reward(prompts, chosen).tolist()
-    rr = testbed.proxy_reward(prompts, rejected).tolist()
-    flip = [b > a for a, b in zip(rc, rr)]
+    flip = proxy_flips(testbed, data)
     out = datasets.Dataset.from_dict({
         "prompt": prompts,
         "chosen": [r if f else c for c, r, f in zip(chosen, rejected, flip)],

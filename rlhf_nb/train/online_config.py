@@ -167,8 +167,9 @@ class OnlineConfig:
         names = tuple(n.strip() for n in self.regularizer.split("+"))
         return () if names == ("none",) else names
 
-    def label(self) -> str:
-        """Legend label, e.g. ``α=0.05 (seq), lr=3e-4`` or ``β=0.05 (kl), lr=3e-4``."""
+    def label(self, lr_format: str = ".0e") -> str:
+        """Legend label, e.g. ``α=0.05 (seq), lr=3e-4`` or ``β=0.05 (kl), lr=3e-4``; the
+        learning rate in ``lr_format`` (one digit for legends; the live widget shows ``.3g``)."""
         parts = []
         for name in self.regularizers:
             if name == "length":
@@ -183,4 +184,4 @@ class OnlineConfig:
         if self.ensemble > 1:
             mode = "min" if self.ensemble_mode == "min" else f"mean-{self.ensemble_penalty:g}sd"
             parts.append(f"{self.ensemble} RMs ({mode})")
-        return f"{', '.join(parts) or 'no reg.'}, lr={self.lr:.0e}"
+        return f"{', '.join(parts) or 'no reg.'}, lr={self.lr:{lr_format}}"

@@ -7,8 +7,6 @@ is instant; on the static site there is no kernel and the slider figures carry t
 
 from __future__ import annotations
 
-import re
-
 from rlhf_nb.core import check_int
 from rlhf_nb.train.online_config import OnlineConfig
 from rlhf_nb.viz import run_plots, widgets
@@ -74,8 +72,7 @@ def _train_on_click(controls: RunControls, testbed, update, make_config) -> None
 
     def on_click(_):
         cfg = make_config()
-        # the label rounds lr to one digit (2e-04); the status line shows the slider's value
-        describe = re.sub(r"lr=\S+", f"lr={cfg.lr:.3g}", cfg.label()) + f", {cfg.steps} steps"
+        describe = f"{cfg.label(lr_format='.3g')}, {cfg.steps} steps"  # the slider's lr, 3 digits
         controls.run(describe,
                      lambda on_step: train(testbed, cfg, on_step=on_step, progress=False),
                      update)  # fmt: skip
