@@ -226,3 +226,16 @@ def test_reload_loads_the_cache_instead_of_rebuilding(smoke):
     assert again.stats == smoke.stats
     # loaded, not rebuilt: same folder, and the wall time recorded by the one build
     assert again.path == smoke.path and again.build_seconds == smoke.build_seconds
+
+
+def test_build_seeds_loads_cached_builds_in_order_and_rejects_bad_seeds(smoke):
+    from rlhf_nb.testbed import report
+
+    cache = smoke.path.parent.parent  # cache_dir/testbed/<key>
+    (tb,) = report.build_seeds("smoke", [0], workers=2, cache_dir=cache)
+    assert tb.path == smoke.path and tb.build_seconds == smoke.build_seconds  # loaded, not rebuilt
+    for bad, match in [([], "non-empty"), ([1, 1], "distinct")]:
+        with pytest.raises(ValueError, match=match):
+            report.build_seeds("smoke", bad, cache_dir=cache)
+    with pytest.raises(ValueError, match="workers"):
+        report.build_seeds("smoke", [0], workers=0, cache_dir=cache)

@@ -12,11 +12,14 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 from collections.abc import Sequence
+from pathlib import Path
 
 import pandas as pd
 import torch
 
 from rlhf_nb import testbed as tb_mod
+from rlhf_nb.core import check_int, default_cache_dir
+from rlhf_nb.testbed.presets import cache_key, resolve_preset
 
 # the build-time figures (rlhf_nb.testbed.assemble.measure) that chapter 04 reports per seed
 BUILD_STATS = (
@@ -87,6 +90,28 @@ def build_all(
         with mp.get_context("spawn").Pool(min(workers, len(jobs))) as pool:
             pool.map(_build, jobs)
     return [tb_mod.build(preset, seed=seed, cache_dir=cache_dir, **v) for v in variants]
+
+
+def build_seeds(
+    preset: str, seeds: Sequence[int], *, workers: int = 2, cache_dir=None, **overrides
+) -> list:
+    """Build (or load) the testbed of ``preset`` at each of ``seeds`` (with the same preset
+    ``overrides``), ``workers`` at a time in spawned processes, then load and return them in
+    order. Chapter 04 builds its own testbed this way together with the next seeds of its seed
+    table: a cold build runs in one process on one core, so on the book's 2-core machine a
+    second build beside it costs no wall time (:func:`seed_table` then only loads it)."""
+    seeds = [int(s) for s in seeds]
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds must be a non-empty list of distinct ints, got {seeds}")
+    check_int("workers", workers, 1)
+    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    key = resolve_preset(preset, **overrides)
+    built = [(root / "testbed" / cache_key(key, s)).exists() for s in seeds]
+    jobs = [(preset, s, cache_dir, dict(overrides)) for s, b in zip(seeds, built) if not b]
+    if workers > 1 and len(jobs) > 1:  # no processes to spawn when the builds are cached
+        with mp.get_context("spawn").Pool(min(workers, len(jobs))) as pool:
+            pool.map(_build, jobs)
+    return [tb_mod.build(preset, seed=s, cache_dir=cache_dir, **overrides) for s in seeds]
 
 
 def _build_and_measure(args) -> dict:
