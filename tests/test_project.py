@@ -175,3 +175,17 @@ def test_readme_results_match_the_last_build():
     if not built.exists():
         pytest.skip("no make book build in this checkout: nothing to compare the README with")
     assert block == built.read_text(), "README results differ from the last build: make book"
+
+
+def test_results_wall_time_table_counts_trained_and_loaded_runs(tmp_path):
+    from rlhf_nb._site import results
+
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "05_x.runs.tsv").write_text(
+        "/c/runs/a\ttrained\n/c/runs/a\tloaded\n/c/runs/b\tloaded\n/c/runs/b\tloaded\n"
+    )
+    results.write_timings(tmp_path, {"05_x": 12.3, "06_y": 4.0}, [])
+    page = results.render(tmp_path, ["05_x", "06_y"])
+    assert "| `05_x` | 12 | 1 | 1 |" in page  # a: trained (then loaded), b: loaded twice
+    assert "| `06_y` | 4 | 0 | 0 |" in page  # no run log: nothing trained or loaded
+    assert results.run_counts(tmp_path / "logs" / "missing.runs.tsv") == (0, 0)

@@ -6,7 +6,8 @@ Sources, both produced by the build itself:
 * the outputs of cells tagged ``results`` in the executed chapters (chapter 05's headline runs,
   06's DPO vs SimPO, 07's fitted frontiers and remedies, 09's claims table), each a
   ``text/markdown`` table the chapter displays from its numbers;
-* each chapter's wall time, which the executor writes to ``<executed>/timings.json``.
+* each chapter's wall time, which the executor writes to ``<executed>/timings.json``, and the
+  runs it trained or loaded (``<executed>/logs/STEM.runs.tsv``, :func:`run_counts`).
 
     python -m rlhf_nb._site.build results --executed build/executed   # (make book runs it)
 
@@ -54,13 +55,32 @@ def render(executed: Path, stems: list[str]) -> str:
     if timings:
         params = timings.get("parameters") or "defaults"
         lines += ["### Wall time of each chapter in this build", "",
-                  f"{timings.get('machine', '')}; parameters: {params}; cached runs load "
-                  "instead of training, so a cold build takes longer.", "",
-                  "| chapter | seconds |", "|---|---|"]  # fmt: skip
-        lines += [f"| `{s}` | {timings['seconds'][s]:.0f} |" for s in stems
-                  if s in timings.get("seconds", {})]  # fmt: skip
+                  f"{timings.get('machine', '')}; parameters: {params}. A run found in the cache "
+                  "loads instead of training, so a cold build (empty cache) takes longer: "
+                  "`benchmarks/book_cost.py --executed build/executed` prints what each chapter "
+                  "trains and its core-minutes.", "",
+                  "| chapter | seconds | runs trained | runs loaded from the cache |",
+                  "|---|---|---|---|"]  # fmt: skip
+        for s in stems:
+            if s in timings.get("seconds", {}):
+                trained, loaded = run_counts(executed / "logs" / f"{s}.runs.tsv")
+                lines.append(f"| `{s}` | {timings['seconds'][s]:.0f} | {trained} | {loaded} |")
         lines.append("")
     return "\n".join(lines).strip() + "\n"
+
+
+def run_counts(log: Path) -> tuple[int, int]:
+    """Distinct runs a chapter trained and distinct runs it only loaded, from the run log the
+    build writes (``logs/STEM.runs.tsv``: one ``path<TAB>trained|loaded`` line per use); (0, 0)
+    without a log."""
+    trained, used = set(), set()
+    if Path(log).exists():
+        for line in Path(log).read_text().splitlines():
+            path, _, how = line.partition("\t")
+            used.add(path)
+            if how.strip() == "trained":
+                trained.add(path)
+    return len(trained), len(used - trained)
 
 
 def write_timings(executed: Path, seconds: dict[str, float], params: list[str]) -> None:
