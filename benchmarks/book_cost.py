@@ -58,17 +58,21 @@ def per_chapter(executed: Path) -> None:
     wall = json.loads(timings.read_text())["seconds"] if timings.exists() else {}
     # each run is charged to the chapter that trained it; in a warm build (nothing trained) to
     # the first chapter in book order that used it: what that chapter adds to a cold build
+    uses = {log: [ln.split("\t") for ln in log.read_text().splitlines()] for log in logs}
+    uses = {
+        log: [u for u in us if len(u) == 2 and u[1] in ("trained", "loaded")]
+        for log, us in uses.items()
+    }  # a build still running may have a half-written line
     trainer = {}
     for how in ("trained", "loaded"):
-        for log in logs:
-            for line in log.read_text().splitlines():
-                path, used = line.split("\t")
+        for log, us in uses.items():
+            for path, used in us:
                 if used == how:
                     trainer.setdefault(path, log.name.removesuffix(".runs.tsv"))
-    for log in logs:
+    for log, us in uses.items():
         stem = log.name.removesuffix(".runs.tsv")
         trained, loaded = collections.defaultdict(list), 0.0
-        for path in dict.fromkeys(ln.split("\t")[0] for ln in log.read_text().splitlines()):
+        for path in dict.fromkeys(path for path, _ in us):
             run_dir = Path(path)
             if not (run_dir / "run.json").exists():
                 continue
