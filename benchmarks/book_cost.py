@@ -1,4 +1,4 @@
-"""Where a cold `make book` spends its CPU: core-seconds per cached run and testbed build.
+"""Where a cold `make book` spends its time: the seconds of each cached run and testbed build.
 
 Reads a run cache (default ``$RLHF_NB_CACHE`` or ``.cache``) after a build and prints, per method
 and per setting, the seconds each run spent training (online: the sum of its per-step wall
@@ -6,12 +6,17 @@ times; offline and online SimPO: the time in its message; TRL: seconds per step 
 testbed builds, and the share of 2 cores that a given wall time represents. It measures what the
 issue-10 budget is made of; it asserts nothing.
 
+What is recorded is each run's own wall time, so "run-s" (and "run-min") equal core-seconds only
+when every run had a core to itself, as in one chapter's pool of 2 workers on 2 cores. In a
+``make book`` that ran several chapters' pools at once (more processes than cores) they overstate
+the CPU; the build's CPU is what ``/usr/bin/time`` reports for the executor.
+
     .venv/bin/python benchmarks/book_cost.py [CACHE_DIR] [--wall SECONDS]
     .venv/bin/python benchmarks/book_cost.py --executed build/executed
 
 ``--executed`` reads the per-chapter run logs that ``make book`` writes
 (``build/executed/logs/STEM.runs.tsv``: every run a chapter loaded or trained) and prints, per
-chapter, the core-minutes of the runs it adds to a cold build (those it trained; in a warm build,
+chapter, the run-minutes of the runs it adds to a cold build (those it trained; in a warm build,
 those no earlier chapter uses) and of those it reuses from other chapters, with its largest
 settings.
 """
@@ -50,7 +55,7 @@ def label(meta: dict) -> str:
 
 
 def per_chapter(executed: Path) -> None:
-    """Per chapter: the runs it trained and loaded (its ``logs/STEM.runs.tsv``), in core-min."""
+    """Per chapter: the runs it trained and loaded (its ``logs/STEM.runs.tsv``), in run-min."""
     logs = sorted((executed / "logs").glob("*.runs.tsv"))
     if not logs:
         raise SystemExit(f"no run logs under {executed / 'logs'}: run `make book` first")
@@ -84,7 +89,7 @@ def per_chapter(executed: Path) -> None:
                 loaded += sec
         total = sum(map(sum, trained.values()))
         took = f", {wall[stem]:.0f} s wall" if stem in wall else ""
-        print(f"{stem}: adds {total / 60:.1f} core-min, reuses {loaded / 60:.1f}{took}")
+        print(f"{stem}: adds {total / 60:.1f} run-min, reuses {loaded / 60:.1f}{took}")
         for name, secs in sorted(trained.items(), key=lambda kv: -sum(kv[1]))[:8]:
             print(f"  {sum(secs):6.0f} s  x{len(secs)}  {name}")
 
@@ -112,12 +117,12 @@ def main() -> None:
     total = sum(per_kind.values()) + sum(builds.values())
     print(f"cache {root}: {sum(map(len, per_setting.values()))} runs, {len(builds)} testbeds")
     for kind, sec in per_kind.most_common():
-        print(f"  {kind:13s} {sec:8.0f} core-s")
-    print(f"  {'testbeds':13s} {sum(builds.values()):8.0f} core-s")
-    print(f"  {'total':13s} {total:8.0f} core-s = {total / 60:.1f} core-min")
+        print(f"  {kind:13s} {sec:8.0f} run-s")
+    print(f"  {'testbeds':13s} {sum(builds.values()):8.0f} run-s")
+    print(f"  {'total':13s} {total:8.0f} run-s = {total / 60:.1f} run-min")
     if args.wall:
         print(f"  busy share of 2 cores over {args.wall:.0f} s: {total / (2 * args.wall):.0%}")
-    print("largest settings (core-s, one entry per seed):")
+    print("largest settings (run-s, one entry per seed):")
     rows = sorted(per_setting.items(), key=lambda kv: -sum(kv[1]))[:12]
     for (kind, name), secs in rows:
         print(f"  {sum(secs):6.0f}  {kind:12s} {name:48s} {[round(s) for s in secs]}")

@@ -57,8 +57,8 @@ def render(executed: Path, stems: list[str]) -> str:
         lines += ["### Wall time of each chapter in this build", "",
                   f"{timings.get('machine', '')}; parameters: {params}. A run found in the cache "
                   "loads instead of training, so a cold build (empty cache) takes longer: "
-                  "`benchmarks/book_cost.py --executed build/executed` prints what each chapter "
-                  "trains and its core-minutes.", "",
+                  "`benchmarks/book_cost.py --executed build/executed` lists the runs each chapter "
+                  "trains and how long each took.", "",
                   "| chapter | seconds | runs trained | runs loaded from the cache |",
                   "|---|---|---|---|"]  # fmt: skip
         for s in stems:
