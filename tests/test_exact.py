@@ -3,6 +3,7 @@ route: brute-force enumeration, a second formula, or random competitors."""
 
 import itertools
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -251,3 +252,11 @@ def test_length_normalised_optimum_equal_lengths_is_maxent():
     r = np.random.default_rng(2).standard_normal(9)
     pi, _ = lengthnorm.length_normalised_optimum(r, np.full(9, 3), 1.5)
     np.testing.assert_allclose(pi, exact.maxent_policy(r, 0.5), rtol=1e-12)  # alpha = beta/|y|
+
+
+def test_simpo_logit_reads_only_the_pair_so_zeros_elsewhere_are_fine():
+    pi, lengths = np.array([0.5, 0.5, 0.0]), np.array([2, 4, 3])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no log(0) of the unread third response
+        got = lengthnorm.simpo_logit(pi, lengths, 2.0, 0, 1)
+    assert abs(got - (2.0 * np.log(0.5) / 2 - 2.0 * np.log(0.5) / 4)) < 1e-15

@@ -67,8 +67,8 @@ def simpo_logit(pi, lengths, beta: float, w, l, gamma: float = 0.0):
     pi = as_probs("pi", pi)
     _, lengths = _inputs(np.zeros_like(pi), lengths, beta)
     w, l = _pair_index("w", w, pi.size), _pair_index("l", l, pi.size)
-    lp = np.log(pi)
-    return beta * lp[w] / lengths[w] - beta * lp[l] / lengths[l] - gamma
+    # the log only where it is read: pi may be 0.0 elsewhere (an optimum's underflowed tail)
+    return beta * np.log(pi[w]) / lengths[w] - beta * np.log(pi[l]) / lengths[l] - gamma
 
 
 def simpo_residual(r, lengths, beta: float, w, l):
