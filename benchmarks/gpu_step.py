@@ -8,8 +8,9 @@ tokens`` tokens, TL;DR's layout), ``--prompts`` × ``--k`` samples, ``--new-toke
 β > 0 (both compute the reference log-probs), full fine-tuning, one dtype for both, no
 gradient checkpointing (TRL's ``GRPOConfig`` turns it on by default). Rounds
 alternate a block of steps of each, so drift in the machine hits both alike. Prints, per size,
-the median seconds per step of each, their ratio (target: ours / TRL <= 1), generation
-tokens/s of our sampler, and the peak GPU memory of each, with the GPU's name.
+the median seconds per step of each (after one untimed warm-up round of both, ``--warmup``),
+their ratio (target: ours / TRL <= 1), generation tokens/s of our sampler, and the peak GPU
+memory of each, with the GPU's name.
 
     python benchmarks/gpu_step.py                    # CUDA, ~5-8 minutes on one modern GPU
     python benchmarks/gpu_step.py --tiny --rounds 1  # a small CPU check of the script itself
@@ -137,6 +138,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", default="410m,1b", help="comma-separated Pythia sizes")
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument(
+        "--warmup",
+        type=int,
+        default=1,
+        choices=(0, 1),
+        help="one untimed round of each trainer first (1, the default) or none (0)",
+    )
     ap.add_argument("--steps", type=int, default=3, help="timed steps per round and trainer")
     ap.add_argument("--prompts", type=int, default=8, help="prompts per step")
     ap.add_argument("--k", type=int, default=4, help="samples per prompt")
@@ -159,6 +167,9 @@ def main() -> None:
             d = a.dtype if device == "cuda" else "float32"
             testbed = real.load(preset, device=device, dtype=d, gold_dtype=d)
             o, t, tps, mo, mt = [], [], [], [], []
+            if a.warmup:  # untimed: the process's first CUDA steps (kernel choice, allocator
+                ours(testbed, a, 0, device)  # growth) would otherwise land on whichever
+                trl(testbed, a, 0, device, dtype)  # trainer runs first, always ours
             for r in range(a.rounds):
                 ot, otps, om = ours(testbed, a, r, device)
                 tt, tm = trl(testbed, a, r, device, dtype)
