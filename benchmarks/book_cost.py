@@ -32,6 +32,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from rlhf_nb.train.runs import read_cache_log
+
 
 def run_seconds(run_dir: Path, kind: str) -> float:
     meta = json.loads((run_dir / "run.json").read_text())
@@ -63,11 +65,7 @@ def per_chapter(executed: Path) -> None:
     wall = json.loads(timings.read_text())["seconds"] if timings.exists() else {}
     # each run is charged to the chapter that trained it; in a warm build (nothing trained) to
     # the first chapter in book order that used it: what that chapter adds to a cold build
-    uses = {log: [ln.split("\t") for ln in log.read_text().splitlines()] for log in logs}
-    uses = {
-        log: [u for u in us if len(u) == 2 and u[1] in ("trained", "loaded")]
-        for log, us in uses.items()
-    }  # a build still running may have a half-written line
+    uses = {log: read_cache_log(log) for log in logs}  # skips a half-written last line
     trainer = {}
     for how in ("trained", "loaded"):
         for log, us in uses.items():

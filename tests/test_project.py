@@ -182,8 +182,8 @@ def test_results_wall_time_table_counts_trained_and_loaded_runs(tmp_path):
 
     (tmp_path / "logs").mkdir()
     (tmp_path / "logs" / "05_x.runs.tsv").write_text(
-        "/c/runs/a\ttrained\n/c/runs/a\tloaded\n/c/runs/b\tloaded\n/c/runs/b\tloaded\n"
-    )
+        "/c/runs/a\ttrained\n/c/runs/a\tloaded\n/c/runs/b\tloaded\n/c/runs/b\tloaded\n/c/runs/c\ttra"
+    )  # the last line half-written (a build still running): not counted
     results.write_timings(tmp_path, {"05_x": 12.3, "06_y": 4.0}, [])
     page = results.render(tmp_path, ["05_x", "06_y"])
     assert "| `05_x` | 12 | 1 | 1 |" in page  # a: trained (then loaded), b: loaded twice

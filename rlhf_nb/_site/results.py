@@ -71,16 +71,13 @@ def render(executed: Path, stems: list[str]) -> str:
 
 def run_counts(log: Path) -> tuple[int, int]:
     """Distinct runs a chapter trained and distinct runs it only loaded, from the run log the
-    build writes (``logs/STEM.runs.tsv``: one ``path<TAB>trained|loaded`` line per use); (0, 0)
+    build writes (``logs/STEM.runs.tsv``, :func:`rlhf_nb.train.runs.read_cache_log`); (0, 0)
     without a log."""
-    trained, used = set(), set()
-    if Path(log).exists():
-        for line in Path(log).read_text().splitlines():
-            path, _, how = line.partition("\t")
-            used.add(path)
-            if how.strip() == "trained":
-                trained.add(path)
-    return len(trained), len(used - trained)
+    from rlhf_nb.train.runs import read_cache_log
+
+    uses = read_cache_log(log)
+    trained = {path for path, how in uses if how == "trained"}
+    return len(trained), len({path for path, _ in uses} - trained)
 
 
 def write_timings(executed: Path, seconds: dict[str, float], params: list[str]) -> None:

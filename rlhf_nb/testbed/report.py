@@ -85,11 +85,23 @@ def build_all(
     ``variants`` (e.g. ``[{"length_bias": "short"}, {"length_bias": "long"}]``), ``workers`` at a
     time in spawned processes, then load and return them in order. A build takes minutes on one
     core (the tiny preset), so independent builds go in parallel."""
-    jobs = [(preset, seed, cache_dir, dict(v)) for v in variants]
-    if workers > 1 and len(jobs) > 1:
-        with mp.get_context("spawn").Pool(min(workers, len(jobs))) as pool:
-            pool.map(_build, jobs)
-    return [tb_mod.build(preset, seed=seed, cache_dir=cache_dir, **v) for v in variants]
+    return _build_in_pool(preset, [(seed, dict(v)) for v in variants], workers, cache_dir)
+
+
+def _build_in_pool(preset: str, specs: list[tuple[int, dict]], workers: int, cache_dir) -> list:
+    """Build the testbeds ``specs`` (``(seed, overrides)`` pairs) that are not cached yet,
+    ``workers`` at a time in spawned processes (none spawned when at most one is missing), then
+    load and return all of them in order."""
+    check_int("workers", workers, 1)
+    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    built = [
+        (root / "testbed" / cache_key(resolve_preset(preset, **o), s)).exists() for s, o in specs
+    ]
+    missing = [(preset, s, cache_dir, o) for (s, o), b in zip(specs, built) if not b]
+    if workers > 1 and len(missing) > 1:
+        with mp.get_context("spawn").Pool(min(workers, len(missing))) as pool:
+            pool.map(_build, missing)
+    return [tb_mod.build(preset, seed=s, cache_dir=cache_dir, **o) for s, o in specs]
 
 
 def build_seeds(
@@ -100,18 +112,15 @@ def build_seeds(
     order. Chapter 04 builds its own testbed this way together with the next seeds of its seed
     table: a cold build runs in one process on one core, so on the book's 2-core machine a
     second build beside it costs no wall time (:func:`seed_table` then only loads it)."""
+    seeds = _check_seeds(seeds)
+    return _build_in_pool(preset, [(s, dict(overrides)) for s in seeds], workers, cache_dir)
+
+
+def _check_seeds(seeds) -> list[int]:
     seeds = [int(s) for s in seeds]
     if not seeds or len(set(seeds)) != len(seeds):
         raise ValueError(f"seeds must be a non-empty list of distinct ints, got {seeds}")
-    check_int("workers", workers, 1)
-    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    key = resolve_preset(preset, **overrides)
-    built = [(root / "testbed" / cache_key(key, s)).exists() for s in seeds]
-    jobs = [(preset, s, cache_dir, dict(overrides)) for s, b in zip(seeds, built) if not b]
-    if workers > 1 and len(jobs) > 1:  # no processes to spawn when the builds are cached
-        with mp.get_context("spawn").Pool(min(workers, len(jobs))) as pool:
-            pool.map(_build, jobs)
-    return [tb_mod.build(preset, seed=s, cache_dir=cache_dir, **overrides) for s in seeds]
+    return seeds
 
 
 def _build_and_measure(args) -> dict:
@@ -131,9 +140,7 @@ def seed_table(
 ) -> pd.DataFrame:
     """:func:`measure` for the testbed built at each seed (index ``testbed seed``), the builds
     ``workers`` at a time in spawned processes (cached builds only load)."""
-    seeds = [int(s) for s in seeds]
-    if not seeds or len(set(seeds)) != len(seeds):
-        raise ValueError(f"seeds must be a non-empty list of distinct ints, got {seeds}")
+    seeds = _check_seeds(seeds)
     jobs = [(preset, s, cache_dir, overrides) for s in seeds]
     if workers > 1 and len(jobs) > 1:
         with mp.get_context("spawn").Pool(min(workers, len(jobs))) as pool:

@@ -236,6 +236,17 @@ def _log_use(path: Path, how: str) -> None:
             warnings.warn(f"{CACHE_LOG_ENV}={log} not writable ({exc}); not logged", stacklevel=3)
 
 
+def read_cache_log(log) -> list[tuple[str, str]]:
+    """The ``(path, how)`` lines :func:`_log_use` appended to ``log`` (``how`` is ``"loaded"`` or
+    ``"trained"``), in order; a missing file reads as none, and a half-written last line (a
+    build still running) is skipped."""
+    log = Path(log)
+    if not log.exists():
+        return []
+    rows = [line.split("\t") for line in log.read_text().splitlines()]
+    return [(r[0], r[1]) for r in rows if len(r) == 2 and r[1] in ("loaded", "trained")]
+
+
 def _cached_at(
     root: Path, path: Path, train: Callable[[], Run], config_cls: type | None, refresh: bool
 ) -> Run:
