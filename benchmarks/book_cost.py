@@ -32,7 +32,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from rlhf_nb.train.runs import read_cache_log
+from rlhf_nb.runs.cache import read_cache_log
 
 
 def run_seconds(run_dir: Path, kind: str) -> float:

@@ -34,7 +34,7 @@ from online_step import StepTimer  # noqa: E402
 
 from rlhf_nb.sampling import rollout  # noqa: E402
 from rlhf_nb.testbed import real, standin, tldr  # noqa: E402
-from rlhf_nb.train import grpo, online  # noqa: E402
+from rlhf_nb.methods import grpo, online  # noqa: E402
 
 
 def build_models(folder: Path, size: str, tiny: bool, prompt_tokens: int, n_prompts: int):
@@ -85,7 +85,7 @@ def reset_peak(device: str) -> None:
 
 
 def ours(testbed, a, seed: int, device: str) -> tuple[list[float], float, float]:
-    """Seconds per step of ``rlhf_nb.train.online`` (steps 1..n; step 0 also evaluates),
+    """Seconds per step of ``rlhf_nb.methods.online`` (steps 1..n; step 0 also evaluates),
     generation tokens/s of its sampler, peak memory."""
     reset_peak(device)
     cfg = online.OnlineConfig(regularizer="kl", beta=0.04, lr=1e-6, steps=a.steps + 1,

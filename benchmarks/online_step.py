@@ -1,4 +1,4 @@
-"""Seconds per RL step: ``rlhf_nb.train.online`` (RLOO) vs TRL's ``GRPOTrainer``, interleaved.
+"""Seconds per RL step: ``rlhf_nb.methods.online`` (RLOO) vs TRL's ``GRPOTrainer``, interleaved.
 
 Identical model (the testbed's SFT policy), prompts x k, and max new tokens. Each round times a
 block of steps of each, alternating, so that load from other processes hits both alike. Prints
@@ -19,7 +19,7 @@ import torch
 from transformers import TrainerCallback
 
 from rlhf_nb import testbed
-from rlhf_nb.train import grpo, online
+from rlhf_nb.methods import grpo, online
 
 
 class StepTimer(TrainerCallback):
@@ -76,7 +76,7 @@ def main() -> None:
         f"preset={a.preset} batch={a.prompts}x{a.k} "
         f"max_new_tokens={tb.max_new_tokens} beta={a.beta}"
     )
-    print(f"rlhf_nb.train.online: median {mo:.3f} s/step over {len(ours)} steps")
+    print(f"rlhf_nb.methods.online: median {mo:.3f} s/step over {len(ours)} steps")
     print(f"TRL GRPOTrainer: median {mt:.3f} s/step over {len(trl)} steps")
     print(f"ratio ours/TRL = {mo / mt:.2f} (target <= 0.67)")
 

@@ -64,9 +64,9 @@ from IPython.display import Markdown, display
 
 import rlhf_nb
 from rlhf_nb import testbed
-from rlhf_nb.testbed import report
+from rlhf_nb.chapters import ch04 as report
 from rlhf_nb.testbed.task import COMPONENTS, GoldWeights
-from rlhf_nb.train import seeds
+from rlhf_nb.runs import seeds
 from rlhf_nb.viz import plotting, widgets
 
 ctx = rlhf_nb.setup(seed=SEED, device=DEVICE, smoke=SMOKE)
@@ -433,7 +433,7 @@ tb.scores([box_prompt] * len(edits), edits).round(2)
 # most of the time; the proxy beats chance on held-out pairs and correlates with gold on SFT
 # samples; and some response the proxy scores above the oracle has a gold reward far below it.
 # The claims about the testbed are asserted on *every* build of the seed table, each threshold
-# with the margin it keeps from the seed values (in seed SDs, printed; `rlhf_nb.train.seeds.holds`).
+# with the margin it keeps from the seed values (in seed SDs, printed; `rlhf_nb.stats.holds`).
 
 # %%
 assert abs(gold_oracle - (w.coverage + w.order)) < 1e-6 and win_oracle > 0.9

@@ -69,8 +69,11 @@ from scipy.stats import spearmanr
 
 import rlhf_nb
 from rlhf_nb import sampling, testbed, train
-from rlhf_nb.train import grpo, rloo, seeds, sweep
-from rlhf_nb.train.runs import samples_table, summary_table
+from rlhf_nb.methods import grpo, rloo
+from rlhf_nb.runs import seeds
+from rlhf_nb.chapters import ch05 as sweep
+from rlhf_nb.runs.record import samples_table
+from rlhf_nb.stats import summary_table
 from rlhf_nb.viz import live, run_plots
 
 ctx = rlhf_nb.setup(seed=SEED, device=DEVICE, smoke=SMOKE)
@@ -89,10 +92,10 @@ print(f"device={ctx.device} seed={ctx.seed} smoke={ctx.smoke} testbed={tb.path.n
 # %% [markdown]
 # ## The update, in named functions
 #
-# `rlhf_nb.train.online.train` is a short driver; each step of the update is a function,
+# `rlhf_nb.methods.online.train` is a short driver; each step of the update is a function,
 # numbered like the module docstring: 1. `sampling.rollout` draws $k$ responses per prompt,
 # 2. `score` reads the proxy (optimised) and gold (logged) rewards, 3. `log_probs` computes
-# $\log\pi$ and $\log\pi_\text{ref}$ per token, and 4–6. `rlhf_nb.train.rloo`, shown here, turns
+# $\log\pi$ and $\log\pi_\text{ref}$ per token, and 4–6. `rlhf_nb.methods.rloo`, shown here, turns
 # them into the loss. Step 4 is where the two objectives differ: the MaxEnt run adds
 # $-\alpha\log\pi(y\mid x)$ to the reward — a one-sample estimate of the entropy bonus (chapter
 # 01) — while the KL run subtracts $\beta\sum_t \log\frac{\pi}{\pi_\text{ref}}$, the k1 estimator
@@ -143,7 +146,7 @@ assert logp_gap < 1e-4, logp_gap  # checkpoint: the shared-prompt path is exact
 # term (what TRL's GRPO `entropy_coef` does). The conservative learning rate gets a longer run
 # (the `steps` column). The sweep is one seed per setting; the five **headline settings** — α = 0
 # and the MaxEnt α > 0 at the higher rate, the weakest and the strongest β, and α = 0 at the lower
-# rate — run at `N_SEEDS` seeds each (`rlhf_nb.train.seeds.run_seeds`; the first seed is the sweep's own
+# rate — run at `N_SEEDS` seeds each (`rlhf_nb.runs.seeds.run_seeds`; the first seed is the sweep's own
 # run). Every run is cached on disk keyed by its config, so re-rendering the book does not
 # retrain; the runs go `WORKERS` at a time in separate processes.
 # Every list, rate and length of this grid is a parameter of the notebook (`ALPHAS`, `ALPHAS_LO`,
@@ -480,7 +483,7 @@ display(box)
 # What you should have seen. Each statement is asserted for **every seed** of the headline
 # settings, and each threshold is printed with its margin: how many seed standard deviations it
 # sits from the seed mean (at least `seeds.MIN_MARGIN`, so that another machine's digits do not
-# flip it; `rlhf_nb.train.seeds.holds`). In SMOKE mode the runs are a few steps long, so only the
+# flip it; `rlhf_nb.stats.holds`). In SMOKE mode the runs are a few steps long, so only the
 # mechanics are checked.
 
 # %%

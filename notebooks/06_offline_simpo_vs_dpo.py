@@ -33,8 +33,8 @@
 #
 # Every number below is computed when the notebook runs; findings that contradict the paper (or
 # our expectations) are reported as found. The settings the chapter's conclusions rest on run at
-# `N_SEEDS` seeds (`rlhf_nb.train.seeds`) and are reported as mean ± 95 % band; the sweeps are one seed
-# per value and are read against that seed spread. Runs are cached (`rlhf_nb.train.runs`), so a second
+# `N_SEEDS` seeds (`rlhf_nb.runs.seeds`) and are reported as mean ± 95 % band; the sweeps are one seed
+# per value and are read against that seed spread. Runs are cached (`rlhf_nb.runs`), so a second
 # execution only re-draws. Timings come from a shared 2-core machine and are noisy.
 
 # %% tags=["parameters"]
@@ -78,13 +78,13 @@ from IPython.display import Markdown, display
 
 import rlhf_nb
 from rlhf_nb import testbed, train
-from rlhf_nb.testbed import report
+from rlhf_nb.chapters import ch04 as report
 from rlhf_nb.testbed.task import GoldWeights
-from rlhf_nb.train import seeds
-from rlhf_nb.train.offline import OfflineConfig
-from rlhf_nb.train.online_config import OnlineConfig
-from rlhf_nb.train.online_simpo import OnlineSimPOConfig
-from rlhf_nb.train.runs import summary_table
+from rlhf_nb.runs import seeds
+from rlhf_nb.methods.offline import OfflineConfig
+from rlhf_nb.methods.online_config import OnlineConfig
+from rlhf_nb.methods.online_simpo import OnlineSimPOConfig
+from rlhf_nb.stats import summary_table
 from rlhf_nb.viz import live, plotting, run_plots
 
 ctx = rlhf_nb.setup(seed=SEED, device=DEVICE, smoke=SMOKE)
@@ -433,7 +433,7 @@ print(f"online MaxEnt KL over the larger offline KL, seed by seed: ×{kl_ratio_o
 #
 # Now keep SimPO's loss and remove only the data constraint: every step, sample two responses per
 # prompt from the *current* policy, let the proxy RM pick the winner, and take a SimPO step on
-# those pairs (`rlhf_nb.train.online_simpo`). If the reference-free loss itself were the problem, offline
+# those pairs (`rlhf_nb.methods.online_simpo`). If the reference-free loss itself were the problem, offline
 # SimPO would fail too; if sampling from itself against an exploitable proxy is the problem,
 # online SimPO should drift like online MaxEnt RL. Two things change at once here — where the
 # pairs come from and who labels them (the gold Bradley–Terry model offline, the proxy RM online)
@@ -741,14 +741,14 @@ if not SMOKE:  # every DPO seed buys more gold per nat than every SimPO seed
 
 # %% [markdown]
 # **2. What if the proxy had labelled the data?** Relabel the testbed's preference pairs with the
-# proxy reward model (`rlhf_nb.train.offline.relabel`, chapter 09's "proxy labeller") and report
+# proxy reward model (`rlhf_nb.methods.offline.relabel`, chapter 09's "proxy labeller") and report
 # the share of pairs whose label flips. How does it compare with the proxy's disagreement with the
 # data's labels that the testbed measured on held-out pairs (`tb.stats`)?
 
 # %% tags=["hide-input"]
 # Solution 2: the proxy was fitted to these very labels, so it disagrees with them less on its
 # training pairs than on held-out ones.
-from rlhf_nb.train.offline import proxy_flips  # noqa: E402
+from rlhf_nb.methods.offline import proxy_flips  # noqa: E402
 
 flip = float(np.mean(proxy_flips(tb, tb.preference_data)))
 held_disagree = 1 - tb.stats["rm_heldout_accuracy"]

@@ -66,9 +66,11 @@ from IPython.display import Markdown, display
 import rlhf_nb
 from rlhf_nb import testbed, train
 from rlhf_nb.theory import exact, frontier
-from rlhf_nb.train import best_of_n, evaluate, overopt, seeds, sweep
-from rlhf_nb.train.offline import OfflineConfig
-from rlhf_nb.train.online_simpo import OnlineSimPOConfig
+from rlhf_nb.methods import best_of_n, evaluate
+from rlhf_nb.chapters import ch07 as overopt, ch05 as sweep
+from rlhf_nb.runs import seeds
+from rlhf_nb.methods.offline import OfflineConfig
+from rlhf_nb.methods.online_simpo import OnlineSimPOConfig
 from rlhf_nb.viz import frontier_plots, live, run_plots
 
 ctx = rlhf_nb.setup(seed=SEED, device=DEVICE, smoke=SMOKE)
@@ -168,7 +170,7 @@ print(
 # `N_SEEDS` seeds each (the same configs: when those chapters ran, nothing trains here); each
 # history row gives a point (d, gold) — the online rows smoothed over `SMOOTH` steps, since one
 # batch is noisy. Best-of-$n$ from the SFT policy under the proxy RM
-# (`rlhf_nb.train.best_of_n.bon_frontier`) is computed from one set of `BON_N_MAX` samples per
+# (`rlhf_nb.methods.best_of_n.bon_frontier`) is computed from one set of `BON_N_MAX` samples per
 # prompt, with its KL measured exactly over those samples.
 
 # %%
@@ -194,7 +196,7 @@ display(pd.DataFrame({k: {"config": c.label(), "regularizer": c.regularizer}
 
 # %% [markdown]
 # The remedies of part 4 (above, derived from the testbed rather than tuned to a run; the table
-# in `rlhf_nb.train.overopt`'s docstring says why each coefficient; the reward-model ensemble
+# in `rlhf_nb.chapters.ch07`'s docstring says why each coefficient; the reward-model ensemble
 # follows {cite:t}`coste2024ensembles`, the adaptive entropy coefficient SAC's temperature tuning
 # {cite:p}`haarnoja2018sacapps`) train in the same process
 # pool as everything else this chapter needs, longest first: the headline settings and the
@@ -223,7 +225,7 @@ bon.round(3)
 # %% [markdown]
 # Each method's path on the plane (chapter 05's one-seed α sweep included, without a fit), gold gain over its own start on the left and the proxy it
 # optimised on the right; the dashed curves are Gao et al.'s forms fitted to each method's points
-# pooled over seeds (`rlhf_nb.train.overopt.gao_table`: best-of-$n$ with $d(a-bd)$, the RL runs
+# pooled over seeds (`rlhf_nb.chapters.ch07.gao_table`: best-of-$n$ with $d(a-bd)$, the RL runs
 # with $d(a - b\log d)$, for which the peak sits at $d^* = e^{a/b-1}$).
 
 # %%

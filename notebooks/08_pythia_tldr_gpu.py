@@ -77,9 +77,10 @@ from IPython.display import Markdown, display
 import rlhf_nb
 from rlhf_nb import train
 from rlhf_nb.testbed import real, standin, tldr
-from rlhf_nb.train import kind_of
-from rlhf_nb.train.online import OnlineConfig
-from rlhf_nb.train.runs import run_path, summary_table
+from rlhf_nb.runs import kind_of
+from rlhf_nb.methods.online import OnlineConfig
+from rlhf_nb.runs.cache import run_path
+from rlhf_nb.stats import summary_table
 from rlhf_nb.viz import run_plots
 
 rlhf_nb.check_choice("PRESET", PRESET, tldr.TLDR_PRESETS)

@@ -57,9 +57,10 @@ from IPython.display import Markdown, display
 import rlhf_nb
 from rlhf_nb import testbed, train
 from rlhf_nb.theory import exact, frontier, losses, sequences
-from rlhf_nb.train import claims, overopt, seeds, sweep, twobytwo
-from rlhf_nb.train.offline import OfflineConfig, relabel
-from rlhf_nb.train.online_simpo import OnlineSimPOConfig
+from rlhf_nb.chapters import claims, ch07 as overopt, ch05 as sweep, ch09 as twobytwo
+from rlhf_nb.runs import seeds
+from rlhf_nb.methods.offline import OfflineConfig, relabel
+from rlhf_nb.methods.online_simpo import OnlineSimPOConfig
 from rlhf_nb.viz import frontier_plots, live
 
 ctx = rlhf_nb.setup(seed=SEED, device=DEVICE, smoke=SMOKE)
@@ -84,7 +85,7 @@ print(f"device={ctx.device} seed={ctx.seed} smoke={ctx.smoke} preset={PRESET} se
 # | **fixed offline pairs** | chapter 06's offline run | the same pairs, relabelled by the proxy |
 # | **pairs sampled from the current policy** | online, each fresh pair labelled by a gold BT draw | chapter 06's online run |
 #
-# Every cell keeps chapter 06's β, γ, learning rate, steps and batch (`rlhf_nb.train.twobytwo`);
+# Every cell keeps chapter 06's β, γ, learning rate, steps and batch (`rlhf_nb.chapters.ch09`);
 # the corner cells are chapter 06's own cached runs. The offline data were drawn from the SFT
 # policy and labelled by the same noisy gold model the online gold cell uses, so "gold labels"
 # means the same labeller in both rows.
@@ -286,7 +287,7 @@ print(f"testbed: V = {V}, cap L = {L} tokens. Uniform over responses: no-EOS sha
 # %% [markdown]
 # ## 4. The paper's claims against the book's evidence
 #
-# Each row is assessed by a stated rule that must hold at every seed (`rlhf_nb.train.claims`,
+# Each row is assessed by a stated rule that must hold at every seed (`rlhf_nb.chapters.claims`,
 # one function per claim, its threshold in its docstring), from the cached runs of chapters
 # 02–07 and this chapter's 2×2.
 

@@ -92,10 +92,10 @@ SYMBOLS = (
 )
 
 CONFIGS = {  # class name -> module, for the fields above
-    "OnlineConfig": "rlhf_nb.train.online_config",
-    "OfflineConfig": "rlhf_nb.train.offline",
-    "OnlineSimPOConfig": "rlhf_nb.train.online_simpo",
-    "GRPOCheckConfig": "rlhf_nb.train.grpo",
+    "OnlineConfig": "rlhf_nb.methods.online_config",
+    "OfflineConfig": "rlhf_nb.methods.offline",
+    "OnlineSimPOConfig": "rlhf_nb.methods.online_simpo",
+    "GRPOCheckConfig": "rlhf_nb.methods.grpo",
 }
 
 

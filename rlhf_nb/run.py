@@ -8,13 +8,13 @@ data-parallel under ``accelerate launch`` (chapter 08).
 
 It goes through the same code as the book's toy runs: the preset becomes a testbed
 (:func:`rlhf_nb.testbed.real.load`, or :func:`rlhf_nb.testbed.build` for the toy presets), the
-method a config (:class:`~rlhf_nb.train.online.OnlineConfig` for ``maxent``/``kl``/``rloo``,
-:class:`~rlhf_nb.train.offline.OfflineConfig` for ``dpo``/``simpo``), trained by the run
+method a config (:class:`~rlhf_nb.methods.online.OnlineConfig` for ``maxent``/``kl``/``rloo``,
+:class:`~rlhf_nb.methods.offline.OfflineConfig` for ``dpo``/``simpo``), trained by the run
 contract's method. Every option is checked, and the config and preset built, before any model
 loads: a bad option fails at once, naming it.
 
 The output folder holds ``options.json`` (what was asked; ``--resume`` refuses other options),
-``history.csv`` and ``run.json`` (the book's run format, :func:`rlhf_nb.train.runs.save_run`,
+``history.csv`` and ``run.json`` (the book's run format, :func:`rlhf_nb.runs.cache.save_run`,
 rewritten after every logged step, so an interrupted run keeps its history), ``checkpoint/``
 (resumable state every ``--checkpoint-interval`` steps), ``run/`` (the same, with the final
 policy in ``run/policy`` under ``--save-policy``)
@@ -164,8 +164,8 @@ def _lr(args, lora: bool) -> float:
 
 def make_config(args, device: str, lora: bool):
     """The run's config dataclass from the options (raises ``ValueError`` naming a field)."""
-    from rlhf_nb.train.offline import OfflineConfig
-    from rlhf_nb.train.online import OnlineConfig
+    from rlhf_nb.methods.offline import OfflineConfig
+    from rlhf_nb.methods.online import OnlineConfig
 
     common = dict(lr=_lr(args, lora), steps=args.steps, seed=args.seed,
                   eval_interval=args.eval_interval, device=device.split(":")[0])  # fmt: skip
@@ -281,12 +281,12 @@ def _testbed(args, preset, device: str):
 
 
 def _train(testbed, config, args, out: Path, acc, on_step, main_process):
-    from rlhf_nb.train import offline, online
-    from rlhf_nb.train.runs import save_run
+    from rlhf_nb.methods import offline, online
+    from rlhf_nb.runs.cache import save_run
 
     def write_as_it_goes(history):
         if main_process:  # the history survives an interrupt or a crash
-            from rlhf_nb.train.runs import Run
+            from rlhf_nb.runs.record import Run
 
             save_run(Run(config, history, "running"), out / "run")
         if on_step is not None:
@@ -305,7 +305,7 @@ def _train(testbed, config, args, out: Path, acc, on_step, main_process):
 
 
 def _save(run, out: Path, weights: bool) -> None:
-    from rlhf_nb.train.runs import save_run
+    from rlhf_nb.runs.cache import save_run
 
     save_run(run, out / "run", weights=weights)
     run.history.to_csv(out / "history.csv", index=False)

@@ -1,5 +1,5 @@
 """Chapter 09's package side: the 2×2 cells, gold at matched KL, the factor effects and their
-verdict (rlhf_nb.train.twobytwo), and the claim assessments (rlhf_nb.train.claims)."""
+verdict (rlhf_nb.chapters.ch09), and the claim assessments (rlhf_nb.chapters.claims)."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rlhf_nb.train import claims, twobytwo
-from rlhf_nb.train.offline import OfflineConfig
-from rlhf_nb.train.online_config import OnlineConfig
-from rlhf_nb.train.online_simpo import OnlineSimPOConfig
-from rlhf_nb.train.runs import COLUMNS, Run
-from rlhf_nb.train.seeds import SeedRuns
+from rlhf_nb.chapters import claims, ch09 as twobytwo
+from rlhf_nb.methods.offline import OfflineConfig
+from rlhf_nb.methods.online_config import OnlineConfig
+from rlhf_nb.methods.online_simpo import OnlineSimPOConfig
+from rlhf_nb.runs.record import COLUMNS, Run
+from rlhf_nb.runs.seeds import SeedRuns
 
 
 def test_cells_cross_source_and_labeller_with_shared_fields():

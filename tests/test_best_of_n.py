@@ -1,4 +1,4 @@
-"""Best-of-n on the testbed (rlhf_nb.train.best_of_n): the order-statistic weights and the
+"""Best-of-n on the testbed (rlhf_nb.methods.best_of_n): the order-statistic weights and the
 frontier's identities at n = 1 and its monotonicity."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 
 from rlhf_nb import testbed
 from rlhf_nb.theory.frontier import bon_kl_bound
-from rlhf_nb.train.best_of_n import bon_frontier, order_weights
+from rlhf_nb.methods.best_of_n import bon_frontier, order_weights
 
 
 def test_order_weights_equal_enumerating_every_subset():

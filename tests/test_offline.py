@@ -1,4 +1,4 @@
-"""Offline DPO/SimPO (rlhf_nb.train.offline) on the smoke testbed.
+"""Offline DPO/SimPO (rlhf_nb.methods.offline) on the smoke testbed.
 
 The equivalence tests take one collated batch of the *real* trainers (TRL's own tokenisation of
 the testbed's preference pairs), let TRL compute its training loss on it, and compare with
@@ -16,8 +16,8 @@ import torch
 from rlhf_nb import testbed, train
 from rlhf_nb.sampling import sequence_logps
 from rlhf_nb.theory import losses
-from rlhf_nb.train import offline
-from rlhf_nb.train.offline import OfflineConfig
+from rlhf_nb.methods import offline
+from rlhf_nb.methods.offline import OfflineConfig
 from rlhf_nb.viz import live
 
 N = 12  # pairs in the compared batch
@@ -128,7 +128,7 @@ def test_bad_types_are_rejected():
 
 
 def test_grpo_check_config_is_validated():
-    from rlhf_nb.train.grpo import GRPOCheckConfig
+    from rlhf_nb.methods.grpo import GRPOCheckConfig
 
     for kwargs, message in [
         (dict(steps=0), "steps must be in [1, inf)"),
@@ -163,7 +163,7 @@ def test_live_widget_builds_without_training(tb):
 
 
 def test_online_simpo_runs_with_the_same_history(tb):
-    from rlhf_nb.train import online_simpo
+    from rlhf_nb.methods import online_simpo
 
     cfg = online_simpo.OnlineSimPOConfig(steps=4, eval_interval=2, batch_size=8,
                                          n_eval_prompts=16, n_heldout_pairs=32)  # fmt: skip
@@ -176,7 +176,7 @@ def test_online_simpo_runs_with_the_same_history(tb):
 
 
 def test_online_simpo_labels_the_proxy_preferred_sample_as_chosen():
-    from rlhf_nb.train.online_simpo import label_pairs
+    from rlhf_nb.methods.online_simpo import label_pairs
 
     prompts, a, b = ["p0", "p1", "p2", "p3"], ["x", "y", "same", "t"], ["u", "v", "same", "w"]
     ra, rb = torch.tensor([1.0, -1.0, 0.0, 2.0]), torch.tensor([0.0, 3.0, 0.0, 2.0])
@@ -186,7 +186,7 @@ def test_online_simpo_labels_the_proxy_preferred_sample_as_chosen():
 
 
 def test_online_simpo_still_evaluates_when_every_pair_is_identical(tb, monkeypatch):
-    from rlhf_nb.train import online_simpo
+    from rlhf_nb.methods import online_simpo
 
     original = type(tb).sample
 
@@ -207,8 +207,8 @@ def test_online_simpo_still_evaluates_when_every_pair_is_identical(tb, monkeypat
 
 
 def test_labeller_defaults_normalise_so_cached_keys_stay():
-    from rlhf_nb.train.online_simpo import OnlineSimPOConfig
-    from rlhf_nb.train.runs import config_key
+    from rlhf_nb.methods.online_simpo import OnlineSimPOConfig
+    from rlhf_nb.runs.cache import config_key
 
     assert OfflineConfig(labeller="gold").labeller is None
     assert config_key(OfflineConfig(labeller="gold")) == config_key(OfflineConfig())
@@ -236,7 +236,7 @@ def test_relabel_makes_the_proxy_preferred_response_the_chosen_one(tb):
 def test_gold_bt_labels_follow_the_bradley_terry_probability():
     from types import SimpleNamespace
 
-    from rlhf_nb.train.online_simpo import gold_bt_labels
+    from rlhf_nb.methods.online_simpo import gold_bt_labels
 
     gold = {"a": 1.0, "b": 0.5}
     fake = SimpleNamespace(gold_reward=lambda ps, ys: torch.tensor([gold[y] for y in ys]),
@@ -251,7 +251,7 @@ def test_gold_bt_labels_follow_the_bradley_terry_probability():
 
 @pytest.mark.parametrize("method", ["dpo", "simpo"])
 def test_online_runs_with_gold_labels_and_online_dpo_starts_at_log_2(tb, method):
-    from rlhf_nb.train import online_simpo
+    from rlhf_nb.methods import online_simpo
 
     cfg = online_simpo.OnlineSimPOConfig(method=method, labeller="gold", steps=2,
                                          eval_interval=1, batch_size=8, n_eval_prompts=8,

@@ -1,4 +1,4 @@
-"""The online RLOO loop (rlhf_nb.train.online): validation, equations, reproducibility,
+"""The online RLOO loop (rlhf_nb.methods.online): validation, equations, reproducibility,
 reliability."""
 
 from __future__ import annotations
@@ -10,10 +10,11 @@ import pytest
 import torch
 
 from rlhf_nb import sampling, testbed
-from rlhf_nb.train import online
-from rlhf_nb.train.online_config import OnlineConfig
-from rlhf_nb.train.rloo import rloo_advantages, shaped_reward
-from rlhf_nb.train.runs import COLUMNS, summary_table
+from rlhf_nb.methods import online
+from rlhf_nb.methods.online_config import OnlineConfig
+from rlhf_nb.methods.rloo import rloo_advantages, shaped_reward
+from rlhf_nb.runs.record import COLUMNS
+from rlhf_nb.stats import summary_table
 
 SMALL = dict(steps=4, prompts_per_step=4, k=2, eval_interval=2, n_eval_prompts=8)
 
@@ -282,7 +283,7 @@ def test_sweep_in_processes_matches_in_process_training_and_caches(tb, tmp_path)
 
 
 def _fake_run(label_alpha: float, gold: list[float], status: str = "finished"):
-    from rlhf_nb.train.runs import Run
+    from rlhf_nb.runs.record import Run
 
     n = len(gold)
     h = pd.DataFrame({c: [float("nan")] * n for c in COLUMNS})

@@ -1,5 +1,5 @@
 """Chapter 07's package side: the exact misspecified problem and its families, the remedies as
-configs, the empirical frontier of runs and the Gao fits on it (rlhf_nb.train.overopt)."""
+configs, the empirical frontier of runs and the Gao fits on it (rlhf_nb.chapters.ch07)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 
 from rlhf_nb.theory import exact, frontier
-from rlhf_nb.train import overopt
-from rlhf_nb.train.online_config import OnlineConfig
-from rlhf_nb.train.runs import COLUMNS, Run
-from rlhf_nb.train.seeds import SeedRuns
+from rlhf_nb.chapters import ch07 as overopt
+from rlhf_nb.methods.online_config import OnlineConfig
+from rlhf_nb.runs.record import COLUMNS, Run
+from rlhf_nb.runs.seeds import SeedRuns
 
 
 @pytest.fixture(scope="module")

@@ -117,7 +117,7 @@ def test_plotly_renderer_per_place(monkeypatch):
 
 
 def test_run_controls_report_progress_and_errors():
-    from rlhf_nb.train.runs import Run
+    from rlhf_nb.runs.record import Run
     from rlhf_nb.viz import live
 
     c = live.RunControls(4)

@@ -1,4 +1,4 @@
-"""The remedies of chapter 07 as regularisers of the online loop (rlhf_nb.train.rloo and
+"""The remedies of chapter 07 as regularisers of the online loop (rlhf_nb.methods.rloo and
 OnlineConfig's options): each term checked by hand, then a short run of each on the smoke
 testbed, and the cache keys of the runs that use none of them unchanged."""
 
@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from rlhf_nb import testbed
-from rlhf_nb.train import online, rloo
-from rlhf_nb.train.online_config import OnlineConfig
-from rlhf_nb.train.runs import config_key
+from rlhf_nb.methods import online, rloo
+from rlhf_nb.methods.online_config import OnlineConfig
+from rlhf_nb.runs.cache import config_key
 
 SMALL = dict(steps=4, prompts_per_step=4, k=2, eval_interval=2, n_eval_prompts=8)
 
@@ -105,7 +105,7 @@ def test_adaptive_entropy_logs_its_coefficient_and_moves_it_towards_the_target(t
 
 
 def test_ensemble_aggregate_by_hand():
-    from rlhf_nb.testbed.ensemble import aggregate
+    from rlhf_nb.methods.ensemble import aggregate
 
     scores = torch.tensor([[1.0, 2.0], [3.0, 2.0]])  # 2 members x 2 samples
     assert aggregate(scores).tolist() == pytest.approx([1.0, 2.0])  # mean 2, std 1 and 0
@@ -116,7 +116,7 @@ def test_ensemble_aggregate_by_hand():
 
 
 def test_proxy_ensemble_members_differ_and_are_cached(tb, tmp_path):
-    from rlhf_nb.testbed.ensemble import proxy_ensemble
+    from rlhf_nb.methods.ensemble import proxy_ensemble
 
     members = proxy_ensemble(tb, 3, cache_dir=tmp_path)
     assert len(members) == 3 and members[0] is tb.proxy_rm

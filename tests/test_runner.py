@@ -122,7 +122,7 @@ def test_resuming_a_finished_run_changes_nothing(tmp_path):
     """--resume on a run that already ended trains nothing (TRL would take one step more from
     its final checkpoint); the offline loop also returns a final checkpoint's history as is."""
     from rlhf_nb.testbed import real, standin
-    from rlhf_nb.train import offline
+    from rlhf_nb.methods import offline
 
     argv = [*SMALL, "--method", "dpo", "--steps", "4", "--out", str(tmp_path / "d")]
     assert runner.main(argv) == 0

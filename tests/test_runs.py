@@ -13,8 +13,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rlhf_nb.train import runs
-from rlhf_nb.train.runs import COLUMNS, Run, cached_run, config_key, load_run, save_run
+from rlhf_nb.runs import cache as runs
+from rlhf_nb.runs.record import COLUMNS, Run
+from rlhf_nb.runs.cache import cached_run, config_key, load_run, save_run
 
 
 @dataclass
@@ -126,7 +127,7 @@ def test_cached_training_lives_at_run_path(tmp_path):
 def test_value_at_and_slope_read_the_history():
     import pandas as pd
 
-    from rlhf_nb.train.runs import Run
+    from rlhf_nb.runs.record import Run
 
     h = pd.DataFrame({"step": [0, 1, 2, 3, 4], "kl_k1": [0.0, float("nan"), 2.0, 3.0, 4.0]})
     run = Run(config=None, history=h, status="finished")

@@ -10,9 +10,9 @@ import pytest
 from scipy import stats
 
 from rlhf_nb import train
-from rlhf_nb.train import seeds
-from rlhf_nb.train.online_config import OnlineConfig
-from rlhf_nb.train.runs import COLUMNS, Run
+from rlhf_nb.runs import seeds
+from rlhf_nb.methods.online_config import OnlineConfig
+from rlhf_nb.runs.record import COLUMNS, Run
 from rlhf_nb.viz import run_plots
 
 

@@ -229,7 +229,7 @@ def test_reload_loads_the_cache_instead_of_rebuilding(smoke):
 
 
 def test_build_seeds_loads_cached_builds_in_order_and_rejects_bad_seeds(smoke):
-    from rlhf_nb.testbed import report
+    from rlhf_nb.chapters import ch04 as report
 
     cache = smoke.path.parent.parent  # cache_dir/testbed/<key>
     (tb,) = report.build_seeds("smoke", [0], workers=2, cache_dir=cache)

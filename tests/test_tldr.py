@@ -11,7 +11,8 @@ import torch
 
 from rlhf_nb.sampling import rollout, token_logprobs
 from rlhf_nb.testbed import real, standin, tldr
-from rlhf_nb.train import offline, online, train
+from rlhf_nb.methods import offline, online
+from rlhf_nb.runs import train
 
 
 @pytest.fixture(scope="module")

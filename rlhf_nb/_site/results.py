@@ -71,9 +71,9 @@ def render(executed: Path, stems: list[str]) -> str:
 
 def run_counts(log: Path) -> tuple[int, int]:
     """Distinct runs a chapter trained and distinct runs it only loaded, from the run log the
-    build writes (``logs/STEM.runs.tsv``, :func:`rlhf_nb.train.runs.read_cache_log`); (0, 0)
+    build writes (``logs/STEM.runs.tsv``, :func:`rlhf_nb.runs.cache.read_cache_log`); (0, 0)
     without a log."""
-    from rlhf_nb.train.runs import read_cache_log
+    from rlhf_nb.runs.cache import read_cache_log
 
     uses = read_cache_log(log)
     trained = {path for path, how in uses if how == "trained"}

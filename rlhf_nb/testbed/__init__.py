@@ -9,9 +9,9 @@ proxy reward model, an SFT policy, preference data — built once per (preset, s
 * :mod:`~rlhf_nb.testbed.assemble` — writes, checksums and verifies a testbed folder;
 * :mod:`~rlhf_nb.testbed.testbed` — :class:`Testbed` (the loaded bundle: rewards, sampling,
   references) and :func:`build` (build or load from the cache);
-* :mod:`~rlhf_nb.testbed.report` — what chapter 04 measures about a build (blind spot, seed
+* :mod:`~rlhf_nb.chapters.ch04` — what chapter 04 measures about a build (blind spot, seed
   table, builds in parallel);
-* :mod:`~rlhf_nb.testbed.ensemble` — extra proxy RMs of a build (other seeds, cached beside
+* :mod:`~rlhf_nb.methods.ensemble` — extra proxy RMs of a build (other seeds, cached beside
   it) and their aggregate reward, a remedy of chapter 07.
 
 Imports :mod:`rlhf_nb.core` and :mod:`rlhf_nb.sampling` only. A new preset goes in ``presets.py``

@@ -18,7 +18,7 @@ toy, and where it is handled:
 * responses are scored as ``prompt + " " + response + EOS`` (the leading space is the first BPE
   token of a TL;DR summary after ``"TL;DR:"``);
 * a response that hits the budget without EOS is penalised (``missing_eos_penalty``,
-  :func:`rlhf_nb.train.online.score`);
+  :func:`rlhf_nb.methods.online.score`);
 * dtype per device (:func:`resolve_dtype`) and LoRA through ``peft``: the reference is then the
   policy itself with its adapters switched off.
 """

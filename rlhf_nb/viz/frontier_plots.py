@@ -2,7 +2,7 @@
 
 :func:`exact_plane_figure` draws the exact families (``rlhf_nb.theory.frontier.family_frontiers``)
 as curves with a slider that moves a marker along each by its temperature, so the site keeps the
-interaction; :func:`empirical_frontier_figure` draws measured runs (``rlhf_nb.train.overopt``)
+interaction; :func:`empirical_frontier_figure` draws measured runs (``rlhf_nb.chapters.ch07``)
 with Gao fits, gold and proxy side by side.
 """
 

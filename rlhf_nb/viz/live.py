@@ -8,7 +8,7 @@ is instant; on the static site there is no kernel and the slider figures carry t
 from __future__ import annotations
 
 from rlhf_nb.core import check_int
-from rlhf_nb.train.online_config import OnlineConfig
+from rlhf_nb.methods.online_config import OnlineConfig
 from rlhf_nb.viz import run_plots, widgets
 
 
@@ -68,7 +68,7 @@ class RunControls:
 def _train_on_click(controls: RunControls, testbed, update, make_config) -> None:
     """Wire the controls' button to train ``make_config()`` on ``testbed`` (an online run, no
     cache) with ``update`` redrawing the figure after every row."""
-    from rlhf_nb.train.online import train
+    from rlhf_nb.methods.online import train
 
     def on_click(_):
         cfg = make_config()
@@ -136,14 +136,14 @@ def cell_widget(testbed, cells: dict, runs: dict, *, steps: int = 30, seed: int 
     and a button that trains a short live run of that cell (its config with ``steps`` steps and
     a light evaluation) over the cached runs of the same cell (every seed).
 
-    ``cells`` maps ``(method, source, labeller)`` to a config (``rlhf_nb.train.twobytwo.cells``),
+    ``cells`` maps ``(method, source, labeller)`` to a config (``rlhf_nb.chapters.ch09.cells``),
     ``runs`` the same keys to cached runs. Nothing trains until the click.
     """
     import dataclasses
 
     import ipywidgets as w
 
-    from rlhf_nb.train import contract
+    from rlhf_nb.runs import contract
 
     check_int("steps", steps, 1, 10_000)
     methods = sorted({k[0] for k in cells})
@@ -195,7 +195,7 @@ def offline_widget(
     """
     import ipywidgets as w
 
-    from rlhf_nb.train.offline import OfflineConfig, train
+    from rlhf_nb.methods.offline import OfflineConfig, train
 
     check_int("steps", steps, 1)
     method_w = w.Dropdown(options=["simpo", "dpo"], value="simpo", description="method")

@@ -1,4 +1,4 @@
-"""Plots of :class:`rlhf_nb.train.runs.Run` histories, shared by the online (05) and offline (06)
+"""Plots of :class:`rlhf_nb.runs.record.Run` histories, shared by the online (05) and offline (06)
 chapters.
 
 Every function takes a list of runs (online or offline, anything with the shared history
@@ -228,7 +228,7 @@ def band_traces(
     showlegend: bool = True,
     seeds: bool = False,
 ) -> list[go.Scatter]:
-    """For each :class:`rlhf_nb.train.seeds.SeedRuns`: its per-step mean over seeds (a line) and the
+    """For each :class:`rlhf_nb.runs.seeds.SeedRuns`: its per-step mean over seeds (a line) and the
     95 % band of that mean (a filled polygon, same colour, faint); ``seeds=True`` adds each seed's
     own curve, thin. Legends name the setting and the number of seeds."""
     traces = []

@@ -14,9 +14,9 @@ Both start from the testbed's SFT policy and train on its fixed preference pairs
   ``-log sigmoid(beta (log pi(y_w) - log pi(y_l)))`` on *summed* log-probs: the constant-alpha
   MaxEnt Bradley-Terry loss of notebook 02 (``losses.maxent_bt_loss``; no margin, so gamma = 0).
 
-The history is written by :class:`rlhf_nb.train.evaluate.HistoryWriter`, fed from a TRL callback
-(:class:`TRLHistory`): the shared ``rlhf_nb.train.runs.COLUMNS`` on held-out prompts
-(:func:`rlhf_nb.train.evaluate.policy_metrics`), TRL's own training metrics averaged over each
+The history is written by :class:`rlhf_nb.methods.evaluate.HistoryWriter`, fed from a TRL callback
+(:class:`TRLHistory`): the shared ``rlhf_nb.runs.record.COLUMNS`` on held-out prompts
+(:func:`rlhf_nb.methods.evaluate.policy_metrics`), TRL's own training metrics averaged over each
 interval (``loss``, ``rewards_chosen``, ``rewards_rejected``, ``margin``, ``accuracy``; for SimPO
 the implicit reward is beta * average log-prob) and the same on held-out pairs (``heldout_*``,
 plus ``heldout_weight``, the mean per-pair gradient weight sigmoid(-logit) of the loss).
@@ -38,9 +38,9 @@ import torch
 from transformers import PrinterCallback, ProgressCallback, TrainerCallback
 
 from rlhf_nb.core import check_type, quiet
-from rlhf_nb.train.evaluate import PREFERENCE_COLUMNS, TRAIN_METRICS, HistoryWriter
-from rlhf_nb.train.preference import DEFAULT_BETA, METHODS, PreferenceConfig
-from rlhf_nb.train.runs import Run
+from rlhf_nb.methods.evaluate import PREFERENCE_COLUMNS, TRAIN_METRICS, HistoryWriter
+from rlhf_nb.methods.preference import DEFAULT_BETA, METHODS, PreferenceConfig
+from rlhf_nb.runs.record import Run
 
 __all__ = [
     "DEFAULT_BETA",
@@ -61,7 +61,7 @@ TRL_METRICS = dict(
 @dataclass
 class OfflineConfig(PreferenceConfig):
     """One offline run: DPO or SimPO on the testbed's fixed preference pairs (fields:
-    :class:`~rlhf_nb.train.preference.PreferenceConfig`; ``batch_size`` is pairs per step).
+    :class:`~rlhf_nb.methods.preference.PreferenceConfig`; ``batch_size`` is pairs per step).
     ``labeller="proxy"`` relabels the same pairs by the proxy RM (:func:`relabel`); ``"gold"``
     is the data as built, normalised to ``None``."""
 
@@ -75,7 +75,7 @@ class OfflineConfig(PreferenceConfig):
 
 
 class TRLHistory(TrainerCallback):
-    """Feeds a TRL trainer's steps and logs to a :class:`~rlhf_nb.train.evaluate.HistoryWriter`:
+    """Feeds a TRL trainer's steps and logs to a :class:`~rlhf_nb.methods.evaluate.HistoryWriter`:
     row 0 at the start, an evaluation every ``eval_interval`` steps and at the end, TRL's interval
     means (:data:`TRL_METRICS`) merged into the same rows."""
 
@@ -200,9 +200,9 @@ def train(
     resume: bool = False,
 ) -> Run:
     """Train ``config`` on ``testbed``'s preference data; return the
-    :class:`~rlhf_nb.train.runs.Run` (history columns
-    :data:`~rlhf_nb.train.evaluate.PREFERENCE_COLUMNS`). ``on_step(history)`` after each history
-    row (the run contract, :mod:`rlhf_nb.train.contract`). A non-finite
+    :class:`~rlhf_nb.runs.record.Run` (history columns
+    :data:`~rlhf_nb.methods.evaluate.PREFERENCE_COLUMNS`). ``on_step(history)`` after each history
+    row (the run contract, :mod:`rlhf_nb.runs.contract`). A non-finite
     training loss ends the run as ``"diverged"``; Ctrl-C as ``"interrupted"`` (the history so far
     is kept). ``output_dir``/``save_steps``: TRL checkpoints (with the history so far) every
     ``save_steps`` steps; ``resume=True`` continues from the last one in ``output_dir`` (TRL

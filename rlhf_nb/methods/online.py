@@ -7,8 +7,8 @@
    temperature 1, stop at EOS or ``max_new_tokens``);
 2. score them with the proxy RM r(x, y) (and the gold reward, for the history only);
 3. compute log π(y|x) and log π_ref(y|x) token by token;
-4. apply the regularisers (``rlhf_nb.train.online_config``; the maths of steps 4-6 is in
-   :mod:`rlhf_nb.train.rloo`): shaped reward
+4. apply the regularisers (``rlhf_nb.methods.online_config``; the maths of steps 4-6 is in
+   :mod:`rlhf_nb.methods.rloo`): shaped reward
    R = r - α·log π(y|x) - β·Σ_t log(π/π_ref), plus loss terms -α·H_token and β·k3;
 5. RLOO advantages A_i = R_i - mean_{j≠i} R_j over the k samples of a prompt;
 6. policy-gradient loss -mean_i A_i · log π(y_i|x_i), one Adam step.
@@ -19,7 +19,7 @@ one forward pass over the full sequences (:func:`token_logprobs_full`; tests com
 log-probs, gradients and RM scores), not an approximation, and it is where the step saves time
 against TRL's ``GRPOTrainer``, which runs every prompt k times (``benchmarks/online_step.py``).
 
-The history (``rlhf_nb.train.runs.COLUMNS`` plus ``loss``, ``grad_norm``, ``reward_shaped``)
+The history (``rlhf_nb.runs.record.COLUMNS`` plus ``loss``, ``grad_norm``, ``reward_shaped``)
 logs the samples drawn at step s, i.e. the policy after s updates.
 
 Data-parallel (``accelerator`` with several processes, ``accelerate launch``; the runner
@@ -49,10 +49,11 @@ from tqdm.auto import tqdm
 
 from rlhf_nb.core import check_type, quiet
 from rlhf_nb.sampling import rollout, token_logprobs, token_logprobs_full
-from rlhf_nb.testbed.ensemble import aggregate, proxy_ensemble
-from rlhf_nb.train.online_config import REGULARIZERS, OnlineConfig
-from rlhf_nb.train.rloo import adapt_alpha, coefficients, mixed_reference, rloo_loss
-from rlhf_nb.train.runs import COLUMNS, Run, run_path
+from rlhf_nb.methods.ensemble import aggregate, proxy_ensemble
+from rlhf_nb.methods.online_config import REGULARIZERS, OnlineConfig
+from rlhf_nb.methods.rloo import adapt_alpha, coefficients, mixed_reference, rloo_loss
+from rlhf_nb.runs.record import COLUMNS, Run
+from rlhf_nb.runs.cache import run_path
 
 __all__ = ["REGULARIZERS", "OnlineConfig", "log_probs", "score", "train", "update"]
 
@@ -60,7 +61,7 @@ __all__ = ["REGULARIZERS", "OnlineConfig", "log_probs", "score", "train", "updat
 def score(testbed, batch: dict, prompts: list[str], reward_fn=None, ensemble=None):
     """Step 2: the reward optimised, r(x, y) [N] (the proxy RM on the sampled ids, each prompt
     run once for its k samples; ``ensemble=(members, mode, penalty)`` aggregates several RMs,
-    :func:`rlhf_nb.testbed.ensemble.aggregate`; or ``reward_fn(prompts, texts)``), minus the
+    :func:`rlhf_nb.methods.ensemble.aggregate`; or ``reward_fn(prompts, texts)``), minus the
     testbed's ``missing_eos_penalty`` (real presets; 0 for the toy) where a sample has no EOS,
     and the gold reward [N] (logged only, never optimised). ``prompts`` is [N], one per
     sample."""
@@ -123,7 +124,7 @@ def train(
         testbed: a built :class:`rlhf_nb.testbed.Testbed` (policy init, reference, rewards).
         config: the validated :class:`OnlineConfig`.
         on_step: ``on_step(history)`` after every step (the run contract,
-            :mod:`rlhf_nb.train.contract`); may raise ``KeyboardInterrupt`` to stop.
+            :mod:`rlhf_nb.runs.contract`); may raise ``KeyboardInterrupt`` to stop.
         resume: continue from this config's last checkpoint when one exists.
         reward_fn: ``(prompts, responses) -> float tensor [N]`` to optimise instead of the proxy
             RM (e.g. ``testbed.gold_reward``; tests inject non-finite rewards with it).

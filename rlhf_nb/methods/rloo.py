@@ -1,7 +1,7 @@
 """The RLOO update of chapter 05, steps 4-6: shaped reward, leave-one-out advantages, the loss.
 
 Pure functions of tensors (no model, no testbed), so that each equation can be read, shown in the
-chapter (``inspect.getsource``) and tested on its own; :mod:`rlhf_nb.train.online` runs them in
+chapter (``inspect.getsource``) and tested on its own; :mod:`rlhf_nb.methods.online` runs them in
 its loop. Shapes: ``N = P·k`` samples, prompt-major (the k samples of a prompt are adjacent);
 per-token quantities are ``[N, T-1]`` with a response mask of the same shape.
 """
@@ -13,7 +13,7 @@ import math
 import torch
 
 from rlhf_nb.theory import estimators
-from rlhf_nb.train.online_config import OnlineConfig
+from rlhf_nb.methods.online_config import OnlineConfig
 
 
 def shaped_reward(r, seq_logp, k1_seq, alpha: float, beta: float) -> torch.Tensor:

@@ -38,7 +38,7 @@ import pandas as pd
 
 from rlhf_nb.core import check_int, check_range
 from rlhf_nb.theory.frontier import GAO_FORMS, fit_gao
-from rlhf_nb.train.online_config import OnlineConfig
+from rlhf_nb.methods.online_config import OnlineConfig
 
 REMEDIES = ("entropy_norm", "entropy_kl", "ref_mix", "adaptive", "ensemble", "length")
 
@@ -129,7 +129,7 @@ def frontier_points(groups: Mapping[str, Sequence], *, smooth: int = 1) -> pd.Da
 
 
 def bon_points(bon: pd.DataFrame, *, d: str = "d_sample") -> pd.DataFrame:
-    """Best-of-n rows (:func:`rlhf_nb.train.best_of_n.bon_frontier`) in the frame of
+    """Best-of-n rows (:func:`rlhf_nb.methods.best_of_n.bon_frontier`) in the frame of
     :func:`frontier_points`: method ``"best-of-n"``, ``step`` = n, d from column ``d``."""
     out = pd.DataFrame({"method": "best-of-n", "seed": 0, "step": bon["n"],
                         "kl": bon[d] ** 2, "d": bon[d], "gold": bon["gold"],
@@ -179,11 +179,11 @@ REMEDY_COLUMNS = ("gold_final", "gold_peak", "kl_final", "length_final", "eos_fi
 
 
 def remedy_table(settings: Mapping[str, object], *, smooth: int = 10) -> pd.DataFrame:
-    """One row per setting (a :class:`rlhf_nb.train.seeds.SeedRuns`): for each of
+    """One row per setting (a :class:`rlhf_nb.runs.seeds.SeedRuns`): for each of
     :data:`REMEDY_COLUMNS` the mean over seeds and the half-width of its 95 % band (``±``
     columns; 0 with one seed), plus ``n`` seeds. ``gold_peak`` is the best ``smooth``-row trailing
     mean of gold; the finals are the last ``smooth`` rows' means (one batch is noisy)."""
-    from rlhf_nb.train.seeds import Stat
+    from rlhf_nb.stats import Stat
 
     rows = []
     for name, g in settings.items():
@@ -207,7 +207,7 @@ def remedy_table(settings: Mapping[str, object], *, smooth: int = 10) -> pd.Data
 
 def final_values(g, column: str, *, smooth: int = 10) -> list[float]:
     """Per seed of ``g`` (a SeedRuns): the mean of ``column`` over its last ``smooth`` rows —
-    what :func:`remedy_table` reports, as values for :func:`rlhf_nb.train.seeds.differ`."""
+    what :func:`remedy_table` reports, as values for :func:`rlhf_nb.stats.differ`."""
     return [float(r.history[column].tail(smooth).mean()) for r in g.runs]
 
 

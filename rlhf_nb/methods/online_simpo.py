@@ -14,9 +14,9 @@ preference optimisation. One step, top to bottom (:func:`train`):
 4. SimPO loss ``-log sigmoid(beta (avg log pi(y_w) - avg log pi(y_l)) - gamma)``
    (``losses.simpo_loss``; with ``length_normalize=False`` the summed MaxEnt loss
    ``losses.maxent_bt_loss``; with ``method="dpo"`` the DPO loss against the SFT policy; all via
-   :func:`rlhf_nb.train.preference.pair_terms`), one AdamW step with gradient clipping at 1.
+   :func:`rlhf_nb.methods.preference.pair_terms`), one AdamW step with gradient clipping at 1.
 
-The history is written by the same :class:`~rlhf_nb.train.evaluate.HistoryWriter` as an
+The history is written by the same :class:`~rlhf_nb.methods.evaluate.HistoryWriter` as an
 offline run's, with the same columns (``loss``/``rewards_*``/``margin``/``accuracy`` are means
 over the interval's online pairs).
 """
@@ -32,14 +32,14 @@ import torch
 
 from rlhf_nb.core import check_type, quiet
 from rlhf_nb.sampling import sequence_logps
-from rlhf_nb.train.evaluate import TRAIN_METRICS, HistoryWriter
-from rlhf_nb.train.preference import PreferenceConfig, pair_terms
-from rlhf_nb.train.runs import Run
+from rlhf_nb.methods.evaluate import TRAIN_METRICS, HistoryWriter
+from rlhf_nb.methods.preference import PreferenceConfig, pair_terms
+from rlhf_nb.runs.record import Run
 
 
 @dataclass
 class OnlineSimPOConfig(PreferenceConfig):
-    """One online preference run (fields: :class:`~rlhf_nb.train.preference.PreferenceConfig`;
+    """One online preference run (fields: :class:`~rlhf_nb.methods.preference.PreferenceConfig`;
     ``batch_size`` is prompts per step, each sampled twice). ``method="simpo"`` is online SimPO,
     ``"dpo"`` online DPO (reference: the SFT policy). ``labeller="proxy"`` is the default,
     normalised to ``None``; ``"gold"`` labels by the gold Bradley–Terry model."""
@@ -75,9 +75,9 @@ def gold_bt_labels(testbed, prompts, a, b, generator: torch.Generator):
 
 
 def train(testbed, config: OnlineSimPOConfig, *, on_step: Callable | None = None) -> Run:
-    """Online SimPO on ``testbed`` (module docstring); returns a :class:`~rlhf_nb.train.runs.Run`.
+    """Online SimPO on ``testbed`` (module docstring); returns a :class:`~rlhf_nb.runs.record.Run`.
     ``on_step(history)`` after each history row (the run contract,
-    :mod:`rlhf_nb.train.contract`)."""
+    :mod:`rlhf_nb.runs.contract`)."""
     check_type("config", config, OnlineSimPOConfig)
     tok = testbed.tokenizer
     with quiet():

@@ -30,8 +30,8 @@ import numpy as np
 import pandas as pd
 
 from rlhf_nb.core import check_int
-from rlhf_nb.train.offline import OfflineConfig
-from rlhf_nb.train.online_simpo import OnlineSimPOConfig
+from rlhf_nb.methods.offline import OfflineConfig
+from rlhf_nb.methods.online_simpo import OnlineSimPOConfig
 
 SOURCES = ("offline", "online")
 LABELLERS = ("gold", "proxy")
@@ -97,10 +97,10 @@ def cell_table(runs: Mapping[tuple, object], *, smooth: int = 1) -> pd.DataFrame
 
 def effects(table: pd.DataFrame, column: str, **differ_kw) -> pd.DataFrame:
     """Each factor's effect on ``column`` at each level of the other, per method, with a
-    bootstrap CI over seeds (:func:`rlhf_nb.train.seeds.differ`): ``source`` effect = online −
+    bootstrap CI over seeds (:func:`rlhf_nb.stats.differ`): ``source`` effect = online −
     offline (at each labeller), ``labeller`` effect = proxy − gold (at each source). One row per
     (method, factor, at); columns ``mean``, ``lo``, ``hi``, ``differs``."""
-    from rlhf_nb.train.seeds import differ
+    from rlhf_nb.stats import differ
 
     rows = []
     for method, t in table.groupby("method", sort=False):

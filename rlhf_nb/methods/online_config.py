@@ -1,4 +1,4 @@
-"""The configuration of one online RL run (``rlhf_nb.train.online.train``), field by field.
+"""The configuration of one online RL run (``rlhf_nb.methods.online.train``), field by field.
 
 Regularisers (notebook 05, "The update"; combine them with ``+``, e.g. ``"entropy+kl"``):
 
@@ -23,12 +23,12 @@ per-token entropy at the target: α ← max(0, α + ``entropy_rate``·(target - 
 from ``alpha`` (as TRL's ``use_adaptive_entropy``; SAC's temperature tuning).
 
 With ``ensemble`` k > 1 the reward optimised is an ensemble of k proxy RMs (member 0 the
-testbed's; ``rlhf_nb.testbed.ensemble``): their mean minus ``ensemble_penalty``·std, or their
+testbed's; ``rlhf_nb.methods.ensemble``): their mean minus ``ensemble_penalty``·std, or their
 minimum (``ensemble_mode``) — conservative where the members disagree (Coste et al. 2024).
 
 Options added after the book's runs were cached (``ref_mix``, ``length_coef``, ``target_entropy``,
 ``entropy_rate``, ``ensemble*``) enter a run's cache key only when set
-(``rlhf_nb.train.runs.KEY_IF_SET``).
+(``rlhf_nb.runs.cache.KEY_IF_SET``).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from rlhf_nb.core import check_choice, check_ints, check_range, check_type
-from rlhf_nb.train.runs import KEY_IF_SET
+from rlhf_nb.runs.cache import KEY_IF_SET
 
 REGULARIZERS = ("none", "entropy", "entropy_token", "entropy_norm", "kl", "kl_loss", "length")
 

@@ -1,6 +1,6 @@
 """The paper's claims, each assessed from the book's cached runs (chapter 09's table).
 
-Every function takes runs (``rlhf_nb.train.seeds.SeedRuns``) and returns a :class:`Claim`: the
+Every function takes runs (``rlhf_nb.runs.seeds.SeedRuns``) and returns a :class:`Claim`: the
 claim as the paper states it, where the book tests it, the evidence as a sentence built from the
 numbers, the number of seeds, and a status from :data:`STATUSES` decided by a stated rule that
 must hold at *every* seed (the book's seed rule). The thresholds are written in each function
@@ -129,7 +129,7 @@ def simpo_offline_stable(simpo, *, max_kl: float = 3.0) -> Claim:
     caveat when the gold gain's 95 % band includes 0 (stable, but not shown to improve)."""
     kl = simpo.final("kl_k1")
     gains = [r.final("gold") - r.history["gold"].iloc[0] for r in simpo.runs]
-    from rlhf_nb.train.seeds import Stat
+    from rlhf_nb.stats import Stat
 
     g = Stat.of(gains)
     ok = bool(max(kl.values) < max_kl)

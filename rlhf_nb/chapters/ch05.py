@@ -2,7 +2,7 @@
 settings, and the central contrast its checkpoints (and CI) assert.
 
 :func:`grid` turns the reader's α list, β list, two learning rates and run lengths into
-:class:`~rlhf_nb.train.online_config.OnlineConfig` lists keyed by group; ``rlhf_nb.train.run_all``
+:class:`~rlhf_nb.methods.online_config.OnlineConfig` lists keyed by group; ``rlhf_nb.train.run_all``
 trains them (cached, in parallel) and returns runs in the same shape. :func:`headline` picks the
 five settings chapter 05 runs at several seeds; :func:`central_contrast` checks the paper's
 contrast seed by seed. The defaults below are the book's; every one is a notebook parameter.
@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import pandas as pd
 
 from rlhf_nb.core import check_int, check_range, check_type
-from rlhf_nb.train.online_config import OnlineConfig
+from rlhf_nb.methods.online_config import OnlineConfig
 
 LR_HI, LR_LO = 3e-4, 1e-4  # "aggressive" and "conservative" for the tiny policy
 STEPS_HI, STEPS_LO = 200, 600  # the conservative rate needs a 3x longer run to collapse
@@ -87,7 +87,7 @@ def grid(
 def headline(
     groups: dict[str, list[OnlineConfig]], maxent_alpha: float = MAXENT_ALPHA, smoke: bool = False
 ) -> dict[str, OnlineConfig]:
-    """The five settings chapter 05 runs at several seeds (``rlhf_nb.train.seeds.run_seeds``),
+    """The five settings chapter 05 runs at several seeds (``rlhf_nb.runs.seeds.run_seeds``),
     each a run of :func:`grid` (so its first seed is the grid's own run, trained once):
 
     ``"rloo"`` α = 0 (plain RLOO on the proxy) and ``"maxent"`` α = ``maxent_alpha`` at the
@@ -128,7 +128,7 @@ def central_contrast(
     """The seed-robust facts of chapter 05's central contrast, checked seed by seed; returns the
     statements that fail (an empty list: every one held for every seed).
 
-    ``maxent`` and ``anchored`` are :class:`rlhf_nb.train.seeds.SeedRuns` of an unanchored MaxEnt
+    ``maxent`` and ``anchored`` are :class:`rlhf_nb.runs.seeds.SeedRuns` of an unanchored MaxEnt
     setting and a KL-anchored one, seeds paired by position. For every seed:
 
     1. the MaxEnt run's gold ends more than ``min_fall`` below its peak (it over-optimises);
@@ -136,7 +136,7 @@ def central_contrast(
     3. the anchored run's gold ends less than ``max_anchored_fall`` below its peak (near its best);
     4. the anchored run's final gold is more than ``min_gold_gap`` above the MaxEnt run's.
 
-    Gold peak and final come from :func:`rlhf_nb.train.runs.summary_table` with ``smooth``.
+    Gold peak and final come from :func:`rlhf_nb.stats.summary_table` with ``smooth``.
     Used by chapter 05's checkpoints and by ``tests/test_science.py`` (CI), which also shows that
     the check fails once the anchor is removed (β = 0).
     """

@@ -11,10 +11,10 @@ samples under the policy and the SFT policy (:func:`rlhf_nb.sampling.token_logpr
 * ``length`` (tokens, EOS included when produced), ``eos_rate``, ``gold``, ``proxy``, ``win_rate``.
 
 :class:`HistoryWriter` adds the held-out pair metrics
-(:func:`rlhf_nb.train.preference.preference_metrics`) and the training metrics a method logs
+(:func:`rlhf_nb.methods.preference.preference_metrics`) and the training metrics a method logs
 (interval means of ``loss``, ``rewards_chosen``, ...), keeps a few samples per evaluation and the
-run's one progress bar. Offline runs feed it from a TRL callback (``rlhf_nb.train.offline``),
-online SimPO from its own loop (``rlhf_nb.train.online_simpo``): one writer, one history format.
+run's one progress bar. Offline runs feed it from a TRL callback (``rlhf_nb.methods.offline``),
+online SimPO from its own loop (``rlhf_nb.methods.online_simpo``): one writer, one history format.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ import torch
 
 from rlhf_nb.sampling import rollout, sequence_logps, token_logprobs_full
 from rlhf_nb.theory import estimators
-from rlhf_nb.train.preference import preference_metrics
-from rlhf_nb.train.runs import COLUMNS
+from rlhf_nb.methods.preference import preference_metrics
+from rlhf_nb.runs.record import COLUMNS
 
 TRAIN_METRICS = ("loss", "rewards_chosen", "rewards_rejected", "margin", "accuracy")
 HELDOUT = ("heldout_rewards_chosen", "heldout_rewards_rejected", "heldout_margin",

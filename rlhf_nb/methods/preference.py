@@ -17,7 +17,7 @@ import torch
 
 from rlhf_nb.core import check_choice, check_ints, check_range, check_type
 from rlhf_nb.theory import losses
-from rlhf_nb.train.runs import KEY_IF_SET
+from rlhf_nb.runs.cache import KEY_IF_SET
 
 METHODS = ("dpo", "simpo")
 LABELLERS = ("gold", "proxy")
@@ -28,8 +28,8 @@ DEFAULT_BETA = {"dpo": 0.1, "simpo": 2.0}
 class PreferenceConfig:
     """The fields every preference-loss run shares: the loss (DPO or SimPO), the optimiser, the
     evaluation. Invalid values raise ``ValueError``/``TypeError`` on creation. Not used on its
-    own: :class:`~rlhf_nb.train.offline.OfflineConfig` (fixed pairs) and
-    :class:`~rlhf_nb.train.online_simpo.OnlineSimPOConfig` (self-sampled pairs) are the configs.
+    own: :class:`~rlhf_nb.methods.offline.OfflineConfig` (fixed pairs) and
+    :class:`~rlhf_nb.methods.online_simpo.OnlineSimPOConfig` (self-sampled pairs) are the configs.
 
     Attributes:
         method: ``"dpo"`` (Rafailov et al. 2023) or ``"simpo"`` (Meng et al. 2024).

@@ -5,19 +5,19 @@
 and :func:`run` gets a finished run from the cache (or trains and caches it), whatever the method.
 
 The config's type says the method. :data:`METHODS` maps each config class to its module and its
-cache area (``<cache>/runs/<area>/<key>``, :func:`rlhf_nb.train.runs.run_path`):
+cache area (``<cache>/runs/<area>/<key>``, :func:`rlhf_nb.runs.cache.run_path`):
 
 =====================  ==============================  ==============  ===========================
 config                 module                          cache area      method
 =====================  ==============================  ==============  ===========================
-``OnlineConfig``       ``rlhf_nb.train.online``        ``online``      RLOO with α/β regularisers
-``OfflineConfig``      ``rlhf_nb.train.offline``       ``offline``     DPO / SimPO on fixed pairs
-``OnlineSimPOConfig``  ``rlhf_nb.train.online_simpo``  ``online_simpo`` SimPO on self-sampled pairs
-``GRPOCheckConfig``    ``rlhf_nb.train.grpo``          ``trl``         TRL's GRPOTrainer
+``OnlineConfig``       ``rlhf_nb.methods.online``        ``online``      RLOO with α/β regularisers
+``OfflineConfig``      ``rlhf_nb.methods.offline``       ``offline``     DPO / SimPO on fixed pairs
+``OnlineSimPOConfig``  ``rlhf_nb.methods.online_simpo``  ``online_simpo`` SimPO on self-sampled pairs
+``GRPOCheckConfig``    ``rlhf_nb.methods.grpo``          ``trl``         TRL's GRPOTrainer
 =====================  ==============================  ==============  ===========================
 
 ``on_step(history)`` has one meaning for every method: it is called with the history so far (a
-``DataFrame``, the columns of :data:`rlhf_nb.train.runs.COLUMNS` and the method's own) each time
+``DataFrame``, the columns of :data:`rlhf_nb.runs.record.COLUMNS` and the method's own) each time
 the run logs a row, e.g. to redraw a live figure; it may raise ``KeyboardInterrupt`` to stop the
 run, which then ends as ``"interrupted"`` with its history kept.
 
@@ -33,13 +33,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from rlhf_nb.train.runs import Run, cached_training
+from rlhf_nb.runs.record import Run
+from rlhf_nb.runs.cache import cached_training
 
 METHODS: dict[str, tuple[str, str]] = {  # config class name -> (module, cache area)
-    "OnlineConfig": ("rlhf_nb.train.online", "online"),
-    "OfflineConfig": ("rlhf_nb.train.offline", "offline"),
-    "OnlineSimPOConfig": ("rlhf_nb.train.online_simpo", "online_simpo"),
-    "GRPOCheckConfig": ("rlhf_nb.train.grpo", "trl"),
+    "OnlineConfig": ("rlhf_nb.methods.online", "online"),
+    "OfflineConfig": ("rlhf_nb.methods.offline", "offline"),
+    "OnlineSimPOConfig": ("rlhf_nb.methods.online_simpo", "online_simpo"),
+    "GRPOCheckConfig": ("rlhf_nb.methods.grpo", "trl"),
 }
 
 
@@ -74,7 +75,7 @@ def run(testbed, config: Any, *, cache_dir: str | Path | None = None, refresh: b
     """The run of ``config`` on ``testbed`` from the cache, trained (and cached) on a miss.
 
     Cached runs keep their history, status, message and samples, not the policy weights
-    (:func:`rlhf_nb.train.runs.cached_training`); ``refresh=True`` retrains. Progress bars show
+    (:func:`rlhf_nb.runs.cache.cached_training`); ``refresh=True`` retrains. Progress bars show
     in a live kernel or terminal and are off when ``TQDM_DISABLE=1`` (the book's build, the
     process pool).
     """

@@ -4,7 +4,7 @@ Same testbed, same SFT start, the proxy RM as the reward function; ``beta=0, ent
 is the entropy-regularised, anchor-free run, ``beta>0`` the KL-regularised one (GRPO puts the k3
 estimator in the loss). The reward function also records the gold reward of every completion,
 and the trained policy's KL to SFT (k1), entropy, length and win rate are measured on held-out
-prompts at the end, so the result is a :class:`rlhf_nb.train.runs.Run` that
+prompts at the end, so the result is a :class:`rlhf_nb.runs.record.Run` that
 ``rlhf_nb.viz.run_plots`` draws like ours.
 """
 
@@ -22,8 +22,8 @@ import datasets
 import pandas as pd
 
 from rlhf_nb.core import check_ints, check_range, check_type, quiet
-from rlhf_nb.train.evaluate import policy_metrics
-from rlhf_nb.train.runs import COLUMNS, Run
+from rlhf_nb.methods.evaluate import policy_metrics
+from rlhf_nb.runs.record import COLUMNS, Run
 
 
 @dataclass
@@ -141,9 +141,9 @@ def _history(log: list[tuple[float, float]], seconds: float) -> pd.DataFrame:
 def train(testbed, config: GRPOCheckConfig, *, on_step: Callable | None = None) -> Run:
     """Train with TRL GRPO and return a :class:`Run`: gold/proxy per step from the reward
     function; KL to SFT (k1), entropy, length, EOS rate and win rate of the last row measured on
-    :data:`EVAL_PROMPTS` held-out prompts with :func:`rlhf_nb.train.evaluate.policy_metrics`,
+    :data:`EVAL_PROMPTS` held-out prompts with :func:`rlhf_nb.methods.evaluate.policy_metrics`,
     seeded by ``config.seed``. ``on_step(history)`` after every generation batch (the run
-    contract, :mod:`rlhf_nb.train.contract`)."""
+    contract, :mod:`rlhf_nb.runs.contract`)."""
     check_type("config", config, GRPOCheckConfig)
     t0 = time.perf_counter()
     on_log = None if on_step is None else (lambda log: on_step(_history(log, math.nan)))

@@ -1,0 +1,283 @@
+"""Statistics of runs, in one place: the summary rule, seed bands, differences, checkpoints.
+
+Every table, sentence and checkpoint of the book that says "start", "peak" or "final" reads it
+from :func:`summarize`, so the same runs give the same numbers everywhere (chapters 05, 06, 07,
+09 and the README's results block). Lowest layer beside :mod:`rlhf_nb.core`: it needs only
+numpy, pandas and scipy, and reads a run through its ``history`` (and ``label``, ``status``).
+
+**The summary rule** (:func:`summarize`). One logged row of an online run is one batch of
+samples, so a single row is noisy, and the maximum of noise is biased upward. Every summary
+therefore reads a column through one smoothing window of :data:`WINDOW` optimiser steps:
+
+* ``smoothed`` value at a row logged at step s = mean of the column's rows logged at steps
+  in (s − WINDOW, s] (a trailing mean in *steps*, not rows: a run that logs every step averages
+  WINDOW rows, an offline run that evaluates every 25 steps uses each evaluation as logged);
+* **start** = the first logged row as logged (step 0: the SFT policy, before any update);
+* **peak** = the largest smoothed value, **peak_step** = the step of the row where it ends;
+* **final** = the smoothed value at the last logged row (the mean over the run's last
+  WINDOW steps).
+
+**Seeds.** :class:`Stat` is one quantity at several seeds (mean, sd, Student-t 95 % band of the
+mean, min, max); :func:`differ` a bootstrap CI of a difference of two settings' means;
+:func:`margin` and :func:`holds` the checkpoint over seeds; :func:`markdown_table` the
+``results`` tables ``make book`` copies into the README. Used by chapters 04–09.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+WINDOW = 10  # optimiser steps: the one smoothing window of every start/peak/final in the book
+
+
+def smoothed(history: pd.DataFrame, column: str, *, window: int = WINDOW) -> pd.Series:
+    """``column`` of ``history`` as a trailing mean over ``window`` optimiser steps, indexed by
+    ``step`` (rows where the column is NaN are dropped first; the module docstring's rule).
+
+    Args:
+        history: a run's history (``step`` plus ``column``).
+        column: e.g. ``"gold"`` (reward units) or ``"kl_k1"`` (nats/sequence).
+        window: steps (>= 1); 1 gives the rows as logged.
+    """
+    if not isinstance(window, int) or isinstance(window, bool) or window < 1:
+        raise ValueError(f"window must be an int >= 1, got {window!r}")
+    if column not in history:
+        return pd.Series(dtype=float, name=column, index=pd.Index([], name="step"))
+    h = history[["step", column]].dropna()
+    step = h["step"].to_numpy(dtype=float)
+    value = h[column].to_numpy(dtype=float)
+    csum = np.concatenate([[0.0], np.cumsum(value)])
+    lo = np.searchsorted(step, step - window, side="right")  # first row inside the window
+    hi = np.arange(1, len(step) + 1)
+    out = (csum[hi] - csum[lo]) / (hi - lo) if len(step) else value
+    return pd.Series(out, index=pd.Index(h["step"].to_numpy(), name="step"), name=column)
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Start, peak (and its step) and final of one history column (:func:`summarize`)."""
+
+    start: float
+    peak: float
+    peak_step: int
+    final: float
+
+
+def summarize(history: pd.DataFrame, column: str, *, window: int = WINDOW) -> Summary:
+    """The book's one summary rule (module docstring) applied to ``column`` of ``history``;
+    NaN everywhere (and ``peak_step`` −1) when the column was never logged."""
+    s = smoothed(history, column, window=window)
+    if s.empty:
+        return Summary(math.nan, math.nan, -1, math.nan)
+    first = history[["step", column]].dropna()[column].iloc[0]
+    i = int(np.argmax(s.to_numpy()))
+    return Summary(float(first), float(s.iloc[i]), int(s.index[i]), float(s.iloc[-1]))
+
+
+SUMMARY_COLUMNS = {  # history column -> what summary_table reports of it
+    "gold": ("start", "peak", "final"),
+    "proxy": ("start", "final"),
+    "kl_k1": ("final",),
+    "length": ("final",),
+    "eos_rate": ("final",),
+    "win_rate": ("final",),
+    "entropy_token": ("start", "final"),
+}
+_NAMES = {"eos_rate": "eos", "win_rate": "win", "entropy_token": "entropy"}
+
+
+def summary_table(runs: Sequence, *, window: int = WINDOW, index=None) -> pd.DataFrame:
+    """One row per run (index: its label, or ``index``): ``status``, ``steps``, then by
+    :func:`summarize` the columns of :data:`SUMMARY_COLUMNS` — ``gold_start``, ``gold_peak``,
+    ``peak_step``, ``gold_final``, ``gold_fall`` (peak − final), ``proxy_start``,
+    ``proxy_final``, ``kl_k1_final`` (nats), ``length_final`` (tokens), ``eos_final``,
+    ``win_final``, ``entropy_start``, ``entropy_final`` (nats/token); NaN where a run does not
+    log a column."""
+    rows = []
+    for run in runs:
+        h = run.history
+        row = {"run": run.label, "status": run.status,
+               "steps": int(h["step"].max()) if len(h) else 0}  # fmt: skip
+        for col, parts in SUMMARY_COLUMNS.items():
+            s = summarize(h, col, window=window)
+            name = _NAMES.get(col, col)
+            for part in parts:
+                row[f"{name}_{part}"] = getattr(s, part)
+            if col == "gold":
+                row["peak_step"] = s.peak_step
+                row["gold_fall"] = s.peak - s.final
+        rows.append(row)
+    table = pd.DataFrame(rows).set_index("run")
+    if index is not None:
+        table.index = index
+    return table
+
+
+def final(run, column: str, *, window: int = WINDOW) -> float:
+    """The final value of ``column`` of one run by the summary rule (:func:`summarize`)."""
+    return summarize(run.history, column, window=window).final
+
+
+LEVEL = 0.95  # every band and interval of the book is a 95 % one
+
+
+@dataclass(frozen=True)
+class Stat:
+    """A quantity measured at several seeds: mean, sample SD, ``level`` band of the mean
+    (Student t), min, max and the number of seeds. ``str`` gives ``mean ± half-band (n=3)``."""
+
+    mean: float
+    sd: float
+    lo: float
+    hi: float
+    min: float
+    max: float
+    n: int
+    values: tuple[float, ...]
+
+    @classmethod
+    def of(cls, values, *, level: float = LEVEL) -> Stat:
+        v = np.asarray(list(values), dtype=float)
+        if v.size == 0 or not np.isfinite(v).all():
+            raise ValueError(f"need finite values at one or more seeds, got {v.tolist()}")
+        sd = float(v.std(ddof=1)) if v.size > 1 else 0.0
+        half = float(_t(level, v.size)) * sd / math.sqrt(v.size)
+        m = float(v.mean())
+        return cls(m, sd, m - half, m + half, float(v.min()), float(v.max()), int(v.size),
+                   tuple(float(x) for x in v))  # fmt: skip
+
+    def __str__(self) -> str:
+        return self.fmt()
+
+    def fmt(self, digits: int = 2) -> str:
+        """``mean ± half-width of the 95 % band (n seeds, range min–max)``."""
+        f = f"{{:.{digits}f}}"
+        half = (self.hi - self.lo) / 2
+        return (f"{f.format(self.mean)} ± {f.format(half)} (n={self.n}, "
+                f"range {f.format(self.min)} to {f.format(self.max)})")  # fmt: skip
+
+
+def _t(level: float, n) -> np.ndarray | float:
+    """The two-sided Student-t quantile for ``n`` values (0 where n < 2: no band)."""
+    n = np.asarray(n, dtype=float)
+    q = stats.t.ppf(0.5 + level / 2, np.maximum(n - 1, 1))
+    return np.where(n > 1, q, 0.0)
+
+
+@dataclass(frozen=True)
+class Difference:
+    """Mean of ``a`` minus mean of ``b`` with a bootstrap ``level`` CI; ``differs`` when the CI
+    excludes zero (the two settings differ beyond seed noise)."""
+
+    mean: float
+    lo: float
+    hi: float
+    n_a: int
+    n_b: int
+
+    @property
+    def differs(self) -> bool:
+        return self.lo > 0 or self.hi < 0
+
+    def __str__(self) -> str:
+        verdict = "differ beyond seed noise" if self.differs else "within seed noise"
+        return (f"{self.mean:+.2f} [{self.lo:+.2f}, {self.hi:+.2f}] "
+                f"(95% bootstrap CI, {self.n_a} vs {self.n_b} seeds: {verdict})")  # fmt: skip
+
+
+def differ(a, b, *, n_boot: int = 10_000, level: float = LEVEL, seed: int = 0) -> Difference:
+    """Bootstrap CI of mean(a) − mean(b), seeds resampled with replacement within each setting.
+
+    Args:
+        a, b: one value per seed of each setting (a :class:`Stat`, a list or an array).
+        n_boot: bootstrap resamples; ``seed`` seeds them (the verdict is reproducible).
+
+    With 2-3 seeds per setting the percentile bootstrap is coarse (its CI spans the observed
+    extremes); it is meant for differences much larger than the seed spread, which is what the
+    book's claims are.
+    """
+    a = np.asarray(a.values if isinstance(a, Stat) else list(a), dtype=float)
+    b = np.asarray(b.values if isinstance(b, Stat) else list(b), dtype=float)
+    if a.size < 1 or b.size < 1 or not (np.isfinite(a).all() and np.isfinite(b).all()):
+        raise ValueError(f"a and b need finite values at one or more seeds, got {a}, {b}")
+    rng = np.random.default_rng(seed)
+    boot = rng.choice(a, (n_boot, a.size)).mean(1) - rng.choice(b, (n_boot, b.size)).mean(1)
+    lo, hi = np.quantile(boot, [0.5 - level / 2, 0.5 + level / 2])
+    return Difference(float(a.mean() - b.mean()), float(lo), float(hi), a.size, b.size)
+
+
+def margin(values, threshold: float) -> float:
+    """How far ``threshold`` sits from the seed values, in seed SDs: |mean − threshold| / sd
+    (``inf`` when every seed gave the same value). A checkpoint writes it next to its
+    assertion; the book asks for ≥ 3."""
+    s = values if isinstance(values, Stat) else Stat.of(values)
+    gap = abs(s.mean - threshold)
+    return math.inf if s.sd == 0 else gap / s.sd
+
+
+MIN_MARGIN = 2.0  # seed SDs between a checkpoint's threshold and the seed mean (at least)
+
+
+def holds(
+    name: str,
+    values,
+    side: str,
+    threshold: float,
+    *,
+    min_margin: float = MIN_MARGIN,
+    log: bool = False,
+) -> str:
+    """A checkpoint over seeds: every seed's value is on ``side`` (``">"`` or ``"<"``) of
+    ``threshold``, and the threshold sits at least ``min_margin`` seed SDs from the seed mean
+    (:func:`margin`), so that another seed or machine is unlikely to land on the other side
+    (for a normal spread, 2 SDs leave ~2.5 % on the wrong side, 3 SDs ~0.1 %).
+
+    ``log=True`` judges the margin on log(value) vs log(threshold): for ratios and for sizes of a
+    drop, positive quantities whose spread is multiplicative (one seed falling 6 reward units
+    where the others fall 2.5 widens a linear SD, though it only makes the claim safer).
+
+    Prints and returns one line with the mean, the range and the margin; raises
+    ``AssertionError`` naming the statement when either condition fails.
+    """
+    if side not in (">", "<"):
+        raise ValueError(f"side must be '>' or '<', got {side!r}")
+    stat = values if isinstance(values, Stat) else Stat.of(values)
+    v = np.asarray(stat.values)
+    ok = bool((v > threshold).all() if side == ">" else (v < threshold).all())
+    if log:
+        if threshold <= 0 or (v <= 0).any():
+            raise ValueError(f"{name}: log=True needs positive values and threshold, got "
+                             f"{v.tolist()} and {threshold}")  # fmt: skip
+        m = margin(Stat.of(np.log(v)), math.log(threshold))
+    else:
+        m = margin(stat, threshold)
+    line = (f"{name}: {side} {threshold:+.2f} for {'all' if ok else 'NOT all'} {stat.n} seeds "
+            f"(mean {stat.mean:+.2f}, range {stat.min:+.2f} to {stat.max:+.2f}; "
+            f"margin {m:.1f} seed SDs{' of the log' if log else ''})")  # fmt: skip
+    print(line)
+    if not ok:
+        raise AssertionError(f"{line}: a seed is on the wrong side")
+    if m < min_margin:
+        raise AssertionError(f"{line}: threshold inside the seed spread (< {min_margin:g} SDs)")
+    return line
+
+
+def markdown_table(rows: dict[str, dict[str, Stat]], columns: dict[str, str], digits: int = 2):
+    """A markdown table of seed statistics: one row per ``rows`` key, one column per
+    ``columns`` item (``{stat name: header}``), each cell ``mean (min to max)``, and the number
+    of seeds. What the chapters show in their cells tagged ``results`` (``make book`` copies
+    them into the README and the site, :mod:`rlhf_nb._site.results`)."""
+    head = ["setting", *columns.values(), "seeds"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, row in rows.items():
+        cells = [f"{row[c].mean:.{digits}f} ({row[c].min:.{digits}f} to "
+                 f"{row[c].max:.{digits}f})" for c in columns]  # fmt: skip
+        n = {row[c].n for c in columns}
+        lines.append("| " + " | ".join([name, *cells, "/".join(map(str, sorted(n)))]) + " |")
+    return "\n".join(lines)
