@@ -1,20 +1,25 @@
-"""Chapter 05's grid of online runs, built from the notebook's parameters, its headline
-settings, and the central contrast its checkpoints (and CI) assert.
+"""Chapter 05 (online MaxEnt vs KL): its parameters, its runs, and the central contrast its
+checkpoints (and CI) assert.
 
-:func:`grid` turns the reader's α list, β list, two learning rates and run lengths into
-:class:`~rlhf_nb.methods.online_config.OnlineConfig` lists keyed by group; ``rlhf_nb.train.run_all``
-trains them (cached, in parallel) and returns runs in the same shape. :func:`headline` picks the
-five settings chapter 05 runs at several seeds; :func:`central_contrast` checks the paper's
-contrast seed by seed. The defaults below are the book's; every one is a notebook parameter.
+:class:`Params` is the notebook's parameters cell. :func:`configs` turns it into the chapter's
+runs — the α/β grid (:func:`grid`), the five headline settings run at several seeds
+(:func:`headline`) and the TRL cross-check — and :func:`get` trains or loads all of them in one
+process pool (:func:`rlhf_nb.runs.get_runs`). Chapters 06, 07 and 09 get chapter 05's runs from
+:func:`configs` too, so they analyse the same runs. :func:`central_contrast` checks the paper's
+contrast seed by seed; :func:`entropy_correlations` is section 4's measurement.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import pandas as pd
 
-from rlhf_nb.core import check_int, check_range, check_type
+from rlhf_nb.chapters.params import ChapterParams, check_floats
+from rlhf_nb.core import check_int, check_range
+from rlhf_nb.stats import WINDOW
+from rlhf_nb.methods.grpo import GRPOCheckConfig
 from rlhf_nb.methods.online_config import OnlineConfig
 
 LR_HI, LR_LO = 3e-4, 1e-4  # "aggressive" and "conservative" for the tiny policy
@@ -29,16 +34,64 @@ MAXENT_ALPHA = 0.05  # the headline MaxEnt run: a sequence-level entropy bonus, 
 SMOKE_RUN = dict(steps=8, prompts_per_step=8, eval_interval=4, n_eval_prompts=16)
 
 
-def _floats(name: str, values, low: float, *, positive: bool = False) -> tuple[float, ...]:
-    check_type(name, values, (list, tuple))
-    if not values:
-        raise ValueError(f"{name} must be a non-empty list, got {values!r}")
-    for v in values:
-        check_range(name, v, low, None, low_inclusive=not positive)
-    return tuple(float(v) for v in values)
+@dataclass(frozen=True)
+class Params(ChapterParams):
+    """Chapter 05's parameters cell (notebook names in capitals; :class:`ChapterParams` has
+    SMOKE, SEED, DEVICE, WORKERS, N_SEEDS). SMOKE keeps the first and last value of each list,
+    with 8-step runs.
+
+    Attributes:
+        alphas: ALPHAS — entropy temperatures α at LR_HI; must contain 0 (plain RLOO).
+        alphas_lo: ALPHAS_LO — α at LR_LO (longer runs); must contain 0.
+        betas: BETAS — KL coefficients β > 0 of the anchored baseline, at LR_HI.
+        maxent_alpha: MAXENT_ALPHA — the headline MaxEnt α, one of ALPHAS (> 0).
+        lr_hi, lr_lo: LR_HI, LR_LO — the "aggressive" and the "conservative" learning rate.
+        steps_hi, steps_lo: STEPS_HI, STEPS_LO — run lengths at LR_HI and LR_LO.
+    """
+
+    alphas: tuple[float, ...] = ALPHAS
+    alphas_lo: tuple[float, ...] = ALPHAS_LO
+    betas: tuple[float, ...] = BETAS
+    maxent_alpha: float = MAXENT_ALPHA
+    lr_hi: float = LR_HI
+    lr_lo: float = LR_LO
+    steps_hi: int = STEPS_HI
+    steps_lo: int = STEPS_LO
+
+    def __post_init__(self):
+        super().__post_init__()
+        headline(grid(self), self.maxent_alpha, smoke=self.smoke)  # validates every field
+
+
+def configs(p: Params) -> dict:
+    """Every run of chapter 05: ``{"grid": grid(p), "headline": headline(...) (run at
+    ``p.run_seeds``), "grpo": [the two TRL cross-check runs of section 5]}``."""
+    groups = grid(p)
+    grpo_steps, grpo_prompts = (4, 4) if p.smoke else (p.steps_hi, 32)
+    grpo = [GRPOCheckConfig(beta=b, entropy_coef=e, lr=p.lr_hi, steps=grpo_steps,
+                            prompts_per_step=grpo_prompts, seed=p.seed)
+            for b, e in ((0.0, 0.05), (0.05, 0.0))]  # fmt: skip
+    return {"grid": groups, "headline": headline(groups, p.maxent_alpha, smoke=p.smoke),
+            "grpo": grpo}  # fmt: skip
+
+
+def get(p: Params, *, cache_dir=None, verbose: bool = True) -> dict:
+    """Chapter 05's runs in one process pool (cached ones load): ``{"grid": {group: [Run]},
+    "seeded": {headline key: SeedRuns}, "grpo": [Run]}``."""
+    from rlhf_nb.runs import SeedRuns, get_runs, with_seeds
+
+    c = configs(p)
+    seeds = p.run_seeds
+    out = get_runs({"grid": c["grid"], "grpo": c["grpo"],
+                    "seeded": {k: with_seeds(v, seeds) for k, v in c["headline"].items()}},
+                   **p.pool(cache_dir), verbose=verbose)  # fmt: skip
+    out["seeded"] = {k: SeedRuns(c["headline"][k], out["seeded"][k], tuple(seeds))
+                     for k in c["headline"]}  # fmt: skip
+    return out
 
 
 def grid(
+    p: Params | None = None,
     *,
     alphas: Sequence[float] = ALPHAS,
     alphas_lo: Sequence[float] = ALPHAS_LO,
@@ -57,10 +110,15 @@ def grid(
     Every list and rate is checked first (``ValueError`` naming the parameter): α ≥ 0 and 0 in
     both α lists (plain RLOO, the baseline every claim compares with), β > 0, rates in (0, 1),
     run lengths ≥ 1. SMOKE: runs of 8 steps x 8 prompts (:data:`SMOKE_RUN`) and at most two
-    values per list (its first and last), so the notebook runs in seconds.
+    values per list (its first and last), so the notebook runs in seconds. With ``p`` (a
+    :class:`Params`) every other argument comes from it.
     """
-    alphas, alphas_lo = _floats("ALPHAS", alphas, 0.0), _floats("ALPHAS_LO", alphas_lo, 0.0)
-    betas = _floats("BETAS", betas, 0.0, positive=True)
+    if p is not None:
+        alphas, alphas_lo, betas = p.alphas, p.alphas_lo, p.betas
+        lr_hi, lr_lo, steps_hi, steps_lo = p.lr_hi, p.lr_lo, p.steps_hi, p.steps_lo
+        seed, smoke = p.seed, p.smoke
+    alphas, alphas_lo = check_floats("ALPHAS", alphas, 0.0), check_floats("ALPHAS_LO", alphas_lo, 0.0)
+    betas = check_floats("BETAS", betas, 0.0, positive=True)
     for name, values in (("ALPHAS", alphas), ("ALPHAS_LO", alphas_lo)):
         if 0.0 not in values:
             raise ValueError(f"{name} must contain 0.0 (plain RLOO, the baseline), got {values}")
@@ -87,7 +145,7 @@ def grid(
 def headline(
     groups: dict[str, list[OnlineConfig]], maxent_alpha: float = MAXENT_ALPHA, smoke: bool = False
 ) -> dict[str, OnlineConfig]:
-    """The five settings chapter 05 runs at several seeds (``rlhf_nb.runs.seeds.run_seeds``),
+    """The five settings chapter 05 runs at several seeds (:func:`get`),
     each a run of :func:`grid` (so its first seed is the grid's own run, trained once):
 
     ``"rloo"`` α = 0 (plain RLOO on the proxy) and ``"maxent"`` α = ``maxent_alpha`` at the
@@ -119,7 +177,7 @@ def central_contrast(
     maxent,
     anchored,
     *,
-    smooth: int = 3,
+    window: int = WINDOW,
     min_fall: float = 2.0,
     min_kl_ratio: float = 5.0,
     max_anchored_fall: float = 0.75,
@@ -136,13 +194,13 @@ def central_contrast(
     3. the anchored run's gold ends less than ``max_anchored_fall`` below its peak (near its best);
     4. the anchored run's final gold is more than ``min_gold_gap`` above the MaxEnt run's.
 
-    Gold peak and final come from :func:`rlhf_nb.stats.summary_table` with ``smooth``.
+    Gold peak and final come from the book's one summary rule (:mod:`rlhf_nb.stats`).
     Used by chapter 05's checkpoints and by ``tests/test_science.py`` (CI), which also shows that
     the check fails once the anchor is removed (β = 0).
     """
     if maxent.n != anchored.n:
         raise ValueError(f"need the same seeds for both settings, got {maxent.n} and {anchored.n}")
-    m, a = maxent.summaries(smooth=smooth), anchored.summaries(smooth=smooth)
+    m, a = maxent.summaries(window=window), anchored.summaries(window=window)
     failed = []
     for (seed, mr), (_, ar) in zip(m.iterrows(), a.iterrows()):
         facts = {

@@ -1,11 +1,18 @@
-"""Chapter 07's measured side: the empirical frontier of trained runs, Gao fits per method, and
-the remedies of the online loop, each built from the headline MaxEnt run.
+"""Chapter 07 (over-optimisation): its parameters, its runs, the empirical frontier of trained
+runs, Gao fits per method, and the remedies of the online loop.
+
+:class:`Params` is the notebook's parameters cell; :func:`configs` takes chapter 05's headline
+settings and α sweep (:func:`rlhf_nb.chapters.ch05.configs`) and chapter 06's DPO, SimPO and
+online SimPO runs (:func:`rlhf_nb.chapters.ch06.configs`) — the same runs those chapters show —
+and adds the remedies, each built from the headline MaxEnt run; :func:`get` trains or loads them
+in one process pool.
 
 **Frontier of a run.** Every history row holds the gold and proxy reward of the policy's samples
 and its KL to the SFT policy (k1, nats per response). A run is a path on the (d, gold) plane,
-d = √KL(π‖π_SFT) in √nats (Gao et al. 2022). Online rows are one batch each, so both
-coordinates are smoothed with a trailing mean over ``smooth`` rows; offline runs log an
-evaluation every few steps and are used as logged. :func:`frontier_points` stacks runs into one
+d = √KL(π‖π_SFT) in √nats (Gao et al. 2022). Both coordinates are read through the book's one
+smoothing window (:func:`rlhf_nb.stats.smoothed`, :data:`rlhf_nb.stats.WINDOW` steps): online
+rows are one batch each and get averaged; offline runs log an evaluation every 25 steps and are
+used as logged. :func:`frontier_points` stacks runs into one
 frame; :func:`gao_table` fits Gao's forms per method (:func:`rlhf_nb.theory.frontier.fit_gao`).
 
 **Remedies** (:func:`remedy_configs`): each keeps the MaxEnt run's rate, length, batch and seed
@@ -32,15 +39,105 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
+from rlhf_nb import stats
+from rlhf_nb.chapters import ch05, ch06
+from rlhf_nb.chapters.params import ChapterParams
 from rlhf_nb.core import check_int, check_range
-from rlhf_nb.theory.frontier import GAO_FORMS, fit_gao
 from rlhf_nb.methods.online_config import OnlineConfig
+from rlhf_nb.theory.frontier import GAO_FORMS, fit_gao
 
 REMEDIES = ("entropy_norm", "entropy_kl", "ref_mix", "adaptive", "ensemble", "length")
+
+
+HEADS = ("rloo", "maxent", "kl_weak", "kl_strong")  # chapter 05's headline runs at LR_HI
+
+
+@dataclass(frozen=True)
+class Params(ChapterParams):
+    """Chapter 07's parameters cell (notebook names in capitals; :class:`ChapterParams` has
+    SMOKE, SEED, DEVICE, WORKERS, N_SEEDS — here the seeds of the headline settings, the offline
+    runs and every remedy).
+
+    Attributes:
+        length_bonus: LENGTH_BONUS — exact plane: the proxy's reward per token that the gold
+            does not share (>= 0).
+        token_cost: TOKEN_COST — exact plane: the gold's cost per token (>= 0).
+        ref_mix: REF_MIX — λ of the mixed-reference remedy, in [0, 1).
+        ensemble: ENSEMBLE — proxy RMs of the ensemble remedy (2–16).
+        bon_n_max: BON_N_MAX — best-of-n sizes n = 1, 2, 4, ... up to this power of 2 (2–256).
+        bon_prompts: BON_PROMPTS — eval prompts of the best-of-n frontier (1–256).
+        live_steps: LIVE_STEPS — steps of the live run the widget's button starts (1–500).
+    """
+
+    length_bonus: float = 0.4
+    token_cost: float = 0.15
+    ref_mix: float = 0.5
+    ensemble: int = 3
+    bon_n_max: int = 64
+    bon_prompts: int = 256
+    live_steps: int = 40
+
+    def __post_init__(self):
+        super().__post_init__()
+        for name, low, high in (("ensemble", 2, 16), ("bon_n_max", 2, 256),
+                                ("bon_prompts", 1, 256), ("live_steps", 1, 500)):  # fmt: skip
+            check_int(name.upper(), getattr(self, name), low, high)
+        if self.bon_n_max & (self.bon_n_max - 1):
+            raise ValueError(f"BON_N_MAX must be a power of 2, got {self.bon_n_max}")
+        check_range("REF_MIX", self.ref_mix, 0.0, 1.0, high_inclusive=False)
+        check_range("LENGTH_BONUS", self.length_bonus, 0.0, None)
+        check_range("TOKEN_COST", self.token_cost, 0.0, None)
+
+    def upstream(self) -> tuple[ch05.Params, ch06.Params]:
+        """Chapters 05's and 06's parameters at this chapter's SEED, SMOKE, DEVICE and seeds
+        (their defaults otherwise): whose runs this chapter reads."""
+        shared = dict(smoke=self.smoke, seed=self.seed, device=self.device,
+                      workers=self.workers, n_seeds=self.n_seeds)  # fmt: skip
+        return ch05.Params(**shared), ch06.Params(**shared)
+
+
+def configs(p: Params, testbed) -> dict:
+    """Every run chapter 07 reads: ``heads`` (chapter 05's headline settings), ``sweep``
+    (chapter 05's α sweep at the higher rate), ``offline`` (chapter 06's DPO, SimPO and online
+    SimPO), all at ``p.run_seeds`` except the sweep, and ``remedies`` (:func:`remedy_configs`
+    from the headline MaxEnt run and the SFT policy's length and entropy on the testbed), at
+    ``p.run_seeds`` too. ``sft`` holds those SFT measurements."""
+    from rlhf_nb.methods import evaluate
+
+    p05, p06 = p.upstream()
+    c05, c06 = ch05.configs(p05), ch06.configs(p06)
+    heads = c05["headline"]
+    tb = testbed
+    sft, _ = evaluate.policy_metrics(tb, tb.sft_policy, tb.eval_prompts[: p.bon_prompts],
+                                     seed=p.seed)  # fmt: skip
+    remedies = remedy_configs(
+        heads["maxent"], beta=heads["kl_strong"].beta, vocab_size=tb.sft_policy.config.vocab_size,
+        sft_length=sft["length"], sft_entropy=sft["entropy_token"], ref_mix=p.ref_mix,
+        ensemble=p.ensemble,
+    )  # fmt: skip
+    offline = {"DPO": c06["dpo"], "SimPO": c06["simpo"], "online SimPO": c06["osimpo"]}
+    return {"heads": heads, "sweep": c05["grid"]["alpha_hi"], "offline": offline,
+            "remedies": remedies, "sft": sft}  # fmt: skip
+
+
+def get(p: Params, testbed, *, cache_dir=None, verbose: bool = True) -> dict:
+    """Chapter 07's runs in one process pool: ``heads``, ``offline`` and ``remedies`` as
+    ``{key: SeedRuns}``, ``sweep`` as a list of runs (one seed), plus ``configs``."""
+    from rlhf_nb.runs import SeedRuns, get_runs, with_seeds
+
+    c = configs(p, testbed)
+    seeds = p.run_seeds
+    seeded = {g: {k: with_seeds(v, seeds) for k, v in c[g].items()}
+              for g in ("heads", "offline", "remedies")}  # fmt: skip
+    got = get_runs({**seeded, "sweep": c["sweep"]}, **p.pool(cache_dir), verbose=verbose)
+    out = {g: {k: SeedRuns(c[g][k], got[g][k], tuple(seeds)) for k in c[g]}
+           for g in ("heads", "offline", "remedies")}  # fmt: skip
+    return {**out, "sweep": got["sweep"], "configs": c}
 
 
 def _sig(x: float, digits: int = 2) -> float:
@@ -94,19 +191,18 @@ def remedy_configs(
     }
 
 
-def trajectory(run, *, smooth: int = 1) -> pd.DataFrame:
+def trajectory(run, *, window: int = stats.WINDOW) -> pd.DataFrame:
     """A run's path on the frontier plane: ``step``, ``kl`` (k1, nats), ``d`` = √max(kl, 0)
-    (√nats), ``gold``, ``proxy``, ``length``, each a trailing mean over ``smooth`` rows (>= 1)."""
-    check_int("smooth", smooth, 1)
-    cols = ["gold", "proxy", "kl_k1", "length"]
-    h = run.history.set_index("step")[cols].dropna(how="all")
-    h = h.rolling(smooth, min_periods=1).mean().reset_index()
-    h = h.rename(columns={"kl_k1": "kl"})
+    (√nats), ``gold``, ``proxy``, ``length``, each through the book's smoothing window
+    (:func:`rlhf_nb.stats.smoothed`, ``window`` optimiser steps)."""
+    cols = {"gold": "gold", "proxy": "proxy", "kl_k1": "kl", "length": "length"}
+    h = pd.concat({new: stats.smoothed(run.history, old, window=window)
+                   for old, new in cols.items()}, axis=1).reset_index()  # fmt: skip
     h["d"] = np.sqrt(h["kl"].clip(lower=0.0))
     return h[["step", "kl", "d", "gold", "proxy", "length"]]
 
 
-def frontier_points(groups: Mapping[str, Sequence], *, smooth: int = 1) -> pd.DataFrame:
+def frontier_points(groups: Mapping[str, Sequence], *, window: int = stats.WINDOW) -> pd.DataFrame:
     """Every run of every method as rows ``method``, ``seed``, ``step``, ``kl``, ``d``,
     ``gold``, ``gain``, ``proxy``, ``length``. ``gain`` is gold minus the method's gold at step 0
     (mean over its seeds: the SFT policy's gold on that method's own samples), so that the Gao
@@ -117,7 +213,7 @@ def frontier_points(groups: Mapping[str, Sequence], *, smooth: int = 1) -> pd.Da
             raise ValueError(f"method {method!r} has no runs")
         base = float(np.mean([r.history["gold"].iloc[0] for r in runs]))
         for r in runs:
-            t = trajectory(r, smooth=smooth)
+            t = trajectory(r, window=window)
             t.insert(0, "seed", r.config.seed)
             t.insert(0, "method", method)
             t["gain"] = t["gold"] - base
@@ -174,41 +270,26 @@ def gao_table(points: pd.DataFrame, forms: Mapping[str, str]) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("method")
 
 
-REMEDY_COLUMNS = ("gold_final", "gold_peak", "kl_final", "length_final", "eos_final",
-                  "entropy_final")  # fmt: skip
+REMEDY_COLUMNS = {  # remedy_table column -> summary_table column (the book's one rule)
+    "gold_final": "gold_final", "gold_peak": "gold_peak", "kl_final": "kl_k1_final",
+    "length_final": "length_final", "eos_final": "eos_final", "entropy_final": "entropy_final",
+}  # fmt: skip
 
 
-def remedy_table(settings: Mapping[str, object], *, smooth: int = 10) -> pd.DataFrame:
-    """One row per setting (a :class:`rlhf_nb.runs.seeds.SeedRuns`): for each of
+def remedy_table(settings: Mapping[str, object]) -> pd.DataFrame:
+    """One row per setting (a :class:`rlhf_nb.runs.SeedRuns`): for each of
     :data:`REMEDY_COLUMNS` the mean over seeds and the half-width of its 95 % band (``±``
-    columns; 0 with one seed), plus ``n`` seeds. ``gold_peak`` is the best ``smooth``-row trailing
-    mean of gold; the finals are the last ``smooth`` rows' means (one batch is noisy)."""
-    from rlhf_nb.stats import Stat
-
+    columns; 0 with one seed), plus ``n`` seeds. Peaks and finals are the book's one summary
+    rule (:func:`rlhf_nb.stats.summary_table`), so they equal chapter 05's and 09's."""
     rows = []
     for name, g in settings.items():
-        per_seed = {c: [] for c in REMEDY_COLUMNS}
-        for r in g.runs:
-            h = r.history
-            tail = h.tail(smooth)
-            per_seed["gold_final"].append(tail["gold"].mean())
-            per_seed["gold_peak"].append(h["gold"].rolling(smooth, min_periods=1).mean().max())
-            per_seed["kl_final"].append(tail["kl_k1"].mean())
-            per_seed["length_final"].append(tail["length"].mean())
-            per_seed["eos_final"].append(tail["eos_rate"].mean())
-            per_seed["entropy_final"].append(tail["entropy_token"].mean())
+        s = g.summaries()
         row = {"setting": name, "label": g.config.label(), "n": g.n}
-        for c, v in per_seed.items():
-            s = Stat.of(v)
-            row[c], row[f"{c} ±"] = s.mean, (s.hi - s.lo) / 2
+        for c, src in REMEDY_COLUMNS.items():
+            st = stats.Stat.of(s[src])
+            row[c], row[f"{c} ±"] = st.mean, (st.hi - st.lo) / 2
         rows.append(row)
     return pd.DataFrame(rows).set_index("setting")
-
-
-def final_values(g, column: str, *, smooth: int = 10) -> list[float]:
-    """Per seed of ``g`` (a SeedRuns): the mean of ``column`` over its last ``smooth`` rows —
-    what :func:`remedy_table` reports, as values for :func:`rlhf_nb.stats.differ`."""
-    return [float(r.history[column].tail(smooth).mean()) for r in g.runs]
 
 
 OUTCOMES = ("length collapse", "anchored", "proxy hacked", "stable")

@@ -1,5 +1,12 @@
-"""Chapter 09's experiment: which of two changes makes reference-free preference optimisation
-fail online — where the pairs come from, or who labels them?
+"""Chapter 09 (the answer): its parameters and runs, and its experiment — which of two changes
+makes reference-free preference optimisation fail online: where the pairs come from, or who
+labels them?
+
+:class:`Params` is the notebook's parameters cell; :func:`configs` builds the 2×2 cells from
+chapter 06's DPO and SimPO runs (:func:`rlhf_nb.chapters.ch06.configs`), the variants of
+section 2b from chapter 06's SimPO settings, and takes chapter 05's headline settings
+(:func:`rlhf_nb.chapters.ch05.configs`) for the claims; :func:`get` trains or loads them in one
+process pool.
 
 Chapter 06 compared offline SimPO (fixed pairs, labelled by the noisy *gold* Bradley–Terry
 model) with online SimPO (pairs sampled from the current policy, labelled by the *proxy* RM):
@@ -25,16 +32,91 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
+from rlhf_nb import stats
+from rlhf_nb.chapters import ch05, ch06
+from rlhf_nb.chapters.params import ChapterParams, check_floats
 from rlhf_nb.core import check_int
 from rlhf_nb.methods.offline import OfflineConfig
 from rlhf_nb.methods.online_simpo import OnlineSimPOConfig
 
 SOURCES = ("offline", "online")
 LABELLERS = ("gold", "proxy")
+
+
+@dataclass(frozen=True)
+class Params(ChapterParams):
+    """Chapter 09's parameters cell (notebook names in capitals; :class:`ChapterParams` has
+    SMOKE, SEED, DEVICE, WORKERS, N_SEEDS — here the seeds of every cell).
+
+    Attributes:
+        kl_budgets: KL_BUDGETS — KLs to SFT (nats, > 0) at which the cells' gold is compared.
+        live_steps: LIVE_STEPS — steps of the live run the widget's button starts (1–500).
+    """
+
+    kl_budgets: tuple[float, ...] = (0.25, 0.5, 1.0)
+    live_steps: int = 30
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_floats("KL_BUDGETS", self.kl_budgets, 0.0, positive=True)
+        check_int("LIVE_STEPS", self.live_steps, 1, 500)
+
+    def upstream(self) -> tuple[ch05.Params, ch06.Params]:
+        """Chapters 05's and 06's parameters at this chapter's SEED, SMOKE, DEVICE and seeds."""
+        shared = dict(smoke=self.smoke, seed=self.seed, device=self.device,
+                      workers=self.workers, n_seeds=self.n_seeds)  # fmt: skip
+        return ch05.Params(**shared), ch06.Params(**shared)
+
+
+def variants(p06: ch06.Params, testbed) -> dict[str, OfflineConfig]:
+    """Section 2b's offline SimPO variants from chapter 06's settings: γ = 0, chapter 06's γ
+    (the default), γ = 4, and summed log-probs (chapter 06's ``sum`` run)."""
+    c06 = ch06.configs(p06, testbed)
+    simpo = c06["simpo"]
+    return {"γ = 0": dataclasses.replace(simpo, gamma=0.0),
+            f"γ = {p06.gamma:g} (default)": simpo,
+            "γ = 4": dataclasses.replace(simpo, gamma=4.0),
+            "summed log-probs": c06["sum"]}  # fmt: skip
+
+
+def online_twin(cfg: OfflineConfig, labeller: str | None = None) -> OnlineSimPOConfig:
+    """The online-SimPO config with every field of the offline one (``labeller`` None: the
+    proxy RM, ``"gold"``: a gold Bradley–Terry draw per fresh pair)."""
+    fields = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}
+    return OnlineSimPOConfig(**{**fields, "labeller": labeller})
+
+
+def configs(p: Params, testbed) -> dict:
+    """Every run chapter 09 reads: ``cells`` (:func:`cells` of chapter 06's SimPO and DPO),
+    ``explain`` ({(variant, "offline"/"online"): config}, section 2b) and ``heads`` (chapter
+    05's headline settings), all at ``p.run_seeds``."""
+    p05, p06 = p.upstream()
+    c06 = ch06.configs(p06, testbed)
+    explain = {}
+    for name, cfg in variants(p06, testbed).items():
+        explain[(name, "offline")] = cfg
+        explain[(name, "online")] = online_twin(cfg)
+    return {"cells": cells({"SimPO": c06["simpo"], "DPO": c06["dpo"]}), "explain": explain,
+            "heads": ch05.configs(p05)["headline"]}  # fmt: skip
+
+
+def get(p: Params, testbed, *, cache_dir=None, verbose: bool = True) -> dict:
+    """Chapter 09's runs in one process pool: ``cells`` and ``explain`` as ``{key: [Run per
+    seed]}``, ``heads`` as ``{key: SeedRuns}``, plus ``configs``."""
+    from rlhf_nb.runs import SeedRuns, get_runs, with_seeds
+
+    c = configs(p, testbed)
+    seeds = p.run_seeds
+    jobs = {g: {k: with_seeds(v, seeds) for k, v in c[g].items()}
+            for g in ("cells", "explain", "heads")}  # fmt: skip
+    got = get_runs(jobs, **p.pool(cache_dir), verbose=verbose)
+    got["heads"] = {k: SeedRuns(c["heads"][k], v, tuple(seeds)) for k, v in got["heads"].items()}
+    return {**got, "configs": c}
 
 
 def cells(offline: Mapping[str, OfflineConfig]) -> dict[tuple[str, str, str], object]:
@@ -47,21 +129,21 @@ def cells(offline: Mapping[str, OfflineConfig]) -> dict[tuple[str, str, str], ob
             raise TypeError(f"offline[{name!r}] must be an OfflineConfig, got {type(cfg).__name__}")
         if cfg.labeller is not None:
             raise ValueError(f"offline[{name!r}] must use the data's own (gold) labels")
-        fields = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}
         out[(name, "offline", "gold")] = cfg
         out[(name, "offline", "proxy")] = dataclasses.replace(cfg, labeller="proxy")
-        out[(name, "online", "gold")] = OnlineSimPOConfig(**{**fields, "labeller": "gold"})
-        out[(name, "online", "proxy")] = OnlineSimPOConfig(**{**fields, "labeller": None})
+        out[(name, "online", "gold")] = online_twin(cfg, "gold")
+        out[(name, "online", "proxy")] = online_twin(cfg)
     return out
 
 
-def gold_at_kl(run, budgets: Sequence[float], *, smooth: int = 1) -> np.ndarray:
+def gold_at_kl(run, budgets: Sequence[float], *, window: int = stats.WINDOW) -> np.ndarray:
     """The run's gold where its KL to SFT (k1, nats) first reaches each budget, linearly
     interpolated between the two logged rows around the crossing; NaN where the run never
-    got that far. Both columns are trailing means over ``smooth`` rows first."""
-    check_int("smooth", smooth, 1)
-    h = run.history[["kl_k1", "gold"]].dropna().rolling(smooth, min_periods=1).mean()
-    kl, gold = h["kl_k1"].to_numpy(), h["gold"].to_numpy()
+    got that far. Both columns are read through the book's smoothing window first
+    (:func:`rlhf_nb.stats.smoothed`)."""
+    kl = stats.smoothed(run.history, "kl_k1", window=window)
+    gold = stats.smoothed(run.history, "gold", window=window).reindex(kl.index)
+    kl, gold = kl.to_numpy(), gold.to_numpy()
     out = []
     for b in budgets:
         above = np.nonzero(kl >= b)[0]
@@ -77,21 +159,22 @@ def gold_at_kl(run, budgets: Sequence[float], *, smooth: int = 1) -> np.ndarray:
     return np.array(out)
 
 
-def cell_table(runs: Mapping[tuple, object], *, smooth: int = 1) -> pd.DataFrame:
+def cell_table(runs: Mapping[tuple, object]) -> pd.DataFrame:
     """One row per (method, source, labeller, seed): ``gold_start``, ``gold_final``,
-    ``gold_gain`` (final − start), ``gold_peak`` (best ``smooth``-row mean), ``kl_final``,
-    ``length_final``, ``eos_final``. ``runs`` maps a cell to its list of runs (one per seed)."""
+    ``gold_gain`` (final − start), ``gold_peak``, ``kl_final``, ``length_final``,
+    ``eos_final``, all by the book's one summary rule (:func:`rlhf_nb.stats.summary_table`).
+    ``runs`` maps a cell to its list of runs (one per seed)."""
     rows = []
     for (method, source, labeller), rs in runs.items():
-        for r in rs:
-            h = r.history
-            g = h["gold"].rolling(smooth, min_periods=1).mean()
+        s = stats.summary_table(rs)
+        for r, (_, row) in zip(rs, s.iterrows()):
             rows.append({"method": method, "source": source, "labeller": labeller,
-                         "seed": r.config.seed, "gold_start": h["gold"].iloc[0],
-                         "gold_final": g.iloc[-1], "gold_gain": g.iloc[-1] - h["gold"].iloc[0],
-                         "gold_peak": g.max(), "kl_final": h["kl_k1"].iloc[-1],
-                         "length_final": h["length"].iloc[-1],
-                         "eos_final": h["eos_rate"].iloc[-1]})  # fmt: skip
+                         "seed": r.config.seed, "gold_start": row.gold_start,
+                         "gold_final": row.gold_final,
+                         "gold_gain": row.gold_final - row.gold_start,
+                         "gold_peak": row.gold_peak, "kl_final": row.kl_k1_final,
+                         "length_final": row.length_final,
+                         "eos_final": row.eos_final})  # fmt: skip
     return pd.DataFrame(rows)
 
 

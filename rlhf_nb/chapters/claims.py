@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from rlhf_nb.stats import Stat
+
 STATUSES = ("confirmed", "confirmed with caveats", "not reproduced at toy scale", "contested")
 
 
@@ -44,10 +46,10 @@ def _rng(values, digits: int = 2) -> str:
     return f"{f.format(v.mean())} (seeds {f.format(v.min())} to {f.format(v.max())})"
 
 
-def maxent_overoptimises(maxent, *, smooth: int = 10, min_fall: float = 1.0) -> Claim:
+def maxent_overoptimises(maxent, *, min_fall: float = 1.0) -> Claim:
     """MaxEnt RL online over-optimises: gold peaks, then falls. Rule: the gold falls more than
     ``min_fall`` below its smoothed peak at every seed."""
-    s = maxent.summaries(smooth=smooth)
+    s = maxent.summaries()
     ok = bool((s["gold_fall"] > min_fall).all())
     return Claim(
         "Online MaxEnt RLHF over-optimises (gold peaks, then collapses)", "ch. 05, 07",
@@ -74,11 +76,11 @@ def kl_unstable(maxent, anchored, *, cap: int, min_ratio: float = 5.0) -> Claim:
                  ev, maxent.n, status)  # fmt: skip
 
 
-def even_at_low_lr(fast, slow, *, smooth: int = 10, min_fall: float = 1.0) -> Claim:
+def even_at_low_lr(fast, slow, *, min_fall: float = 1.0) -> Claim:
     """A lower learning rate delays the collapse but does not prevent it. Rule: at the lower
     rate the gold still falls more than ``min_fall`` at every seed, and peaks later than at the
     higher rate at every seed."""
-    f, s = fast.summaries(smooth=smooth), slow.summaries(smooth=smooth)
+    f, s = fast.summaries(), slow.summaries()
     falls = bool((s["gold_fall"] > min_fall).all())
     later = bool((s["peak_step"].to_numpy() > f["peak_step"].to_numpy()).all())
     ev = (
@@ -109,11 +111,11 @@ def entropy_tracks_hacking(rho_bonus: float, entropy_drop_no_bonus, *, min_rho=0
     return Claim("Entropy correlates with reward hacking", "ch. 05, 07", ev, len(drop), status)
 
 
-def kl_anchor_stable(strong, weak, *, smooth: int = 10, max_fall: float = 0.75) -> Claim:
+def kl_anchor_stable(strong, weak, *, max_fall: float = 0.75) -> Claim:
     """KL-regularised RLHF is stable. Rule: the strong anchor's gold ends within ``max_fall`` of
     its peak at every seed; a caveat when the weak anchor's KL is still rising at the end
     (positive slope over the last quarter) at every seed."""
-    s, w = strong.summaries(smooth=smooth), weak.summaries(smooth=smooth)
+    s, w = strong.summaries(), weak.summaries()
     ok = bool((s["gold_fall"] < max_fall).all())
     rising = [r.slope("kl_k1") for r in weak.runs]
     still = all(x > 0 for x in rising)
@@ -128,10 +130,8 @@ def simpo_offline_stable(simpo, *, max_kl: float = 3.0) -> Claim:
     """SimPO is stable offline. Rule: the final KL stays below ``max_kl`` nats at every seed; a
     caveat when the gold gain's 95 % band includes 0 (stable, but not shown to improve)."""
     kl = simpo.final("kl_k1")
-    gains = [r.final("gold") - r.history["gold"].iloc[0] for r in simpo.runs]
-    from rlhf_nb.stats import Stat
-
-    g = Stat.of(gains)
+    s = simpo.summaries()
+    g = Stat.of(s["gold_final"] - s["gold_start"])
     ok = bool(max(kl.values) < max_kl)
     ev = f"{simpo.config.label()}: final KL {_rng(kl.values)} nats; gold gain {g}"
     improves = g.lo > 0
