@@ -6,9 +6,8 @@ entropy of sampled tokens); :func:`sequence_logps` (log π(response + EOS | prom
 texts, summed and averaged); :func:`reward_scores` / :func:`reward_scores_tokens` (a reward model
 on texts or on sampled ids); :func:`prompt_cache`, the KV-cache sharing that makes the k samples
 of a prompt cost one prompt pass — an exact rewrite of a full forward pass, not an approximation
-(tests compare samples, log-probs, gradients and RM scores both ways). Imports torch,
-transformers and :mod:`rlhf_nb.theory` only; ``rlhf_nb.testbed`` and ``rlhf_nb.train`` build
-on it.
+(tests compare samples, log-probs, gradients and RM scores both ways). Imports torch and
+:mod:`rlhf_nb.theory` only; :mod:`rlhf_nb.testbed` and :mod:`rlhf_nb.methods` build on it.
 """
 
 from __future__ import annotations

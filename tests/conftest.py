@@ -41,7 +41,7 @@ def smoke_dir() -> Path:
 def need_browser() -> None:
     """Skip the calling test, with a visible reason, when Chromium is missing; fail instead
     under RLHF_NB_REQUIRE_BROWSER=1 (set by .ci/run), where the browser checks are required."""
-    from rlhf_nb._site import check as sitecheck
+    from browser import sitecheck
 
     reason = sitecheck.browser_available()
     if reason:

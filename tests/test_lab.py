@@ -7,8 +7,9 @@ import json
 import shutil
 
 import pytest
+from browser import labcheck
 
-from rlhf_nb._site import lab, labcheck
+from rlhf_nb._site import lab
 from rlhf_nb._site.build import notebook_sources
 
 

@@ -12,9 +12,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from browser import sitecheck
 from conftest import need_browser
 
-from rlhf_nb._site import check as sitecheck
 from rlhf_nb._site.build import ROOT, build_site, execute, notebook_sources
 
 SITE = ROOT / "build" / "site-smoke"

@@ -1,4 +1,4 @@
-"""The book in JupyterLab, in headless Chromium (rlhf_nb/_site/labcheck.py): chapter 01's α slider
+"""The book in JupyterLab, in headless Chromium (tests/browser/labcheck.py): chapter 01's α slider
 redraws its figure, chapter 05's live run trains at the learning rate its slider shows, and a
 save keeps the .py header and puts no plotly.js in the .ipynb. Screenshots of every step go to
 book/_build/screens/lab/.
@@ -10,9 +10,9 @@ cached. Skipped without Chromium unless RLHF_NB_REQUIRE_BROWSER=1 (set by .ci/ru
 from __future__ import annotations
 
 import pytest
+from browser import labcheck
 from conftest import need_browser
 
-from rlhf_nb._site import labcheck
 from rlhf_nb._site.build import ROOT
 
 SCREENS = ROOT / "book" / "_build" / "screens" / "lab"

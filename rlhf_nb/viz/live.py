@@ -1,5 +1,11 @@
-"""The live-run widgets of chapters 05-07: controls and a button that trains a short run
-(:mod:`rlhf_nb.train`, ``on_step`` redraws the figure after every logged row).
+"""The live-run widgets of chapters 05, 06, 07 and 09: controls and a button that trains a short
+run in the kernel, no cache (``on_step`` redraws the figure after every logged row).
+
+:func:`online_widget` (chapter 05) and :func:`anchor_widget` (chapter 07) call
+:func:`rlhf_nb.methods.online.train` and :func:`offline_widget` (chapter 06)
+:func:`rlhf_nb.methods.offline.train` directly, each on a config of its own method;
+:func:`cell_widget` (chapter 09), whose cells hold configs of several methods, goes through the
+run contract, :func:`rlhf_nb.runs.contract.train`, which picks the method by the config's type.
 
 Nothing trains until the button is pressed, so rendering a widget (papermill, the site build)
 is instant; on the static site there is no kernel and the slider figures carry the cached runs.

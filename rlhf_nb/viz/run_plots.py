@@ -91,29 +91,6 @@ def history_traces(
     return traces
 
 
-def history_figure(
-    runs: Sequence,
-    y: str = "gold",
-    *,
-    x: str = "step",
-    title: str = "",
-    yaxis_title: str | None = None,
-    labels: Sequence[str] | None = None,
-    colors: Sequence[str] | None = None,
-    win_rate: bool = True,
-    height: int = 420,
-) -> go.Figure:
-    """``history[y]`` vs step for several runs in one panel, win rates in the legend."""
-    traces = history_traces(runs, y, x=x, labels=labels, colors=colors, win_rate=win_rate)
-    return plotting.static_figure(
-        traces,
-        title=title,
-        xaxis_title=x,
-        yaxis_title=yaxis_title or TITLES.get(y, y),
-        height=height,
-    )
-
-
 def panels_figure(
     runs: Sequence,
     ys: Sequence[str] = ("proxy", "gold", "kl_k1"),

@@ -15,7 +15,8 @@ written). Then, as a reader would:
   are filtered).
 
 A screenshot is saved after each step under ``screens`` (``book/_build/screens/lab`` in the
-tests). Run it alone: ``python -m rlhf_nb._site.labcheck [--screens DIR]``.
+tests). Used by ``tests/test_site_lab.py``; run it alone from the repository root:
+``python -m tests.browser.labcheck [--screens DIR]``.
 """
 
 from __future__ import annotations
@@ -35,8 +36,9 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rlhf_nb._site import check as sitecheck
 from rlhf_nb._site import lab
+
+from . import sitecheck
 
 # Settings for the scratch server only: no news/update toasts over the notebook, and every cell
 # kept in the DOM (JupyterLab's default windowing drops off-screen cells, which the check reads).

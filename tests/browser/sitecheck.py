@@ -7,7 +7,8 @@ by MathJax (an ``mjx-container``). A screenshot of each page is saved.
 
 Driven with selenium and Debian's ``chromium`` + ``chromium-driver`` (no browser download: the
 driver path is given explicitly, so Selenium Manager never goes to the network). The site is
-served from 127.0.0.1 by a thread in this process.
+served from 127.0.0.1 by a thread in this process. Used by ``tests/test_site.py`` (and
+``labcheck.py``, for its driver); not part of the installed package.
 """
 
 from __future__ import annotations
@@ -97,20 +98,10 @@ def _plotly_figures(notebook: Path) -> list[dict]:
     ]
 
 
-def expected_figures(notebook: Path) -> int:
-    """Number of plotly outputs in an executed notebook (what its page must show)."""
-    return len(_plotly_figures(notebook))
-
-
 def _has_slider(fig: dict) -> bool:
     """Counted like the page check does: a first slider with two steps or more."""
     sliders = (fig.get("layout") or {}).get("sliders") or []
     return bool(sliders) and len(sliders[0].get("steps") or []) > 1
-
-
-def expected_sliders(notebook: Path) -> int:
-    """Number of plotly outputs with a slider that can move (what the page check must find)."""
-    return sum(_has_slider(fig) for fig in _plotly_figures(notebook))
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
