@@ -36,7 +36,7 @@
 SMOKE = False  # CI-sized run: seconds instead of minutes
 SEED = 0  # seeds Python, NumPy and torch, the testbed, and the first run seed
 DEVICE = "auto"  # "auto" (CUDA if present), "cpu" or "cuda"
-WORKERS = 2  # parallel processes for the sweep (the book machine has 2 cores)
+WORKERS = "auto"  # parallel training processes; "auto" = every core of this machine
 N_SEEDS = 3  # run seeds per headline setting, from SEED up; at least 2, SMOKE uses 2
 # The grid (SMOKE keeps the first and last value of each list, with 8-step runs):
 ALPHAS = [0.0, 0.02, 0.05, 0.2]  # entropy temperatures α at LR_HI; must contain 0 (plain RLOO)
@@ -68,23 +68,19 @@ from IPython.display import Code, Markdown, display
 from scipy.stats import spearmanr
 
 import rlhf_nb
-from rlhf_nb import sampling, testbed, train
-from rlhf_nb.methods import grpo, rloo
-from rlhf_nb.runs import seeds
-from rlhf_nb.chapters import ch05 as sweep
+from rlhf_nb import sampling, stats, testbed
+from rlhf_nb.chapters import ch05
+from rlhf_nb.methods import rloo
+from rlhf_nb.runs.pool import resolve_workers
 from rlhf_nb.runs.record import samples_table
 from rlhf_nb.stats import summary_table
 from rlhf_nb.viz import live, run_plots
 
 ctx = rlhf_nb.setup(seed=SEED, device=DEVICE, smoke=SMOKE)
-for name, value, low, high in [("WORKERS", WORKERS, 1, 16), ("N_SEEDS", N_SEEDS, 2, 10)]:
-    rlhf_nb.check_type(name, value, int)
-    rlhf_nb.check_range(name, value, low, high)
-grid_args = dict(alphas=ALPHAS, alphas_lo=ALPHAS_LO, betas=BETAS, lr_hi=LR_HI, lr_lo=LR_LO,
-                 steps_hi=STEPS_HI, steps_lo=STEPS_LO, seed=SEED, smoke=SMOKE)  # fmt: skip
-groups = sweep.grid(**grid_args)  # validates every list and rate before any work starts
-headline = sweep.headline(groups, MAXENT_ALPHA, smoke=SMOKE)
-PRESET = "smoke" if SMOKE else "tiny"
+p = ch05.Params.from_globals(globals())  # checks every parameter before any work starts
+c05 = ch05.configs(p)
+groups, headline = c05["grid"], c05["headline"]
+PRESET = p.preset
 tb = testbed.build(PRESET, seed=SEED)
 pd.set_option("display.width", 160)
 print(f"device={ctx.device} seed={ctx.seed} smoke={ctx.smoke} testbed={tb.path.name}")
@@ -146,7 +142,7 @@ assert logp_gap < 1e-4, logp_gap  # checkpoint: the shared-prompt path is exact
 # term (what TRL's GRPO `entropy_coef` does). The conservative learning rate gets a longer run
 # (the `steps` column). The sweep is one seed per setting; the five **headline settings** — α = 0
 # and the MaxEnt α > 0 at the higher rate, the weakest and the strongest β, and α = 0 at the lower
-# rate — run at `N_SEEDS` seeds each (`rlhf_nb.runs.seeds.run_seeds`; the first seed is the sweep's own
+# rate — run at `N_SEEDS` seeds each (`rlhf_nb.chapters.ch05.get`; the first seed is the sweep's own
 # run). Every run is cached on disk keyed by its config, so re-rendering the book does not
 # retrain; the runs go `WORKERS` at a time in separate processes.
 # Every list, rate and length of this grid is a parameter of the notebook (`ALPHAS`, `ALPHAS_LO`,
@@ -154,33 +150,20 @@ assert logp_gap < 1e-4, logp_gap  # checkpoint: the shared-prompt path is exact
 # or pass e.g. `-p 'ALPHAS=[0.0, 0.1]' -p MAXENT_ALPHA=0.1` to papermill or `rlhf_nb._site.build`.
 
 # %%
-run_seeds = [SEED + i for i in range(2 if SMOKE else N_SEEDS)]
-grpo_steps, grpo_prompts = (4, 4) if SMOKE else (STEPS_HI, 32)
-grpo_cfgs = [  # section 5's TRL cross-check, trained in the same pool
-    grpo.GRPOCheckConfig(beta=0.0, entropy_coef=0.05, lr=LR_HI, steps=grpo_steps,
-                         prompts_per_step=grpo_prompts, seed=SEED),
-    grpo.GRPOCheckConfig(beta=0.05, entropy_coef=0.0, lr=LR_HI, steps=grpo_steps,
-                         prompts_per_step=grpo_prompts, seed=SEED),
-]  # fmt: skip
+run_seeds = p.run_seeds
 t0 = time.perf_counter()
-trained = train.run_all(  # every run of the chapter in one pool, longest first; cached ones load
-    {"grid": groups, "seeded": [seeds.with_seeds(c, run_seeds) for c in headline.values()],
-     "grpo": grpo_cfgs},
-    preset=PRESET, testbed_seed=SEED, workers=1 if SMOKE else WORKERS,
-)  # fmt: skip
-runs, grpo_runs = trained["grid"], trained["grpo"]  # runs: the grid's groups, one run per config
-seeded = seeds.run_seeds(headline, run_seeds, preset=PRESET, testbed_seed=SEED, verbose=False)
+got = ch05.get(p, cache_dir=ctx.cache_dir)  # the chapter's runs in one pool; cached ones load
+runs, grpo_runs, seeded = got["grid"], got["grpo"], got["seeded"]
 sweep_seconds = time.perf_counter() - t0
 hi, lo = runs["alpha_hi"], runs["alpha_lo"]
-SMOOTH = 3 if SMOKE else 10
-table = summary_table([*hi, *lo, *runs["kl"], *runs["token"]], smooth=SMOOTH)
+table = summary_table([*hi, *lo, *runs["kl"], *runs["token"]])
 train_seconds = sum(r.history["seconds"].sum() for g in runs.values() for r in g) + sum(
     r.history["seconds"].sum() for g in seeded.values() for r in g.runs[1:]
 )
 print(
     f"{sum(map(len, groups.values()))} grid runs and {len(headline)} headline settings x {len(run_seeds)} seeds "
     f"ready in {sweep_seconds:.0f} s (cached runs load instantly); training them took "
-    f"{train_seconds / 60:.1f} CPU-minutes, {WORKERS} at a time"
+    f"{train_seconds / 60:.1f} run-minutes, up to {resolve_workers(p.workers)} at a time"
 )
 table.round(2)
 
@@ -199,11 +182,11 @@ fig_seeds = run_plots.band_figure(
 fig_seeds.show()
 
 
-per_seed = {k: g.summaries(smooth=SMOOTH) for k, g in seeded.items()}
+per_seed = {k: g.summaries() for k, g in seeded.items()}
 STATS = ("gold_start", "gold_peak", "peak_step", "gold_final", "gold_fall", "proxy_start",
          "proxy_final", "kl_k1_final", "length_final", "eos_final", "entropy_start",
          "entropy_final")  # fmt: skip
-band = {k: {c: seeds.Stat.of(s[c]) for c in STATS} for k, s in per_seed.items()}
+band = {k: {c: stats.Stat.of(s[c]) for c in STATS} for k, s in per_seed.items()}
 seed_table = pd.DataFrame(
     {seeded[k].label: {c: b.fmt() for c, b in bk.items()} for k, bk in band.items()}
 )
@@ -212,7 +195,7 @@ seed_table
 # %% tags=["results"]
 # the headline settings for the README and the site's Results page (generated by make book)
 display(Markdown(f"Chapter 05, headline settings at lr = {LR_HI:g}, mean (range) over seeds:\n\n"
-                 + seeds.markdown_table(
+                 + stats.markdown_table(
                      {seeded[k].label: bk for k, bk in band.items()},
                      {"gold_start": "gold SFT", "gold_peak": "gold peak",
                       "gold_final": "gold final", "kl_k1_final": "final KL (nats)",
@@ -240,11 +223,11 @@ for b, beta in ((b_w, beta_w), (b_s, beta_s)):
     )
 contrasts = {
     f"final KL, α = {maxent_alpha:g} minus β = {beta_s:g}":
-        seeds.differ(b_m["kl_k1_final"], b_s["kl_k1_final"]),
-    f"final KL, α = 0 minus β = {beta_s:g}": seeds.differ(b_r["kl_k1_final"], b_s["kl_k1_final"]),
-    f"final gold, β = {beta_s:g} minus α = 0": seeds.differ(b_s["gold_final"], b_r["gold_final"]),
+        stats.differ(b_m["kl_k1_final"], b_s["kl_k1_final"]),
+    f"final KL, α = 0 minus β = {beta_s:g}": stats.differ(b_r["kl_k1_final"], b_s["kl_k1_final"]),
+    f"final gold, β = {beta_s:g} minus α = 0": stats.differ(b_s["gold_final"], b_r["gold_final"]),
     f"fall from peak, β = {beta_w:g} minus β = {beta_s:g}":
-        seeds.differ(b_w["gold_fall"], b_s["gold_fall"]),
+        stats.differ(b_w["gold_fall"], b_s["gold_fall"]),
 }  # fmt: skip
 for name, d in contrasts.items():
     print(f"{name}: {d}")
@@ -332,14 +315,14 @@ fig_kl = run_plots.band_figure(
 fig_kl.show()
 
 
-slopes = {k: seeds.Stat.of([r.slope("kl_k1") for r in seeded[k].runs]) for k in seeded}
+slopes = {k: stats.Stat.of([r.slope("kl_k1") for r in seeded[k].runs]) for k in seeded}
 for k in ("maxent", "kl_weak", "kl_strong"):
     rising = sum(v > 0 for v in slopes[k].values)
     print(
         f"{seeded[k].label}: final KL {band[k]['kl_k1_final'].fmt(2)} nats; slope over the "
         f"last quarter {slopes[k].fmt(2)} nats/100 steps, rising in {rising} of {n_s} seeds"
     )
-ratio = seeds.Stat.of(np.array(b_m["kl_k1_final"].values) / np.array(b_s["kl_k1_final"].values))
+ratio = stats.Stat.of(np.array(b_m["kl_k1_final"].values) / np.array(b_s["kl_k1_final"].values))
 print(f"final KL of α = {maxent_alpha:g} over β = {beta_s:g}, seed by seed: ×{ratio.fmt(1)}")
 
 # %% [markdown]
@@ -429,10 +412,10 @@ for r in (seq_same, tok):
 
 # %%
 per_seed_rho = [
-    sweep.entropy_correlations([seeded[k].runs[i] for k in ("rloo", "maxent", "rloo_slow")])
+    ch05.entropy_correlations([seeded[k].runs[i] for k in ("rloo", "maxent", "rloo_slow")])
     for i in range(n_s)
 ]
-rho = {key: seeds.Stat.of([r[key] for r in per_seed_rho]) for key in per_seed_rho[0]}
+rho = {key: stats.Stat.of([r[key] for r in per_seed_rho]) for key in per_seed_rho[0]}
 print(f"Spearman ρ over the steps of the unanchored runs, per seed ({n_s} seeds):")
 for (x, y), v in rho.items():
     sign = sum(val > 0 for val in v.values)
@@ -460,7 +443,7 @@ print(f"across the {len(finals)} runs of the α sweep (one seed each): "
 run_plots.panels_figure(
     grpo_runs, ("proxy", "gold"), title="TRL GRPOTrainer on the same testbed"
 ).show()
-grpo_table = summary_table(grpo_runs, smooth=SMOOTH)
+grpo_table = summary_table(grpo_runs)
 g0, g1 = grpo_table.iloc[0], grpo_table.iloc[1]
 print(f"TRL GRPO (trained in the chapter's pool). No anchor: gold {g0.gold_peak:.2f} at its peak → "
       f"{g0.gold_final:.2f}, KL {g0.kl_k1_final:.1f}; β = {grpo_cfgs[1].beta:g}: gold "
@@ -482,7 +465,7 @@ display(box)
 # ## Checkpoints
 # What you should have seen. Each statement is asserted for **every seed** of the headline
 # settings, and each threshold is printed with its margin: how many seed standard deviations it
-# sits from the seed mean (at least `seeds.MIN_MARGIN`, so that another machine's digits do not
+# sits from the seed mean (at least `stats.MIN_MARGIN`, so that another machine's digits do not
 # flip it; `rlhf_nb.stats.holds`). In SMOKE mode the runs are a few steps long, so only the
 # mechanics are checked.
 
@@ -503,38 +486,38 @@ assert all(r.status == "finished" for r in grpo_runs) and len(grpo_runs[0].histo
 if not SMOKE:
     b_sl = band["rloo_slow"]
     # α = 0 over-optimises at both rates: gold ends below its peak, the proxy above its start
-    seeds.holds("α=0 fall from peak (hi lr)", b_r["gold_fall"], ">", 0.3, log=True)
-    seeds.holds("α=0 fall from peak (lo lr)", b_sl["gold_fall"], ">", 0.3, log=True)
-    proxy_gain = seeds.Stat.of(np.subtract(b_r["proxy_final"].values, b_r["proxy_start"].values))
-    seeds.holds("α=0 proxy gain", proxy_gain, ">", 0.0)
+    stats.holds("α=0 fall from peak (hi lr)", b_r["gold_fall"], ">", 0.3, log=True)
+    stats.holds("α=0 fall from peak (lo lr)", b_sl["gold_fall"], ">", 0.3, log=True)
+    proxy_gain = stats.Stat.of(np.subtract(b_r["proxy_final"].values, b_r["proxy_start"].values))
+    stats.holds("α=0 proxy gain", proxy_gain, ">", 0.0)
     # ... and the lower rate delays the peak: every slow seed peaks after every fast seed
     assert peaks_slow.min > peaks_fast.max, (peaks_slow, peaks_fast)
     # α = 0 sharpens (per-token entropy falls) and keeps emitting EOS
-    ent_drop_r = seeds.Stat.of(
+    ent_drop_r = stats.Stat.of(
         np.subtract(b_r["entropy_final"].values, b_r["entropy_start"].values)
     )
-    seeds.holds("α=0 per-token entropy change", ent_drop_r, "<", 0.0)
+    stats.holds("α=0 per-token entropy change", ent_drop_r, "<", 0.0)
     # the MaxEnt run (α > 0) collapses: gold far below the SFT start, maximal length, no EOS
-    seeds.holds(
+    stats.holds(
         f"α={maxent_alpha:g} final gold", b_m["gold_final"], "<", b_m["gold_start"].mean - 3
     )
-    seeds.holds(
+    stats.holds(
         f"α={maxent_alpha:g} final length", b_m["length_final"], ">", tb.max_new_tokens - 1.5
     )
-    seeds.holds(f"α={maxent_alpha:g} final EOS rate", b_m["eos_final"], "<", 0.2)
+    stats.holds(f"α={maxent_alpha:g} final EOS rate", b_m["eos_final"], "<", 0.2)
     # its KL ends several times the strongly anchored run's, seed by seed
-    seeds.holds(f"final KL ratio α={maxent_alpha:g} / β={beta_s:g}", ratio, ">", 5.0, log=True)
+    stats.holds(f"final KL ratio α={maxent_alpha:g} / β={beta_s:g}", ratio, ">", 5.0, log=True)
     assert contrasts[f"final KL, α = {maxent_alpha:g} minus β = {beta_s:g}"].differs
     # the KL-anchored runs end near their best and far above the unanchored α = 0 run
-    seeds.holds(f"β={beta_s:g} fall from peak", b_s["gold_fall"], "<", 0.5)
-    seeds.holds(f"β={beta_w:g} fall from peak", b_w["gold_fall"], "<", 1.0)
-    gold_gap = seeds.Stat.of(np.subtract(b_s["gold_final"].values, b_r["gold_final"].values))
-    seeds.holds(f"final gold β={beta_s:g} minus α=0", gold_gap, ">", 0.3, log=True)
+    stats.holds(f"β={beta_s:g} fall from peak", b_s["gold_fall"], "<", 0.5)
+    stats.holds(f"β={beta_w:g} fall from peak", b_w["gold_fall"], "<", 1.0)
+    gold_gap = stats.Stat.of(np.subtract(b_s["gold_final"].values, b_r["gold_final"].values))
+    stats.holds(f"final gold β={beta_s:g} minus α=0", gold_gap, ">", 0.3, log=True)
     # entropy term and KL move together in every seed
-    seeds.holds("ρ(entropy term, KL)", rho[("entropy_term", "kl_k1")], ">", 0.0)
+    stats.holds("ρ(entropy term, KL)", rho[("entropy_term", "kl_k1")], ">", 0.0)
 
     # the central contrast, statement by statement and seed by seed (the same check CI runs)
-    failed = sweep.central_contrast(seeded["maxent"], seeded["kl_strong"], smooth=SMOOTH)
+    failed = ch05.central_contrast(seeded["maxent"], seeded["kl_strong"])
     assert not failed, failed
     # TRL agrees in direction (one seed each, so only directions whose size in our own loop is
     # far beyond its seed spread are asserted: KL 10-22 vs 3.3-3.5 nats, fall 1.4-2.8 vs 0.2-0.4)
@@ -576,7 +559,7 @@ for r in hi:
 rows_peak = []
 for r in seeded["maxent"].runs:
     h = r.history.dropna(subset=["gold"])
-    i = h["gold"].rolling(SMOOTH, center=True, min_periods=1).mean().idxmax()
+    i = h.index[h.step == stats.summarize(h, "gold").peak_step][0]
     rows_peak.append({"seed": r.config.seed, "peak step": int(h.loc[i, "step"]),
                       "KL at peak": h.loc[i, "kl_k1"], "final KL": r.final("kl_k1")})  # fmt: skip
 peak_tab = pd.DataFrame(rows_peak).set_index("seed")
