@@ -38,7 +38,7 @@ SEED = 0  # seeds Python, NumPy and torch, and the testbed build
 DEVICE = "auto"  # "auto" (CUDA if present), "cpu" or "cuda"
 PRESET = "tiny"  # testbed preset: "tiny" (the book's) or "smoke"
 N_TESTBED_SEEDS = 3  # testbeds in the seed table, seeds from SEED up; at least 2
-WORKERS = 2  # parallel processes for those builds (the first two also build side by side)
+WORKERS = "auto"  # parallel build processes, "auto" for one per core (the first builds go side by side)
 
 # %% [markdown]
 # The next cell only does something in Colab: it installs this book's package (keeping Colab's
@@ -63,19 +63,17 @@ import torch
 from IPython.display import Markdown, display
 
 import rlhf_nb
-from rlhf_nb import testbed
-from rlhf_nb.chapters import ch04 as report
+from rlhf_nb import stats, testbed
+from rlhf_nb.chapters import ch04
+from rlhf_nb.runs.pool import resolve_workers
 from rlhf_nb.testbed.task import COMPONENTS, GoldWeights
-from rlhf_nb.runs import seeds
 from rlhf_nb.viz import plotting, widgets
 
 ctx = rlhf_nb.setup(seed=SEED, device=DEVICE, smoke=SMOKE)
-rlhf_nb.check_choice("PRESET", PRESET, testbed.PRESETS)
-for name, value, high in [("N_TESTBED_SEEDS", N_TESTBED_SEEDS, 10), ("WORKERS", WORKERS, 16)]:
-    rlhf_nb.check_type(name, value, int)
-    rlhf_nb.check_range(name, value, 2 if name == "N_TESTBED_SEEDS" else 1, high)
-preset = "smoke" if SMOKE else PRESET
-print(f"device={ctx.device}  seed={ctx.seed}  smoke={ctx.smoke}  preset={preset}")
+p = ch04.Params.from_globals(globals())  # checks every parameter before any work starts
+preset, workers = p.tb_preset, 1 if SMOKE else resolve_workers(WORKERS)
+print(f"device={ctx.device}  seed={ctx.seed}  smoke={ctx.smoke}  preset={preset}  "
+      f"workers={workers} (of {resolve_workers('auto')} cores)")
 
 # %% [markdown]
 # ## Building the testbed
@@ -88,11 +86,9 @@ print(f"device={ctx.device}  seed={ctx.seed}  smoke={ctx.smoke}  preset={preset}
 # %%
 t0 = time.perf_counter()
 # a cold build runs in one process on one core, so the next seed of section 6's seed table builds
-# beside it, on the other core (`report.build_seeds`; cached builds only load)
-side_by_side = [SEED + i for i in range(1 if SMOKE else min(WORKERS, N_TESTBED_SEEDS))]
-tb = report.build_seeds(
-    preset, side_by_side, workers=1 if SMOKE else WORKERS, cache_dir=ctx.cache_dir
-)[0]
+# beside it, on the other core (`ch04.build_seeds`; cached builds only load)
+side_by_side = [SEED + i for i in range(min(workers, N_TESTBED_SEEDS))]
+tb = ch04.build_seeds(preset, side_by_side, workers=workers, cache_dir=ctx.cache_dir)[0]
 load_s = time.perf_counter() - t0
 n_params = tb.sft_policy.num_parameters()
 print(f"built in {tb.build_seconds:.1f} s (this call: {load_s:.1f} s for testbed seeds "
@@ -321,7 +317,7 @@ sft_scores.sort_values("overrated", ascending=False)[
 # $k$ times and compare with the oracle summary:
 
 # %%
-spot_data = report.blind_spot(tb)  # repetitions scored by proxy and gold
+spot_data = ch04.blind_spot(tb)  # repetitions scored by proxy and gold
 ks, rep = spot_data["ks"], spot_data["texts"]
 rep_gold_all, rep_proxy_all = spot_data["gold"], spot_data["proxy"]  # [K, N]
 rep_gold = [row.mean().item() for row in rep_gold_all]
@@ -379,11 +375,11 @@ spot[["response", "gold", "proxy", "coverage", "repetition", "truncation"]].roun
 # %%
 tb_seeds = [SEED + i for i in range(2 if SMOKE else N_TESTBED_SEEDS)]  # SMOKE: 2 builds
 t0 = time.perf_counter()
-seed_tab = report.seed_table(
-    preset, tb_seeds, workers=1 if SMOKE else WORKERS, cache_dir=ctx.cache_dir
+seed_tab = ch04.seed_table(
+    preset, tb_seeds, workers=workers, cache_dir=ctx.cache_dir
 )
 print(f"{len(tb_seeds)} testbeds ready in {time.perf_counter() - t0:.0f} s")
-band = {c: seeds.Stat.of(seed_tab[c]) for c in seed_tab.columns}
+band = {c: stats.Stat.of(seed_tab[c]) for c in seed_tab.columns}
 summary = pd.DataFrame(
     {c: {"mean": b.mean, "95% band ±": (b.hi - b.lo) / 2, "min": b.min, "max": b.max}
      for c, b in band.items()}
@@ -460,7 +456,7 @@ else:
         "rep_gold_minus_sft": (-3.0, "<"),  # where the gold is far below the SFT policy's
     }
     for col, (thr, side) in checks.items():
-        seeds.holds(f"{col} over testbed builds", seed_tab[col], side, thr)
+        stats.holds(f"{col} over testbed builds", seed_tab[col], side, thr)
     assert pearson < 0.8, "loosely: far from a faithful proxy"
 print("checkpoints passed")
 

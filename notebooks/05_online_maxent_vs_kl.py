@@ -36,7 +36,7 @@
 SMOKE = False  # CI-sized run: seconds instead of minutes
 SEED = 0  # seeds Python, NumPy and torch, the testbed, and the first run seed
 DEVICE = "auto"  # "auto" (CUDA if present), "cpu" or "cuda"
-WORKERS = "auto"  # parallel training processes; "auto" = every core of this machine
+WORKERS = "auto"  # parallel training processes, "auto" for one per core of this machine
 N_SEEDS = 3  # run seeds per headline setting, from SEED up; at least 2, SMOKE uses 2
 # The grid (SMOKE keeps the first and last value of each list, with 8-step runs):
 ALPHAS = [0.0, 0.02, 0.05, 0.2]  # entropy temperatures α at LR_HI; must contain 0 (plain RLOO)
@@ -446,7 +446,7 @@ run_plots.panels_figure(
 grpo_table = summary_table(grpo_runs)
 g0, g1 = grpo_table.iloc[0], grpo_table.iloc[1]
 print(f"TRL GRPO (trained in the chapter's pool). No anchor: gold {g0.gold_peak:.2f} at its peak → "
-      f"{g0.gold_final:.2f}, KL {g0.kl_k1_final:.1f}; β = {grpo_cfgs[1].beta:g}: gold "
+      f"{g0.gold_final:.2f}, KL {g0.kl_k1_final:.1f}; β = {c05['grpo'][1].beta:g}: gold "
       f"{g1.gold_peak:.2f} → {g1.gold_final:.2f}, KL {g1.kl_k1_final:.1f} (one seed each)")  # fmt: skip
 grpo_table.round(2)
 
@@ -480,7 +480,7 @@ for frame, (lr, group) in zip(fig_gold.frames, lr_sweep.items(), strict=True):
     assert float(frame.name) == lr, (frame.name, lr)  # the slider's label is the frame's name
     assert [t.name for t in frame.data] == [run_plots.run_label(r) for r in group], frame.name
 assert all(g.n == len(run_seeds) for g in seeded.values())
-assert all(r.status == "finished" for r in grpo_runs) and len(grpo_runs[0].history) == grpo_steps
+assert all(r.status == "finished" for r in grpo_runs) and len(grpo_runs[0].history) == c05["grpo"][0].steps
 
 
 if not SMOKE:

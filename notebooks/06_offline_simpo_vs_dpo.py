@@ -33,8 +33,8 @@
 #
 # Every number below is computed when the notebook runs; findings that contradict the paper (or
 # our expectations) are reported as found. The settings the chapter's conclusions rest on run at
-# `N_SEEDS` seeds (`rlhf_nb.runs.seeds`) and are reported as mean ± 95 % band; the sweeps are one seed
-# per value and are read against that seed spread. Runs are cached (`rlhf_nb.runs`), so a second
+# `N_SEEDS` seeds (`rlhf_nb.runs.SeedRuns`) and are reported as mean ± 95 % band; the sweeps are one seed
+# per value and are read against that seed spread. Runs are cached (`rlhf_nb.runs.cache`), so a second
 # execution only re-draws. Timings come from a shared 2-core machine and are noisy.
 
 # %% tags=["parameters"]
@@ -47,14 +47,11 @@ LR = 3e-4  # learning rate of the DPO and SimPO runs
 BETA_DPO = 0.1  # DPO KL strength
 BETA_SIMPO = 2.0  # SimPO reward scale of the average log-prob
 GAMMA = 1.0  # SimPO target margin (the SimPO paper uses gamma over beta near 0.5)
-ONLINE_ALPHA = 0.05  # entropy coefficient of the online MaxEnt run of part 3
-ONLINE_LR = 3e-4  # learning rate of the online runs of part 3
 LIVE_STEPS = 60  # steps of the live run started by the widget button
 N_SEEDS = 3  # run seeds per key setting, from SEED up; at least 2, SMOKE uses 2
-WORKERS = 2  # parallel processes for the seeded runs
-GAMMAS = [0.0, 0.5, 1.0, 2.0, 4.0]  # SimPO target margins γ >= 0 of the γ sweep (at BETA_SIMPO)
+WORKERS = "auto"  # parallel training processes, "auto" for one per core of this machine
+GAMMAS = [0.0, 0.5, 1.0, 2.0, 4.0]  # SimPO target margins γ ≥ 0 of the γ sweep (at BETA_SIMPO)
 BETAS_SIMPO = [1.0, 2.0, 5.0, 10.0]  # SimPO β > 0 of the β sweep (γ/β fixed at GAMMA/BETA_SIMPO)
-ONLINE_STEPS = 200  # steps of the online MaxEnt run (chapter 05's STEPS_HI: the run is shared)
 
 # %% [markdown]
 # The next cell only does something in Colab: it installs this book's package (keeping Colab's
@@ -77,49 +74,17 @@ import plotly.graph_objects as go
 from IPython.display import Markdown, display
 
 import rlhf_nb
-from rlhf_nb import testbed, train
-from rlhf_nb.chapters import ch04 as report
-from rlhf_nb.testbed.task import GoldWeights
-from rlhf_nb.runs import seeds
-from rlhf_nb.methods.offline import OfflineConfig
-from rlhf_nb.methods.online_config import OnlineConfig
-from rlhf_nb.methods.online_simpo import OnlineSimPOConfig
+from rlhf_nb import stats, testbed
+from rlhf_nb.chapters import ch04, ch06
+from rlhf_nb.runs import get_runs
 from rlhf_nb.stats import summary_table
+from rlhf_nb.testbed.task import GoldWeights
 from rlhf_nb.viz import live, plotting, run_plots
 
 ctx = rlhf_nb.setup(seed=SEED, device=DEVICE, smoke=SMOKE)
-rlhf_nb.check_choice("PRESET", PRESET, testbed.PRESETS)
-for name, value in [("STEPS", STEPS), ("LIVE_STEPS", LIVE_STEPS), ("WORKERS", WORKERS),
-                    ("ONLINE_STEPS", ONLINE_STEPS)]:  # fmt: skip
-    rlhf_nb.check_type(name, value, int)
-    rlhf_nb.check_range(name, value, 1, None)
-rlhf_nb.check_type("N_SEEDS", N_SEEDS, int)
-rlhf_nb.check_range("N_SEEDS", N_SEEDS, 2, 10)
-for name, value in [("LR", LR), ("BETA_DPO", BETA_DPO), ("BETA_SIMPO", BETA_SIMPO)]:
-    rlhf_nb.check_range(name, value, 0.0, None, low_inclusive=False)
-rlhf_nb.check_range("GAMMA", GAMMA, 0.0, None)
-rlhf_nb.check_range("ONLINE_ALPHA", ONLINE_ALPHA, 0.0, None)
-rlhf_nb.check_range("ONLINE_LR", ONLINE_LR, 0.0, None, low_inclusive=False)
-for name, values, positive in [("GAMMAS", GAMMAS, False), ("BETAS_SIMPO", BETAS_SIMPO, True)]:
-    rlhf_nb.check_type(name, values, (list, tuple))
-    if len(values) < 1:
-        raise ValueError(f"{name} must be a non-empty list, got {values!r}")
-    for v in values:
-        rlhf_nb.check_range(name, v, 0.0, None, low_inclusive=not positive)
-
-preset = "smoke" if SMOKE else PRESET
-steps = 30 if SMOKE else STEPS
-common = dict(  # fields shared by every run of this chapter
-    steps=steps,
-    lr=LR,
-    eval_interval=10 if SMOKE else 25,
-    n_eval_prompts=64 if SMOKE else 256,
-    n_heldout_pairs=128 if SMOKE else 512,
-    seed=SEED,
-    device=ctx.device,
-)
-run_seeds = [SEED + i for i in range(2 if SMOKE else N_SEEDS)]
-workers = 1 if SMOKE else WORKERS
+p = ch06.Params.from_globals(globals())  # checks every parameter before any work starts
+preset, steps, common = p.tb_preset, p.common()["steps"], p.common()
+run_seeds = p.run_seeds
 print(f"device={ctx.device}  seed={ctx.seed}  smoke={ctx.smoke}  preset={preset}  steps={steps}")
 
 # %% [markdown]
@@ -141,40 +106,17 @@ print(f"device={ctx.device}  seed={ctx.seed}  smoke={ctx.smoke}  preset={preset}
 
 # %%
 tb = testbed.build(preset, seed=SEED, cache_dir=ctx.cache_dir)
-# every run of this chapter on this testbed (the sections below load them from the cache)
-dpo_cfg = OfflineConfig(method="dpo", beta=BETA_DPO, **common)
-simpo_cfg = OfflineConfig(method="simpo", beta=BETA_SIMPO, gamma=GAMMA, **common)
-online_steps = steps if SMOKE else ONLINE_STEPS  # chapter 05's length
-online_cfg = OnlineConfig(
-    regularizer="entropy", alpha=ONLINE_ALPHA, lr=ONLINE_LR, steps=online_steps, seed=SEED,
-    device=ctx.device,
-)  # 3a: chapter 05's MaxEnt run  # fmt: skip
-osimpo_cfg = OnlineSimPOConfig(method="simpo", beta=BETA_SIMPO, gamma=GAMMA, **common)  # 3b
-gammas = sorted({min(GAMMAS), GAMMA} if SMOKE else {*GAMMAS, GAMMA})  # 3c (SMOKE: 2 values)
-betas = [BETA_SIMPO] if SMOKE else sorted({*BETAS_SIMPO, BETA_SIMPO})
-gamma_cfgs = {g: OfflineConfig(method="simpo", beta=BETA_SIMPO, gamma=g, **common) for g in gammas}
-beta_cfgs = {  # gamma / beta fixed at the default ratio
-    b: OfflineConfig(method="simpo", beta=b, gamma=GAMMA * b / BETA_SIMPO, **common) for b in betas
-}
-responses = list(tb.preference_data["chosen"]) + list(tb.preference_data["rejected"])
-mean_len = float(np.mean([len(r.split()) + 1 for r in responses]))  # + 1: the EOS token
-alpha_sum = BETA_SIMPO / mean_len  # 3d: summed log-probs on SimPO's scale
-sum_cfg = OfflineConfig(method="simpo", beta=alpha_sum, gamma=0.0, length_normalize=False, **common)
-seeded_cfgs = [dpo_cfg, simpo_cfg, online_cfg, osimpo_cfg, gamma_cfgs[min(gammas)],
-               gamma_cfgs[max(gammas)], sum_cfg]  # fmt: skip
+# every run of this chapter on this testbed, in one pool (the sections below read them); the
+# online MaxEnt run of part 3a is chapter 05's own (ch06.configs takes it from ch05.configs)
+cfg = ch06.configs(p, tb)
 t0 = time.perf_counter()
-train.run_all(  # one pool, longest runs first; cached runs are skipped
-    [*(c for cfg in seeded_cfgs for c in seeds.with_seeds(cfg, run_seeds)),
-     *gamma_cfgs.values(), *beta_cfgs.values()],
-    preset=preset, testbed_seed=SEED, workers=workers, cache_dir=ctx.cache_dir,
-)  # fmt: skip
-dpo_seeds, simpo_seeds = seeds.run_seeds(
-    [dpo_cfg, simpo_cfg], run_seeds, preset=preset, testbed_seed=SEED, cache_dir=ctx.cache_dir,
-    verbose=False,
-)  # fmt: skip
+got = ch06.get(p, tb, cache_dir=ctx.cache_dir)
+dpo_seeds, simpo_seeds = got["dpo"], got["simpo"]
+gammas, betas = list(got["gammas"]), list(got["betas"])
+alpha_sum = cfg["sum"].beta  # 3d: summed log-probs on SimPO's scale, α = β / L̄
 dpo_run, simpo_run = dpo_seeds.runs[0], simpo_seeds.runs[0]  # seed SEED: shown step by step
 part1_s = time.perf_counter() - t0
-epochs = steps * common.get("batch_size", OfflineConfig().batch_size) / len(tb.preference_data)
+epochs = steps * cfg["dpo"].batch_size / len(tb.preference_data)
 print(f"{len(tb.preference_data)} training pairs ({steps} steps = {epochs:.1f} epochs), "
       f"{len(tb.eval_prompts)} eval prompts, {len(run_seeds)} seeds per method")  # fmt: skip
 print(f"{dpo_run.label}: {dpo_run.message}\n{simpo_run.label}: {simpo_run.message}")
@@ -210,8 +152,8 @@ run_plots.band_figure(
 
 
 d_dpo, d_simpo = dpo_seeds.deltas(), simpo_seeds.deltas()
-st = {m: {c: seeds.Stat.of(d[c]) for c in d} for m, d in (("dpo", d_dpo), ("simpo", d_simpo))}
-gain_gap = seeds.differ(d_dpo["Δ gold"], d_simpo["Δ gold"])
+st = {m: {c: stats.Stat.of(d[c]) for c in d} for m, d in (("dpo", d_dpo), ("simpo", d_simpo))}
+gain_gap = stats.differ(d_dpo["Δ gold"], d_simpo["Δ gold"])
 simpo_gain_moves = st["simpo"]["Δ gold"].lo > 0 or st["simpo"]["Δ gold"].hi < 0
 print(f"over {len(run_seeds)} seeds (mean ± 95% band, range):")
 for m in ("dpo", "simpo"):
@@ -223,7 +165,7 @@ print(f"DPO − SimPO in Δ gold: {gain_gap}")
 # %% tags=["results"]
 # DPO vs SimPO for the README and the site's Results page (generated by make book)
 display(Markdown("Chapter 06, offline DPO vs SimPO on the testbed's pairs, mean (range) over "
-                 "seeds:\n\n" + seeds.markdown_table(
+                 "seeds:\n\n" + stats.markdown_table(
                      {"DPO": st["dpo"], "SimPO": st["simpo"]},
                      {"Δ gold": "Δ gold", "Δ win": "Δ win rate", "KL end": "final KL (nats)",
                       "entropy end": "final entropy (nats/token)"})))  # fmt: skip
@@ -310,30 +252,17 @@ bias_overrides = (
 bias_runs = {"neutral": (dpo_run, simpo_run)}
 t0 = time.perf_counter()
 variants = {bias: dict(length_bias=bias, **bias_overrides) for bias in ("short", "long")}
-report.build_all(  # the two biased testbeds, built side by side (minutes each)
-    preset, list(variants.values()), seed=SEED, workers=workers, cache_dir=ctx.cache_dir
+ch04.build_all(  # the two biased testbeds, built side by side (minutes each)
+    preset, list(variants.values()), seed=SEED, workers=p.workers, cache_dir=ctx.cache_dir
 )
 for bias, overrides in variants.items():
-    bias_runs[bias] = tuple(
-        train.run_all(
-            [dpo_cfg, simpo_cfg], preset=preset, testbed_seed=SEED, testbed_overrides=overrides,
-            workers=workers, cache_dir=ctx.cache_dir, verbose=False,
-        )
-    )  # fmt: skip
+    bias_runs[bias] = tuple(get_runs(
+        [cfg["dpo"], cfg["simpo"]], preset=preset, testbed_seed=SEED, testbed_overrides=overrides,
+        workers=p.workers, cache_dir=ctx.cache_dir, verbose=False,
+    ))  # fmt: skip
 print(f"part 2: {time.perf_counter() - t0:.1f} s (testbed builds and runs, or cache loads); "
       f"length preference ±{GoldWeights().length:g} gold per word, one seed per bias")  # fmt: skip
-rows = []
-for bias in ("short", "neutral", "long"):
-    for run in bias_runs[bias]:
-        h = run.history
-        rows.append({
-            "gold prefers": bias, "method": run.config.method,
-            "gold SFT": h.gold.iloc[0], "gold end": h.gold.iloc[-1],
-            "Δ gold": h.gold.iloc[-1] - h.gold.iloc[0], "win end": h.win_rate.iloc[-1],
-            "KL end": h.kl_k1.iloc[-1], "length SFT": h.length.iloc[0],
-            "length end": h.length.iloc[-1],
-        })  # fmt: skip
-bias_table = pd.DataFrame(rows).set_index(["gold prefers", "method"])
+bias_table = ch06.bias_table({b: bias_runs[b] for b in ("short", "neutral", "long")})
 bias_table.round(3)
 
 # %%
@@ -395,13 +324,8 @@ print(f"final length (tokens; seed SD at neutral {len_sd:.2f}):\n" + lengths.rou
 # compare the KL at the last step both reached, seed by seed:
 
 # %%
-t0 = time.perf_counter()
-(maxent_seeds,) = seeds.run_seeds(
-    [online_cfg], run_seeds, preset=preset, testbed_seed=SEED, workers=workers,
-    cache_dir=ctx.cache_dir,
-)  # fmt: skip
+maxent_seeds = got["online"]  # chapter 05's headline MaxEnt run, every seed (part 1's pool)
 maxent_run = maxent_seeds.runs[0]
-print(f"{maxent_seeds.label}: ready in {time.perf_counter() - t0:.1f} s")
 run_plots.band_figure(
     [dpo_seeds, simpo_seeds, maxent_seeds], ("kl_k1", "gold", "proxy"),
     title="Offline DPO / SimPO vs online MaxEnt RL (mean and 95% band over seeds)",
@@ -410,16 +334,16 @@ run_plots.band_figure(
 
 common_step = min(int(r.history.step.max()) for r in (dpo_run, simpo_run, maxent_run))
 kl_common = {
-    name: seeds.Stat.of([r.value_at("kl_k1", common_step) for r in g.runs])
+    name: stats.Stat.of([r.value_at("kl_k1", common_step) for r in g.runs])
     for name, g in (("DPO", dpo_seeds), ("SimPO", simpo_seeds), ("online MaxEnt", maxent_seeds))
 }
 for k, v in kl_common.items():
     print(f"KL to SFT at step {common_step}: {v.fmt()} nats/seq  {k}")
-offline_max = np.maximum(
-    [r.value_at("kl_k1", common_step) for r in dpo_seeds.runs],
-    [r.value_at("kl_k1", common_step) for r in simpo_seeds.runs],
-)
-kl_ratio_online = seeds.Stat.of(np.array(kl_common["online MaxEnt"].values) / offline_max)
+offline_max = np.maximum.reduce([  # floored at 1e-3 nats: a SMOKE run can end before the
+    [r.value_at("kl_k1", common_step) for r in dpo_seeds.runs],  # first offline evaluation
+    [r.value_at("kl_k1", common_step) for r in simpo_seeds.runs], np.full(len(run_seeds), 1e-3),
+])  # fmt: skip
+kl_ratio_online = stats.Stat.of(np.array(kl_common["online MaxEnt"].values) / offline_max)
 print(f"online MaxEnt KL over the larger offline KL, seed by seed: ×{kl_ratio_online.fmt(1)}")
 
 # %% [markdown]
@@ -440,25 +364,19 @@ print(f"online MaxEnt KL over the larger offline KL, seed by seed: ×{kl_ratio_o
 # — so this experiment cannot say which of the two matters.
 
 # %%
-t0 = time.perf_counter()
-(osimpo_seeds,) = seeds.run_seeds(
-    [osimpo_cfg], run_seeds, preset=preset, testbed_seed=SEED, workers=workers,
-    cache_dir=ctx.cache_dir,
-)  # fmt: skip
+osimpo_seeds = got["osimpo"]  # trained in part 1's pool
 osimpo_run = osimpo_seeds.runs[0]
-print(f"{osimpo_seeds.label}: ready in {time.perf_counter() - t0:.1f} s")
 run_plots.band_figure(
     [simpo_seeds, osimpo_seeds, maxent_seeds], ("gold", "proxy", "kl_k1", "length"),
     title="SimPO offline vs online, and online MaxEnt (mean and 95% band over seeds)",
 ).show()  # fmt: skip
 d_osimpo = osimpo_seeds.deltas()
-d_osimpo["proxy end"] = [r.history.iloc[-1].proxy for r in osimpo_seeds.runs]
-d_osimpo["gold peak step"] = [int(r.history.loc[r.history.gold.idxmax(), "step"])
-                              for r in osimpo_seeds.runs]  # fmt: skip
-d_simpo["proxy end"] = [r.history.iloc[-1].proxy for r in simpo_seeds.runs]
-st["osimpo"] = {c: seeds.Stat.of(d_osimpo[c]) for c in d_osimpo}
-st["simpo"]["proxy end"] = seeds.Stat.of(d_simpo["proxy end"])
-kl_ratio_osimpo = seeds.Stat.of(d_osimpo["KL end"].values / d_simpo["KL end"].values)
+d_osimpo["proxy end"] = osimpo_seeds.summaries()["proxy_final"]
+d_osimpo["gold peak step"] = osimpo_seeds.summaries()["peak_step"]
+d_simpo["proxy end"] = simpo_seeds.summaries()["proxy_final"]
+st["osimpo"] = {c: stats.Stat.of(d_osimpo[c]) for c in d_osimpo}
+st["simpo"]["proxy end"] = stats.Stat.of(d_simpo["proxy end"])
+kl_ratio_osimpo = stats.Stat.of(d_osimpo["KL end"].values / d_simpo["KL end"].values)
 sft = dpo_run.history.iloc[0]  # step 0 of every run is the SFT policy itself
 print(
     f"offline SimPO: Δ gold {st['simpo']['Δ gold'].fmt()}, proxy → "
@@ -504,44 +422,21 @@ plotting.static_figure(
 
 # %%
 t0 = time.perf_counter()
-g_lo_seeds, g_hi_seeds = seeds.run_seeds(
-    [gamma_cfgs[min(gammas)], gamma_cfgs[max(gammas)]], run_seeds, preset=preset,
-    testbed_seed=SEED, workers=workers, cache_dir=ctx.cache_dir,
-)  # fmt: skip
-gamma_runs = {g: [train.run(tb, c, cache_dir=ctx.cache_dir)] for g, c in gamma_cfgs.items()}
-beta_runs = {b: [train.run(tb, c, cache_dir=ctx.cache_dir)] for b, c in beta_cfgs.items()}
-print(f"sweeps: {time.perf_counter() - t0:.1f} s (or cache loads)")
-sweep_table = (
-    pd.DataFrame(
-        [
-            {
-                "β": r.config.beta,
-                "γ": r.config.gamma,
-                "gold end": r.final("gold"),
-                "win end": r.final("win_rate"),
-                "KL end": r.final("kl_k1"),
-                "length end": r.final("length"),
-                "train margin end": r.final("margin"),
-                "held-out weight end": r.final("heldout_weight"),
-            }
-            for runs_ in (*gamma_runs.values(), *beta_runs.values())
-            for r in runs_
-        ]  # fmt: skip
-    )
-    .drop_duplicates(["β", "γ"])
-    .set_index(["β", "γ"])
-)
+g_lo_seeds, g_hi_seeds = got["gamma_lo"], got["gamma_hi"]
+gamma_runs = {g: [r] for g, r in got["gammas"].items()}  # trained in part 1's pool
+beta_runs = {b: [r] for b, r in got["betas"].items()}
+sweep_table = ch06.sweep_table([*got["gammas"].values(), *got["betas"].values()])
 sweep_table.round(3)
 
 # %%
 g_sweep = sweep_table.loc[BETA_SIMPO]
 gold_sd = float(d_simpo["gold end"].std())  # seed SD of one run's final gold (default setting)
 gamma_ends = {
-    name: seeds.Stat.of([r.final(col) for r in g.runs])
+    name: stats.Stat.of([r.final(col) for r in g.runs])
     for col in ("gold", "heldout_weight", "length", "kl_k1")
     for name, g in ((f"{col}@γ={min(gammas):g}", g_lo_seeds), (f"{col}@γ={max(gammas):g}", g_hi_seeds))
 }  # fmt: skip
-gamma_gold_gap = seeds.differ(
+gamma_gold_gap = stats.differ(
     [r.final("gold") for r in g_hi_seeds.runs], [r.final("gold") for r in g_lo_seeds.runs]
 )
 print(
@@ -597,10 +492,7 @@ run_plots.sweep_figure(
 # responses, and compare with SimPO at $\gamma = 0$, both at every seed.
 
 # %%
-(sum_seeds,) = seeds.run_seeds(
-    [sum_cfg], run_seeds, preset=preset, testbed_seed=SEED, workers=workers,
-    cache_dir=ctx.cache_dir,
-)  # fmt: skip
+sum_seeds = got["sum"]
 avg0_seeds = g_lo_seeds  # SimPO at γ = 0, every seed
 sum_run, avg0_run = sum_seeds.runs[0], avg0_seeds.runs[0]
 run_plots.band_figure(
@@ -608,9 +500,9 @@ run_plots.band_figure(
     title=f"Averaged (SimPO, γ=0) vs summed log-probs (α = β/L̄ = {alpha_sum:.2f}), over seeds",
 ).show()  # fmt: skip
 d_sum, d_avg = sum_seeds.deltas(), avg0_seeds.deltas()
-d_sum["peak step"] = [int(r.history.loc[r.history.gold.idxmax(), "step"]) for r in sum_seeds.runs]
-st["sum"] = {c: seeds.Stat.of(d_sum[c]) for c in d_sum}
-st["avg0"] = {c: seeds.Stat.of(d_avg[c]) for c in d_avg}
+d_sum["peak step"] = sum_seeds.summaries()["peak_step"]
+st["sum"] = {c: stats.Stat.of(d_sum[c]) for c in d_sum}
+st["avg0"] = {c: stats.Stat.of(d_avg[c]) for c in d_avg}
 for name, k in ((f"summed (α = {alpha_sum:.3f})", "sum"), ("averaged (γ = 0)", "avg0")):
     print(f"{name:18s} Δ gold {st[k]['Δ gold'].fmt()}, KL {st[k]['KL end'].fmt()}, length "
           f"{st[k]['length end'].fmt()}, entropy {st[k]['entropy end'].fmt()}")  # fmt: skip
@@ -642,7 +534,7 @@ display(box)
 # %% [markdown]
 # ## Checkpoints
 # What you should have seen. Claims about the seeded settings are asserted for **every seed**,
-# each threshold printed with its margin in seed SDs (at least `seeds.MIN_MARGIN`); the one-seed bias runs are
+# each threshold printed with its margin in seed SDs (at least `stats.MIN_MARGIN`); the one-seed bias runs are
 # asserted only where the effect is several seed SDs of the neutral setting. In SMOKE mode the
 # runs are a few steps on the smoke testbed, so only the mechanics are checked.
 
@@ -663,13 +555,13 @@ assert len({r.config.seed for r in dpo_seeds.runs}) == len(run_seeds)
 assert (kl_ratio_online.min > 1) or SMOKE, kl_ratio_online
 if not SMOKE:
     # 1: DPO gains more gold than SimPO, at a larger KL; DPO sharpens, SimPO keeps the entropy
-    seeds.holds(
+    stats.holds(
         "DPO Δgold − SimPO Δgold", d_dpo["Δ gold"].values - d_simpo["Δ gold"].values, ">", 0.1
     )
-    seeds.holds("DPO Δgold", d_dpo["Δ gold"], ">", 0.1)
-    seeds.holds("DPO KL − SimPO KL", d_dpo["KL end"].values - d_simpo["KL end"].values, ">", 0.0)
-    seeds.holds("DPO entropy end / SFT", d_dpo["entropy end"] / d_dpo["entropy SFT"], "<", 0.8)
-    seeds.holds(
+    stats.holds("DPO Δgold", d_dpo["Δ gold"], ">", 0.1)
+    stats.holds("DPO KL − SimPO KL", d_dpo["KL end"].values - d_simpo["KL end"].values, ">", 0.0)
+    stats.holds("DPO entropy end / SFT", d_dpo["entropy end"] / d_dpo["entropy SFT"], "<", 0.8)
+    stats.holds(
         "SimPO entropy end / SFT", d_simpo["entropy end"] / d_simpo["entropy SFT"], ">", 0.8
     )
     # SimPO's training margin grows by more than its held-out margin: a generalisation gap
@@ -678,24 +570,24 @@ if not SMOKE:
         - (r.history.heldout_margin.iloc[-1] - r.history.heldout_margin.iloc[0])
         for r in simpo_seeds.runs
     ]
-    seeds.holds("SimPO margin gain, training − held-out", gen_gap, ">", 0)
+    stats.holds("SimPO margin gain, training − held-out", gen_gap, ">", 0)
     # 2: (one seed per bias) lengths follow the labels, by MIN_MARGIN seed SDs of the length
-    k = seeds.MIN_MARGIN
+    k = stats.MIN_MARGIN
     for m_ in ("dpo", "simpo"):
         assert lengths.loc["short", m_] < lengths.loc["neutral", m_] - k * len_sd, lengths
         assert lengths.loc["neutral", m_] < lengths.loc["long", m_] - k * len_sd, lengths
     assert all(g > 3 * gap_sd for g in gap.values()), (gap, gap_sd)
     # 3a/3b: online MaxEnt runs far; online SimPO over-optimises, but less
-    seeds.holds("online MaxEnt KL / offline KL", kl_ratio_online, ">", 10, log=True)
-    seeds.holds("online SimPO KL / offline SimPO KL", kl_ratio_osimpo, ">", 1, log=True)
-    seeds.holds(
+    stats.holds("online MaxEnt KL / offline KL", kl_ratio_online, ">", 10, log=True)
+    stats.holds("online SimPO KL / offline SimPO KL", kl_ratio_osimpo, ">", 1, log=True)
+    stats.holds(
         "online SimPO proxy − offline SimPO proxy",
         d_osimpo["proxy end"].values - d_simpo["proxy end"].values,
         ">",
         0.0,
     )
-    seeds.holds("online SimPO Δgold", d_osimpo["Δ gold"], "<", -0.3)
-    seeds.holds(
+    stats.holds("online SimPO Δgold", d_osimpo["Δ gold"], "<", -0.3)
+    stats.holds(
         "online MaxEnt KL − online SimPO KL",
         [r.value_at("kl_k1", common_step) for r in maxent_seeds.runs] - d_osimpo["KL end"].values,
         ">",
@@ -704,16 +596,16 @@ if not SMOKE:
     # 3c: a larger target margin raises the final gold, seed by seed (the two ends of the sweep)
     gamma_gain = [hi_.final("gold") - lo_.final("gold")
                   for hi_, lo_ in zip(g_hi_seeds.runs, g_lo_seeds.runs)]  # fmt: skip
-    seeds.holds(f"final gold, γ={max(gammas):g} minus γ={min(gammas):g}", gamma_gain, ">", 0.2)
+    stats.holds(f"final gold, γ={max(gammas):g} minus γ={min(gammas):g}", gamma_gain, ">", 0.2)
     # 3c: every γ and β keeps the KL bounded
     assert sweep_table["KL end"].max() < 5, sweep_table["KL end"]
     # 3d: summed log-probs lose the stability: lower gold, longer, larger KL, every seed
-    seeds.holds(
+    stats.holds(
         "gold: summed − averaged", d_sum["gold end"].values - d_avg["gold end"].values, "<", -0.3
     )
-    seeds.holds("length: summed − averaged", d_sum["length end"].values - d_avg["length end"].values,
+    stats.holds("length: summed − averaged", d_sum["length end"].values - d_avg["length end"].values,
           ">", 1.0)  # fmt: skip
-    seeds.holds(
+    stats.holds(
         "KL: summed / averaged", d_sum["KL end"].values / d_avg["KL end"].values, ">", 2, log=True
     )
 print("checkpoints passed")
@@ -726,14 +618,14 @@ print("checkpoints passed")
 #
 # **1. Gold bought per nat of drift.** From `dpo_seeds.deltas()` and `simpo_seeds.deltas()`,
 # compute each seed's gold gained per nat of KL to SFT at the end of the run. Which method is
-# the more efficient mover, and is the difference beyond seed noise (`seeds.differ`)?
+# the more efficient mover, and is the difference beyond seed noise (`stats.differ`)?
 
 # %% tags=["hide-input"]
-# Solution 1: Δgold / KL per seed; seeds.differ gives a bootstrap CI of the difference in means.
+# Solution 1: Δgold / KL per seed; stats.differ gives a bootstrap CI of the difference in means.
 eff_dpo = d_dpo["Δ gold"] / d_dpo["KL end"]
 eff_simpo = d_simpo["Δ gold"] / d_simpo["KL end"]
 print(pd.DataFrame({"DPO": eff_dpo, "SimPO": eff_simpo}).round(3).to_string())
-print("DPO − SimPO, gold per nat:", seeds.differ(eff_dpo, eff_simpo))
+print("DPO − SimPO, gold per nat:", stats.differ(eff_dpo, eff_simpo))
 assert np.isfinite(eff_dpo).all() and np.isfinite(eff_simpo).all()
 if not SMOKE:  # every DPO seed buys more gold per nat than every SimPO seed
     # (observed: DPO min − SimPO max = +0.07, +0.08 and +0.17 at SEED 0, 1 and 2)

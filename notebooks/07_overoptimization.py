@@ -34,15 +34,14 @@
 SMOKE = False  # CI-sized run: the smoke testbed and a few steps
 SEED = 0  # seeds Python, NumPy, torch, the testbed and the first run seed
 DEVICE = "auto"  # "auto" (CUDA if present), "cpu" or "cuda"
-WORKERS = 2  # parallel processes for the runs (the book machine has 2 cores)
-N_SEEDS = 3  # run seeds of the headline settings and of the best remedy; at least 2
+WORKERS = "auto"  # parallel training processes, "auto" for one per core of this machine
+N_SEEDS = 3  # run seeds of the headline settings, the offline runs and every remedy; at least 2
 LENGTH_BONUS = 0.4  # exact plane: the proxy's reward per token that the gold does not share
 TOKEN_COST = 0.15  # exact plane: the gold's cost per token (a short correct answer is best)
 REF_MIX = 0.5  # λ of the mixed-reference remedy, in [0, 1)
 ENSEMBLE = 3  # proxy RMs of the ensemble remedy (2-16)
-BON_N_MAX = 64  # best-of-n sizes n = 1, 2, 4, 8 up to this power of 2
+BON_N_MAX = 64  # best-of-n sizes 1, 2, 4, 8, ... up to this power of 2
 BON_PROMPTS = 256  # eval prompts of the best-of-n frontier
-SMOOTH = 10  # trailing-mean window (rows) of the online runs' frontier paths
 LIVE_STEPS = 40  # steps of the live run started by the widget button
 
 # %% [markdown]
@@ -64,29 +63,15 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 import rlhf_nb
-from rlhf_nb import testbed, train
+from rlhf_nb import stats, testbed
+from rlhf_nb.chapters import ch07
+from rlhf_nb.methods import best_of_n
 from rlhf_nb.theory import exact, frontier
-from rlhf_nb.methods import best_of_n, evaluate
-from rlhf_nb.chapters import ch07 as overopt, ch05 as sweep
-from rlhf_nb.runs import seeds
-from rlhf_nb.methods.offline import OfflineConfig
-from rlhf_nb.methods.online_simpo import OnlineSimPOConfig
 from rlhf_nb.viz import frontier_plots, live, run_plots
 
 ctx = rlhf_nb.setup(seed=SEED, device=DEVICE, smoke=SMOKE)
-for name, value, low, high in [("WORKERS", WORKERS, 1, 16), ("N_SEEDS", N_SEEDS, 2, 10),
-                               ("ENSEMBLE", ENSEMBLE, 2, 16), ("BON_N_MAX", BON_N_MAX, 2, 256),
-                               ("BON_PROMPTS", BON_PROMPTS, 1, 256), ("SMOOTH", SMOOTH, 1, 50),
-                               ("LIVE_STEPS", LIVE_STEPS, 1, 500)]:  # fmt: skip
-    rlhf_nb.check_int(name, value, low, high)
-if BON_N_MAX & (BON_N_MAX - 1):
-    raise ValueError(f"BON_N_MAX must be a power of 2, got {BON_N_MAX}")
-rlhf_nb.check_range("REF_MIX", REF_MIX, 0.0, 1.0, high_inclusive=False)
-rlhf_nb.check_range("LENGTH_BONUS", LENGTH_BONUS, 0.0, None)
-rlhf_nb.check_range("TOKEN_COST", TOKEN_COST, 0.0, None)
-PRESET = "smoke" if SMOKE else "tiny"
-run_seeds = [SEED + i for i in range(2 if SMOKE else N_SEEDS)]
-workers = 1 if SMOKE else WORKERS
+p = ch07.Params.from_globals(globals())  # checks every parameter before any work starts
+PRESET, run_seeds = p.preset, p.run_seeds
 pd.set_option("display.width", 160)
 print(f"device={ctx.device} seed={ctx.seed} smoke={ctx.smoke} preset={PRESET} seeds={run_seeds}")
 
@@ -168,27 +153,15 @@ print(
 # Now the same plane with trained policies. Chapter 05's headline online runs (plain RLOO α = 0,
 # MaxEnt α > 0, KL β weak and strong) and chapter 06's DPO and SimPO runs come from the cache at
 # `N_SEEDS` seeds each (the same configs: when those chapters ran, nothing trains here); each
-# history row gives a point (d, gold) — the online rows smoothed over `SMOOTH` steps, since one
-# batch is noisy. Best-of-$n$ from the SFT policy under the proxy RM
+# history row gives a point (d, gold) — read through the book's one smoothing window
+# (`rlhf_nb.stats.WINDOW` steps), since one batch is noisy. Best-of-$n$ from the SFT policy under the proxy RM
 # (`rlhf_nb.methods.best_of_n.bon_frontier`) is computed from one set of `BON_N_MAX` samples per
 # prompt, with its KL measured exactly over those samples.
 
 # %%
 tb = testbed.build(PRESET, seed=SEED, cache_dir=ctx.cache_dir)
-groups = sweep.grid(seed=SEED, smoke=SMOKE)  # chapter 05's defaults: its cached runs
-heads = sweep.headline(groups, smoke=SMOKE)  # + "rloo_slow", α = 0 at the lower rate
-common = dict(steps=30 if SMOKE else 300, lr=3e-4, eval_interval=10 if SMOKE else 25,
-              n_eval_prompts=64 if SMOKE else 256, n_heldout_pairs=128 if SMOKE else 512,
-              seed=SEED, device=ctx.device)  # chapter 06's defaults: the same cached runs  # fmt: skip
-offline = {"DPO": OfflineConfig(method="dpo", beta=0.1, **common),
-           "SimPO": OfflineConfig(method="simpo", beta=2.0, gamma=1.0, **common),
-           "online SimPO": OnlineSimPOConfig(method="simpo", beta=2.0, gamma=1.0, **common)}  # fmt: skip
-sft, _ = evaluate.policy_metrics(tb, tb.sft_policy, tb.eval_prompts[:BON_PROMPTS], seed=SEED)
-remedies = overopt.remedy_configs(
-    heads["maxent"], beta=heads["kl_strong"].beta, vocab_size=tb.sft_policy.config.vocab_size,
-    sft_length=sft["length"], sft_entropy=sft["entropy_token"], ref_mix=REF_MIX,
-    ensemble=ENSEMBLE,
-)  # fmt: skip
+c07 = ch07.configs(p, tb)  # chapter 05's and 06's runs from their own modules, + the remedies
+heads, remedies, sft = c07["heads"], c07["remedies"], c07["sft"]
 print(f"SFT policy on {BON_PROMPTS} eval prompts: length {sft['length']:.2f} tokens, "
       f"per-token entropy {sft['entropy_token']:.3f} nats, gold {sft['gold']:.3f}")  # fmt: skip
 display(pd.DataFrame({k: {"config": c.label(), "regularizer": c.regularizer}
@@ -204,16 +177,10 @@ display(pd.DataFrame({k: {"config": c.label(), "regularizer": c.regularizer}
 
 # %%
 t0 = time.perf_counter()
-loaded = train.run_all(
-    {"heads": {k: seeds.with_seeds(c, run_seeds) for k, c in heads.items()},
-     "offline": {k: seeds.with_seeds(c, run_seeds) for k, c in offline.items()},
-     "remedies": remedies, "sweep": groups["alpha_hi"]},
-    preset=PRESET, testbed_seed=SEED, workers=workers, cache_dir=ctx.cache_dir,
-)  # fmt: skip
-seeded = {k: seeds.SeedRuns(heads[k], v, tuple(run_seeds)) for k, v in loaded["heads"].items()}
-offline_seeded = {k: seeds.SeedRuns(offline[k], v, tuple(run_seeds))
-                  for k, v in loaded["offline"].items()}  # fmt: skip
-remedy_runs = loaded["remedies"]
+got = ch07.get(p, tb, cache_dir=ctx.cache_dir)
+seeded, offline_seeded, remedy_seeded = got["heads"], got["offline"], got["remedies"]
+sweep_runs_hi = got["sweep"]  # chapter 05's α sweep at the higher rate, one seed
+remedy_runs = {k: g.runs[0] for k, g in remedy_seeded.items()}  # seed SEED of each remedy
 t_bon = time.perf_counter()
 bon = best_of_n.bon_frontier(tb, n_max=8 if SMOKE else BON_N_MAX,
                              n_prompts=16 if SMOKE else BON_PROMPTS, seed=SEED)  # fmt: skip
@@ -232,17 +199,17 @@ bon.round(3)
 NAMES = {"rloo": "RLOO α=0", "maxent": f"MaxEnt α={heads['maxent'].alpha:g}",
          "kl_weak": f"KL β={heads['kl_weak'].beta:g}", "kl_strong": f"KL β={heads['kl_strong'].beta:g}",
          "rloo_slow": f"RLOO α=0, lr={heads['rloo_slow'].lr:g}"}  # fmt: skip
-one_seed_sweep = {f"α={c.alpha:g} (one seed)": [r] for c, r in zip(groups["alpha_hi"], loaded["sweep"])
-                  if c.alpha not in (0.0, heads["maxent"].alpha)}  # fmt: skip
+one_seed_sweep = {f"α={r.config.alpha:g} (one seed)": [r] for r in sweep_runs_hi
+                  if r.config.alpha not in (0.0, heads["maxent"].alpha)}  # fmt: skip
 points = pd.concat([
-    overopt.frontier_points({NAMES[k]: g.runs for k, g in seeded.items()}, smooth=SMOOTH),
-    overopt.frontier_points(one_seed_sweep, smooth=SMOOTH),
-    overopt.frontier_points({k: g.runs for k, g in offline_seeded.items()}),
-    overopt.bon_points(bon),
+    ch07.frontier_points({NAMES[k]: g.runs for k, g in seeded.items()}),
+    ch07.frontier_points(one_seed_sweep),
+    ch07.frontier_points({k: g.runs for k, g in offline_seeded.items()}),
+    ch07.bon_points(bon),
 ], ignore_index=True)  # fmt: skip
 forms = {"best-of-n": "bon", **{NAMES[k]: "rl" for k in seeded},
          **{k: "rl" for k in offline_seeded}}  # fmt: skip
-fits = overopt.gao_table(points, forms)
+fits = ch07.gao_table(points, forms)
 frontier_plots.empirical_frontier_figure(points, fits).show()
 fits.drop(columns="note").round(3)
 
@@ -291,7 +258,7 @@ for m in (NAMES["maxent"], NAMES["kl_strong"]):
 # TRL's `use_adaptive_entropy`) is drawn with them.
 
 # %%
-sweep_runs = {f"α={r.config.alpha:g} (seed {SEED})": r for r in loaded["sweep"]}
+sweep_runs = {f"α={r.config.alpha:g} (seed {SEED})": r for r in sweep_runs_hi}
 entropy_runs = {
     **sweep_runs,
     f"adaptive H*={remedies['adaptive'].target_entropy:g}": remedy_runs["adaptive"],
@@ -310,16 +277,15 @@ run_plots.band_figure(
 
 # %%
 ent = {k: seeded[k].summaries() for k in ("rloo", "maxent")}
-rloo_drop = seeds.Stat.of(ent["rloo"]["entropy_start"] - ent["rloo"]["entropy_final"])
-me_len = seeds.Stat.of(overopt.final_values(seeded["maxent"], "length"))
-me_eos = seeds.Stat.of(overopt.final_values(seeded["maxent"], "eos_rate"))
+rloo_drop = stats.Stat.of(ent["rloo"]["entropy_start"] - ent["rloo"]["entropy_final"])
+me_len, me_eos = seeded["maxent"].final("length"), seeded["maxent"].final("eos_rate")
 adapt = remedy_runs["adaptive"]
-adapt_h = float(adapt.history["entropy_token"].tail(SMOOTH).mean())
+adapt_h = adapt.final("entropy_token")
 print(
     f"α = 0: per-token entropy falls by {rloo_drop} nats/token from the SFT policy's.\n"
     f"MaxEnt α = {heads['maxent'].alpha:g}: final length {me_len} tokens (cap "
     f"{tb.max_new_tokens}), EOS rate {me_eos}.\n"
-    f"adaptive: target {remedies['adaptive'].target_entropy:g}, last {SMOOTH} steps' mean "
+    f"adaptive: target {remedies['adaptive'].target_entropy:g}, last {stats.WINDOW} steps' mean "
     f"{adapt_h:.3f} nats/token; its coefficient ended at {adapt.history['alpha_tok'].iloc[-1]:.3f}."
 )
 
@@ -327,26 +293,32 @@ print(
 # ## 4. Remedies beyond entropy
 #
 # Six regularisers of the online loop, each added to (or replacing) the MaxEnt run's entropy
-# bonus with everything else equal. Each first runs at one seed; the remedy with the best final
-# gold then runs at `N_SEEDS` seeds, so that the comparison that matters — does it beat the
-# MaxEnt run and where does it sit against the KL-anchored runs — has seed bands.
-# "final" means the mean over the last `SMOOTH` steps (one batch is noisy).
+# bonus with everything else equal, every one at `N_SEEDS` seeds, so that each comparison —
+# does a remedy beat the MaxEnt run, where does it sit against the KL-anchored runs, which
+# remedy beats which — has seed bands. "final" is the book's one summary rule: the mean over
+# the last `rlhf_nb.stats.WINDOW` steps (one batch is noisy).
 
 # %%
-one_seed = {k: seeds.SeedRuns(c, [remedy_runs[k]], (SEED,)) for k, c in remedies.items()}
-first = overopt.remedy_table(one_seed, smooth=SMOOTH)
-best = first["gold_final"].idxmax()
-(best_seeded,) = seeds.run_seeds(
-    [remedies[best]], run_seeds, preset=PRESET, testbed_seed=SEED, workers=workers,
-    cache_dir=ctx.cache_dir, verbose=False,
-)  # fmt: skip
-HEADS = ("rloo", "maxent", "kl_weak", "kl_strong")  # the headline settings at the higher rate
+HEADS = ch07.HEADS  # the headline settings at the higher rate
 settings = {**{NAMES[k]: seeded[k] for k in HEADS},
-            **{f"remedy: {k}" + (" (best)" if k == best else ""): (best_seeded if k == best else g)
-               for k, g in one_seed.items()}}  # fmt: skip
-table = overopt.remedy_table(settings, smooth=SMOOTH)
-table["outcome"] = [overopt.outcome(r, cap=tb.max_new_tokens) for _, r in table.iterrows()]
+            **{f"remedy: {k}": g for k, g in remedy_seeded.items()}}  # fmt: skip
+table = ch07.remedy_table(settings)
+best_key = table.loc[[f"remedy: {k}" for k in remedies], "gold_final"].idxmax()
+best = best_key.removeprefix("remedy: ")
+best_seeded = remedy_seeded[best]
+table = table.rename(index={best_key: f"{best_key} (best)"})
+table["outcome"] = [ch07.outcome(r, cap=tb.max_new_tokens) for _, r in table.iterrows()]
 table.round(3)
+
+# %% [markdown]
+# The ranking, stated only where the seeds separate it: the remedies sorted by mean final gold,
+# each next to the one below it with a 95 % bootstrap interval of the difference
+# (`rlhf_nb.chapters.ch07.ranking`).
+
+# %%
+ranks = ch07.ranking({k: g for k, g in remedy_seeded.items()}, "gold")
+print(ch07.ranking_sentence(ranks))
+ranks.round(3)
 
 # %% tags=["results"]
 # fitted frontiers and remedy outcomes for the README and the site's Results page (make book)
@@ -359,7 +331,7 @@ display(Markdown(
 ))  # fmt: skip
 
 # %%
-for kind in overopt.OUTCOMES:
+for kind in ch07.OUTCOMES:
     names = [k for k, r in table.iterrows() if r.outcome == kind]
     if names:
         print(f"{kind}: {', '.join(names)}")
@@ -368,8 +340,7 @@ for kind in overopt.OUTCOMES:
 diffs = {}
 for other in ("maxent", "kl_strong", "kl_weak", "rloo"):
     for col in ("gold", "kl_k1"):
-        diffs[(other, col)] = seeds.differ(overopt.final_values(best_seeded, col, smooth=SMOOTH),
-                                           overopt.final_values(seeded[other], col, smooth=SMOOTH))  # fmt: skip
+        diffs[(other, col)] = stats.differ(best_seeded.final(col), seeded[other].final(col))
 for (other, col), d in diffs.items():
     print(f"best remedy ({best}) minus {NAMES[other]}, final {col}: {d}")
 
@@ -378,18 +349,15 @@ for (other, col), d in diffs.items():
 # bonus are built to cancel the per-token pull towards the cap; nothing in either anchors the
 # policy to $\pi_\text{SFT}$, so nothing stops it from hacking the proxy the way plain RLOO does.
 # Holding an entropy level or averaging proxy RMs acts on neither the anchor nor the length pull.
-# The mixed reference and entropy + KL keep a KL term towards $\pi_\text{SFT}$. Each remedy above ran at one
-# seed except the best, so the printed outcome of a single remedy is a one-seed observation; the
-# checkpoints below assert only what held at every seed of the multi-seed settings.
+# The mixed reference and entropy + KL keep a KL term towards $\pi_\text{SFT}$. Every remedy ran
+# at every seed; the checkpoints below assert only what held at every seed.
 
 # %% [markdown]
-# Where each remedy ends on the frontier: the slider picks a remedy and draws its path (one seed;
-# the best remedy at every seed) over the headline settings' paths at the first seed.
+# Where each remedy ends on the frontier: the slider picks a remedy and draws its paths (every
+# seed) over the headline settings' paths at the first seed.
 
 # %%
-remedy_points = overopt.frontier_points(
-    {k: (best_seeded.runs if k == best else [r]) for k, r in remedy_runs.items()}, smooth=SMOOTH
-)
+remedy_points = ch07.frontier_points({k: g.runs for k, g in remedy_seeded.items()})
 head_points = points[points.method.isin([NAMES[k] for k in HEADS]) & (points.seed == SEED)]
 frontier_plots.path_slider_figure(head_points, remedy_points).show()
 

@@ -75,11 +75,10 @@ import torch
 from IPython.display import Markdown, display
 
 import rlhf_nb
-from rlhf_nb import train
-from rlhf_nb.testbed import real, standin, tldr
-from rlhf_nb.runs import kind_of
 from rlhf_nb.methods.online import OnlineConfig
+from rlhf_nb.runs import get_runs, kind_of
 from rlhf_nb.runs.cache import run_path
+from rlhf_nb.testbed import real, standin, tldr
 from rlhf_nb.stats import summary_table
 from rlhf_nb.viz import run_plots
 
@@ -161,7 +160,7 @@ print(tb.eval_prompts[0][-400:], "\n  reference:", tb.references(tb.eval_prompts
 # ## 3 · The paper's figure, small: an entropy sweep at two learning rates, and the KL baseline
 #
 # Each run is an `OnlineConfig` as in chapter 05 — `regularizer="entropy"` with α for MaxEnt,
-# `"kl"` with β for the baseline — trained by the run contract (`rlhf_nb.train.run`, cached).
+# `"kl"` with β for the baseline — trained or loaded by the one entry point (`rlhf_nb.runs.get_runs`, cached).
 # The paper ran full fine-tuning at 1e-6 and 1e-7; a LoRA policy moves less per step at the
 # same rate, so the defaults are 1e-5 and 1e-6 (change `LRS`, or pass `--lora-r 0` to the
 # runner below for full fine-tuning on a larger card). After the first run the cell prints its
@@ -186,13 +185,13 @@ n_runs = len(lrs) * len(alphas) + 1
 for lr in lrs:
     for cfg in configs[lr]:
         t_run, cached = time.perf_counter(), run_path(kind_of(cfg), tb, cfg).exists()
-        runs[lr].append(train.run(tb, cfg))
+        runs[lr].append(get_runs(cfg, testbed=tb, verbose=False))
         if len(runs[lrs[0]]) == 1 and lr == lrs[0]:
             per_step = (time.perf_counter() - t_run) / steps
             print("first run: loaded from the cache" if cached else
                   f"first run: {per_step:.2f} s/step -> the sweep's {n_runs} runs take about "
                   f"{per_step * steps * n_runs / 60:.1f} min here")  # fmt: skip
-kl_run = train.run(tb, kl_config)
+kl_run = get_runs(kl_config, testbed=tb, verbose=False)
 print(f"sweep done in {time.perf_counter() - t_sweep:.0f} s ({MODE})")
 table = summary_table([*runs[lrs[0]], *runs[lrs[1]], kl_run])
 table[["status", "gold_start", "gold_peak", "gold_final", "kl_k1_final", "length_final",

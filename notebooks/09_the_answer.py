@@ -30,7 +30,7 @@
 SMOKE = False  # CI-sized run: the smoke testbed and a few steps
 SEED = 0  # seeds Python, NumPy, torch, the testbed and the first run seed
 DEVICE = "auto"  # "auto" (CUDA if present), "cpu" or "cuda"
-WORKERS = 2  # parallel processes for the runs (the book machine has 2 cores)
+WORKERS = "auto"  # parallel training processes, "auto" for one per core of this machine
 N_SEEDS = 3  # run seeds per cell, from SEED up; at least 2, SMOKE uses 2
 KL_BUDGETS = [0.25, 0.5, 1.0]  # nats: compare the cells' gold where each first reaches these KLs
 LIVE_STEPS = 30  # steps of the live run started by the widget button
@@ -55,25 +55,16 @@ import torch
 from IPython.display import Markdown, display
 
 import rlhf_nb
-from rlhf_nb import testbed, train
+from rlhf_nb import testbed
+from rlhf_nb.chapters import ch05, ch07, ch09, claims
+from rlhf_nb.methods.offline import relabel
+from rlhf_nb.runs import SeedRuns
 from rlhf_nb.theory import exact, frontier, losses, sequences
-from rlhf_nb.chapters import claims, ch07 as overopt, ch05 as sweep, ch09 as twobytwo
-from rlhf_nb.runs import seeds
-from rlhf_nb.methods.offline import OfflineConfig, relabel
-from rlhf_nb.methods.online_simpo import OnlineSimPOConfig
 from rlhf_nb.viz import frontier_plots, live
 
 ctx = rlhf_nb.setup(seed=SEED, device=DEVICE, smoke=SMOKE)
-for name, value, low, high in [("WORKERS", WORKERS, 1, 16), ("N_SEEDS", N_SEEDS, 2, 10),
-                               ("LIVE_STEPS", LIVE_STEPS, 1, 500)]:  # fmt: skip
-    rlhf_nb.check_int(name, value, low, high)
-rlhf_nb.check_type("KL_BUDGETS", KL_BUDGETS, (list, tuple))
-if not KL_BUDGETS:
-    raise ValueError("KL_BUDGETS must be a non-empty list of KLs in nats")
-for b in KL_BUDGETS:
-    rlhf_nb.check_range("KL_BUDGETS", b, 0.0, None, low_inclusive=False)
-PRESET = "smoke" if SMOKE else "tiny"
-run_seeds = [SEED + i for i in range(2 if SMOKE else N_SEEDS)]
+p = ch09.Params.from_globals(globals())  # checks every parameter before any work starts
+PRESET, run_seeds = p.preset, p.run_seeds
 pd.set_option("display.width", 160)
 print(f"device={ctx.device} seed={ctx.seed} smoke={ctx.smoke} preset={PRESET} seeds={run_seeds}")
 
@@ -92,35 +83,18 @@ print(f"device={ctx.device} seed={ctx.seed} smoke={ctx.smoke} preset={PRESET} se
 
 # %%
 tb = testbed.build(PRESET, seed=SEED, cache_dir=ctx.cache_dir)
-common = dict(steps=30 if SMOKE else 300, lr=3e-4, eval_interval=10 if SMOKE else 25,
-              n_eval_prompts=64 if SMOKE else 256, n_heldout_pairs=128 if SMOKE else 512,
-              seed=SEED, device=ctx.device)  # chapter 06's defaults: its cached runs  # fmt: skip
-offline = {"SimPO": OfflineConfig(method="simpo", beta=2.0, gamma=1.0, **common),
-           "DPO": OfflineConfig(method="dpo", beta=0.1, **common)}  # fmt: skip
-grid = twobytwo.cells(offline)
+c09 = ch09.configs(p, tb)  # cells from chapter 06's configs, heads from chapter 05's
+grid, explain_cfgs = c09["cells"], c09["explain"]
 data = tb.preference_data.select_columns(["prompt", "chosen", "rejected"])
 flipped = relabel(tb, data).info.description
 print(f"{len(data)} fixed pairs; relabelled by the proxy RM: {flipped}")
-# section 2b's variants (γ, summed log-probs) train in the same pool, longest runs first
-responses = list(data["chosen"]) + list(data["rejected"])
-mean_len = float(np.mean([len(r.split()) + 1 for r in responses]))  # + 1: the EOS token
-variants = {
-    "γ = 0": dict(gamma=0.0), "γ = 1 (default)": dict(gamma=1.0), "γ = 4": dict(gamma=4.0),
-    "summed log-probs": dict(beta=2.0 / mean_len, gamma=0.0, length_normalize=False),
-}  # fmt: skip
-explain_cfgs = {(name, src): (OfflineConfig if src == "offline" else OnlineSimPOConfig)(
-                    method="simpo", **{"beta": 2.0, **kw}, **common)
-                for name, kw in variants.items() for src in ("offline", "online")}  # fmt: skip
-t0 = time.perf_counter()
-loaded_all = train.run_all(
-    {"cells": {cell: seeds.with_seeds(cfg, run_seeds) for cell, cfg in grid.items()},
-     "explain": {k: seeds.with_seeds(c, run_seeds) for k, c in explain_cfgs.items()}},
-    preset=PRESET, testbed_seed=SEED, workers=1 if SMOKE else WORKERS, cache_dir=ctx.cache_dir,
-)  # fmt: skip
-loaded = loaded_all["cells"]
+t0 = time.perf_counter()  # section 2b's variants and chapter 05's heads train in the same pool
+got = ch09.get(p, tb, cache_dir=ctx.cache_dir)
+loaded, explained, h05 = got["cells"], got["explain"], got["heads"]
+variants = list(dict.fromkeys(name for name, _ in explain_cfgs))
 print(f"{len(grid)} cells and {len(explain_cfgs)} variants x {len(run_seeds)} seeds ready in "
       f"{time.perf_counter() - t0:.0f} s")  # fmt: skip
-table = twobytwo.cell_table(loaded)
+table = ch09.cell_table(loaded)
 summary = table.groupby(["method", "source", "labeller"]).agg(
     gold_gain=("gold_gain", "mean"),
     gold_gain_sd=("gold_gain", "std"),
@@ -137,7 +111,7 @@ summary.round(3)
 # (every seed; chapter 07's tools):
 
 # %%
-points = overopt.frontier_points(
+points = ch07.frontier_points(
     {f"{m} · {src} · {lab} labels": rs for (m, src, lab), rs in loaded.items()}
 )
 frontier_plots.empirical_frontier_figure(points).show()
@@ -162,13 +136,13 @@ display(live.cell_widget(tb, grid, loaded, steps=LIVE_STEPS, seed=SEED))
 # ## 2. Which factor carries the failure?
 #
 # Each factor's effect with the other held fixed, with a 95 % bootstrap interval over seeds
-# (`twobytwo.effects`): the *source* effect compares online with offline pairs under the same
+# (`ch09.effects`): the *source* effect compares online with offline pairs under the same
 # labeller; the *labeller* effect compares proxy with gold labels on the same kind of pairs. First
 # on the KL the runs end at, then on the gold gain.
 
 # %%
-eff_kl = twobytwo.effects(table, "kl_final")
-eff_gold = twobytwo.effects(table, "gold_gain")
+eff_kl = ch09.effects(table, "kl_final")
+eff_gold = ch09.effects(table, "gold_gain")
 display(eff_kl.round(3), eff_gold.round(3))
 
 # %% [markdown]
@@ -180,7 +154,7 @@ display(eff_kl.round(3), eff_gold.round(3))
 budget_rows = []
 for (m, src, lab), rs in loaded.items():
     for r in rs:
-        g = twobytwo.gold_at_kl(r, KL_BUDGETS)
+        g = ch09.gold_at_kl(r, KL_BUDGETS)
         budget_rows += [{"method": m, "source": src, "labeller": lab, "seed": r.config.seed,
                          "kl budget": b, "gold": v - r.history["gold"].iloc[0]}
                         for b, v in zip(KL_BUDGETS, g)]  # fmt: skip
@@ -200,8 +174,7 @@ matched.round(3)
 # the normalisation carried the stability, changing them online should change the failure.
 
 # %%
-explained = loaded_all["explain"]  # trained in section 1's pool
-ex_table = twobytwo.cell_table({("SimPO", src, name): rs for (name, src), rs in explained.items()})
+ex_table = ch09.cell_table({("SimPO", src, name): rs for (name, src), rs in explained.items()})
 ex_summary = (
     ex_table.groupby(["labeller", "source"], sort=False)
     .agg(
@@ -238,13 +211,6 @@ for n in variants:
 # family has no such bound towards $\pi_\text{SFT}$.
 
 # %%
-groups = sweep.grid(seed=SEED, smoke=SMOKE)  # chapter 05's runs, from the cache
-heads = sweep.headline(groups, smoke=SMOKE)
-ch05 = train.run_all(
-    {k: seeds.with_seeds(c, run_seeds) for k, c in heads.items()},
-    preset=PRESET, testbed_seed=SEED, workers=1 if SMOKE else WORKERS, cache_dir=ctx.cache_dir,
-)  # fmt: skip
-h05 = {k: seeds.SeedRuns(heads[k], v, tuple(run_seeds)) for k, v in ch05.items()}
 problem = frontier.misspecified_problem()
 exact_rows = []
 for beta in (0.05, 0.2, 1.0):
@@ -256,12 +222,10 @@ display(pd.DataFrame(exact_rows).round(3))
 bound_rows = []
 for key in ("kl_weak", "kl_strong"):
     g = h05[key]
-    for r in g.runs:
-        h = r.history
-        gain = h["proxy"].tail(10).mean() - h["proxy"].head(10).mean()
-        bound_rows.append({"run": g.config.label(), "seed": r.config.seed,
-                           "final KL (k1, nats)": h["kl_k1"].tail(10).mean(),
-                           "proxy gain / β (nats)": gain / g.config.beta})  # fmt: skip
+    for seed, s in g.summaries().iterrows():  # the book's one summary rule
+        bound_rows.append({"run": g.config.label(), "seed": seed,
+                           "final KL (k1, nats)": s.kl_k1_final,
+                           "proxy gain / β (nats)": (s.proxy_final - s.proxy_start) / g.config.beta})  # fmt: skip
 bounds = pd.DataFrame(bound_rows)
 bounds.round(2)
 
@@ -293,7 +257,7 @@ print(f"testbed: V = {V}, cap L = {L} tokens. Uniform over responses: no-EOS sha
 
 # %%
 sft_drop = h05["rloo"].summaries()
-rho = sweep.entropy_correlations([h05[k].runs[0] for k in ("rloo", "maxent", "rloo_slow")])
+rho = ch05.entropy_correlations([h05[k].runs[0] for k in ("rloo", "maxent", "rloo_slow")])
 rng = np.random.default_rng(SEED)
 sw, sl, n = rng.normal(-20, 5, 1000), rng.normal(-22, 5, 1000), rng.integers(2, 17, 1000)
 simpo_gap = float(np.max(np.abs(
@@ -302,8 +266,8 @@ simpo_gap = float(np.max(np.abs(
                 for a, b, k in zip(sw, sl, n)]))))  # fmt: skip
 lens_w = np.array([len(x.split()) for x in data["chosen"]])
 lens_l = np.array([len(x.split()) for x in data["rejected"]])
-simpo_cells = seeds.SeedRuns(grid[("SimPO", "offline", "gold")], loaded[("SimPO", "offline", "gold")],
-                             tuple(run_seeds))  # fmt: skip
+simpo_cells = SeedRuns(grid[("SimPO", "offline", "gold")], loaded[("SimPO", "offline", "gold")],
+                       tuple(run_seeds))  # fmt: skip
 assessed = [
     claims.maxent_overoptimises(h05["maxent"]),
     claims.kl_unstable(h05["maxent"], h05["kl_strong"], cap=L),
@@ -331,9 +295,9 @@ display(Markdown("Chapter 09, the paper's claims against the book's evidence:\n\
 # of the other factor):
 
 # %%
-carry_kl = twobytwo.carriers(eff_kl, harmful=1)
-carry_gold = twobytwo.carriers(eff_gold, harmful=-1)
-for method in offline:
+carry_kl = ch09.carriers(eff_kl, harmful=1)
+carry_gold = ch09.carriers(eff_gold, harmful=-1)
+for method in ("SimPO", "DPO"):
     lines = [f"{method}:"]
     for name, eff, unit in (("final KL to SFT", eff_kl, "nats"), ("gold gain", eff_gold, "")):
         for row in eff[eff.method == method].itertuples():
@@ -432,7 +396,7 @@ if not SMOKE:
     dpo_worst = kl_of[("DPO", "online", "proxy")]
     assert (dpo_worst.kl_final < worst.kl_final).all()  # the reference anchor limits the drift
     # Thresholds set from SEED 0, 1 and 2 (3 testbeds x 3 run seeds; values in the comments).
-    for m in offline:  # online pairs with gold labels are not worse than fixed ones
+    for m in ("SimPO", "DPO"):  # online pairs with gold labels are not worse than fixed ones
         row = eff_gold[(eff_gold.method == m) & (eff_gold["at"] == "gold labels")].iloc[0]
         assert row.lo > -0.1, row  # observed lower ends +0.007..+0.15
         lab = eff_gold[(eff_gold.method == m) & eff_gold.factor.str.startswith("labeller")]
@@ -463,7 +427,7 @@ if not SMOKE:
 # **1. The interaction.** From `table` (one row per cell and seed), compute for SimPO and DPO the
 # interaction of the 2×2 on the final KL: (online·proxy − online·gold) − (offline·proxy −
 # offline·gold), seed by seed. A value far from 0 means the labeller's harm depends on where
-# the pairs come from. Check it against `twobytwo.effects`.
+# the pairs come from. Check it against `ch09.effects`.
 
 # %% tags=["hide-input"]
 # Solution 1: the interaction is the labeller effect at online pairs minus the one at offline pairs.
@@ -478,7 +442,7 @@ for m in inter.index.get_level_values("method").unique():
     assert abs(inter[m].mean() - expected_inter) < 1e-9, (m, inter[m].mean(), expected_inter)
 
 # %% [markdown]
-# **2. Gold at a KL budget you choose.** With `twobytwo.gold_at_kl`, read each SimPO cell's gold
+# **2. Gold at a KL budget you choose.** With `ch09.gold_at_kl`, read each SimPO cell's gold
 # where its runs first reach 0.75 nats of KL to SFT (a budget between the chapter's). Which cells
 # never spend that much, and what does that say about comparing them at matched KL?
 
@@ -490,7 +454,7 @@ for (method, source, labeller), rs in loaded.items():
     if method != "SimPO":
         continue
     for r in rs:
-        g = twobytwo.gold_at_kl(r, [0.75])
+        g = ch09.gold_at_kl(r, [0.75])
         rows_b.append({"cell": f"{source}·{labeller}", "seed": r.config.seed,
                        "gold at 0.75 nats": float(np.asarray(g).ravel()[0])})  # fmt: skip
 budget = pd.DataFrame(rows_b).groupby("cell")["gold at 0.75 nats"].agg(["mean", "count"])

@@ -1,25 +1,66 @@
-"""What a testbed is like, measured, and the same measures over several testbed seeds (notebook 04).
+"""Chapter 04 (the testbed): what a testbed is like, measured, and the same measures over several
+testbed seeds.
 
 A claim about the testbed (the proxy correlates loosely with gold; the SFT policy loses to the
 references; the proxy has a blind spot for repetition) is a claim about a *build*: other seeds
 draw other documents, other preference labels and other SFT and RM weights. :func:`seed_table`
 builds the testbed at several seeds (in parallel processes, each build cached) and tabulates
-:func:`measure` for each, so chapter 04 can state its claims as ranges over builds.
+:func:`measure` for each, so chapter 04 can state its claims as ranges over builds. Builds go
+through the book's one process pool (:func:`rlhf_nb.runs.pool.parallel_map`, ``workers="auto"``:
+one per core). Chapter 06 builds its length-biased testbeds with :func:`build_all`.
 """
 
 from __future__ import annotations
 
-import multiprocessing as mp
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
 import torch
 
+from dataclasses import dataclass
+
 from rlhf_nb import testbed as tb_mod
-from rlhf_nb.core import check_int, default_cache_dir
+from rlhf_nb.core import check_choice, check_int, check_type, default_cache_dir
+from rlhf_nb.runs.pool import parallel_map
 from rlhf_nb.testbed.presets import cache_key, resolve_preset
+
+@dataclass(frozen=True)
+class Params:
+    """Chapter 04's parameters cell (notebook names in capitals), checked on creation.
+
+    Attributes:
+        smoke: SMOKE — CI-sized builds (the ``smoke`` preset).
+        seed: SEED — seeds Python, NumPy and torch, and the testbed build (>= 0).
+        device: DEVICE — ``"auto"``, ``"cpu"`` or ``"cuda"``.
+        preset: PRESET — testbed preset (``rlhf_nb.testbed.PRESETS``).
+        n_testbed_seeds: N_TESTBED_SEEDS — testbeds in the seed table, from SEED up (2–10).
+        workers: WORKERS — parallel build processes; ``"auto"`` = one per core.
+    """
+
+    smoke: bool = False
+    seed: int = 0
+    device: str = "auto"
+    preset: str = "tiny"
+    n_testbed_seeds: int = 3
+    workers: int | str = "auto"
+
+    def __post_init__(self):
+        check_type("SMOKE", self.smoke, bool)
+        check_int("SEED", self.seed, 0)
+        check_choice("DEVICE", self.device, ("auto", "cpu", "cuda"))
+        check_choice("PRESET", self.preset, tb_mod.PRESETS)
+        check_int("N_TESTBED_SEEDS", self.n_testbed_seeds, 2, 10)
+        if self.workers != "auto":
+            check_int("WORKERS", self.workers, 1, 256)
+
+    from_globals = classmethod(lambda cls, ns: cls(**{  # the notebook's globals, by name
+        f: ns[f.upper()] for f in cls.__dataclass_fields__ if f.upper() in ns}))  # fmt: skip
+
+    @property
+    def tb_preset(self) -> str:
+        return "smoke" if self.smoke else self.preset
+
 
 # the build-time figures (rlhf_nb.testbed.assemble.measure) that chapter 04 reports per seed
 BUILD_STATS = (
@@ -73,13 +114,11 @@ def measure(testbed) -> dict:
 
 def _build(args) -> str:
     preset, seed, cache_dir, overrides = args
-    torch.set_num_threads(1)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     return tb_mod.build(preset, seed=seed, cache_dir=cache_dir, **overrides).path.name
 
 
 def build_all(
-    preset: str, variants: Sequence[dict], *, seed: int = 0, workers: int = 2, cache_dir=None
+    preset: str, variants: Sequence[dict], *, seed: int = 0, workers="auto", cache_dir=None
 ) -> list:
     """Build (or load) the testbed of ``preset`` and ``seed`` once per dict of preset overrides in
     ``variants`` (e.g. ``[{"length_bias": "short"}, {"length_bias": "long"}]``), ``workers`` at a
@@ -88,24 +127,22 @@ def build_all(
     return _build_in_pool(preset, [(seed, dict(v)) for v in variants], workers, cache_dir)
 
 
-def _build_in_pool(preset: str, specs: list[tuple[int, dict]], workers: int, cache_dir) -> list:
+def _build_in_pool(preset: str, specs: list[tuple[int, dict]], workers, cache_dir) -> list:
     """Build the testbeds ``specs`` (``(seed, overrides)`` pairs) that are not cached yet,
     ``workers`` at a time in spawned processes (none spawned when at most one is missing), then
     load and return all of them in order."""
-    check_int("workers", workers, 1)
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     built = [
         (root / "testbed" / cache_key(resolve_preset(preset, **o), s)).exists() for s, o in specs
     ]
     missing = [(preset, s, cache_dir, o) for (s, o), b in zip(specs, built) if not b]
-    if workers > 1 and len(missing) > 1:
-        with mp.get_context("spawn").Pool(min(workers, len(missing))) as pool:
-            pool.map(_build, missing)
+    if len(missing) > 1:  # one missing build runs below, in this process
+        parallel_map(_build, missing, workers=workers)
     return [tb_mod.build(preset, seed=s, cache_dir=cache_dir, **o) for s, o in specs]
 
 
 def build_seeds(
-    preset: str, seeds: Sequence[int], *, workers: int = 2, cache_dir=None, **overrides
+    preset: str, seeds: Sequence[int], *, workers="auto", cache_dir=None, **overrides
 ) -> list:
     """Build (or load) the testbed of ``preset`` at each of ``seeds`` (with the same preset
     ``overrides``), ``workers`` at a time in spawned processes, then load and return them in
@@ -125,8 +162,6 @@ def _check_seeds(seeds) -> list[int]:
 
 def _build_and_measure(args) -> dict:
     preset, seed, cache_dir, overrides = args
-    torch.set_num_threads(1)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     return measure(tb_mod.build(preset, seed=seed, cache_dir=cache_dir, **overrides))
 
 
@@ -134,7 +169,7 @@ def seed_table(
     preset: str = "tiny",
     seeds: Sequence[int] = (0, 1, 2),
     *,
-    workers: int = 2,
+    workers="auto",
     cache_dir=None,
     **overrides,
 ) -> pd.DataFrame:
@@ -142,9 +177,5 @@ def seed_table(
     ``workers`` at a time in spawned processes (cached builds only load)."""
     seeds = _check_seeds(seeds)
     jobs = [(preset, s, cache_dir, overrides) for s in seeds]
-    if workers > 1 and len(jobs) > 1:
-        with mp.get_context("spawn").Pool(min(workers, len(jobs))) as pool:
-            rows = pool.map(_build_and_measure, jobs)
-    else:
-        rows = [_build_and_measure(j) for j in jobs]
+    rows = parallel_map(_build_and_measure, jobs, workers=workers)
     return pd.DataFrame(rows, index=pd.Index(seeds, name="testbed seed"))

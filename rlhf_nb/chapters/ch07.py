@@ -292,6 +292,34 @@ def remedy_table(settings: Mapping[str, object]) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("setting")
 
 
+def ranking(settings: Mapping[str, object], column: str = "gold") -> pd.DataFrame:
+    """Settings (``{name: SeedRuns}``) sorted by the mean over seeds of ``column``'s final
+    value (the summary rule), best first; each row also holds the difference to the next one
+    down with its 95 % bootstrap CI (:func:`rlhf_nb.stats.differ`) and ``separates``: whether
+    that CI excludes 0. A ranking is stated only where consecutive settings separate."""
+    finals = {k: g.final(column) for k, g in settings.items()}
+    order = sorted(finals, key=lambda k: -finals[k].mean)
+    rows = []
+    for a, b in zip(order, [*order[1:], None]):
+        row = {"setting": a, "mean": finals[a].mean, "lo": finals[a].lo, "hi": finals[a].hi,
+               "n": finals[a].n, "next": b}  # fmt: skip
+        if b is not None:
+            d = stats.differ(finals[a], finals[b])
+            row.update(diff=d.mean, diff_lo=d.lo, diff_hi=d.hi, separates=d.differs)
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("setting")
+
+
+def ranking_sentence(ranks: pd.DataFrame) -> str:
+    """:func:`ranking` as a sentence: ``>`` where consecutive settings separate beyond seed
+    noise, ``≈`` where they do not."""
+    names = list(ranks.index)
+    out = names[0]
+    for a, b in zip(names, names[1:]):
+        out += (" > " if bool(ranks.loc[a, "separates"]) else " ≈ ") + b
+    return f"final gold, best first ('>' separated by a 95% bootstrap CI, '≈' not): {out}"
+
+
 OUTCOMES = ("length collapse", "anchored", "proxy hacked", "stable")
 
 

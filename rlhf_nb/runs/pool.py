@@ -90,6 +90,7 @@ def get_runs(
     configs,
     *,
     seeds: Sequence[int] | None = None,
+    testbed=None,
     preset: str = "tiny",
     testbed_seed: int = 0,
     testbed_overrides: dict | None = None,
@@ -108,7 +109,10 @@ def get_runs(
         seeds: when given, each config is run at each of these seeds
             (:func:`~rlhf_nb.runs.seeds.with_seeds`) and becomes one
             :class:`~rlhf_nb.runs.seeds.SeedRuns` in the result.
-        preset, testbed_seed, testbed_overrides: which testbed (``rlhf_nb.testbed.build``).
+        testbed: a testbed object to train on in this process (e.g. chapter 08's real models,
+            which a worker process cannot rebuild by name); otherwise ``preset``,
+            ``testbed_seed`` and ``testbed_overrides`` say which testbed
+            (``rlhf_nb.testbed.build``), and workers rebuild (load) it from the cache.
         workers: parallel processes, ``"auto"`` = this machine's cores (1 trains here).
         refresh: retrain even when cached.
         verbose: print one line per trained run and the total.
@@ -124,7 +128,10 @@ def get_runs(
         method_of(c)  # a clear TypeError before any work starts
     flat = [x for c in leaves for x in (with_seeds(c, seeds) if seeds else [c])]
     overrides = dict(testbed_overrides or {})
-    tb = tb_mod.build(preset, seed=testbed_seed, cache_dir=cache_dir, **overrides)
+    if testbed is not None:
+        tb, workers = testbed, 1
+    else:
+        tb = tb_mod.build(preset, seed=testbed_seed, cache_dir=cache_dir, **overrides)
     spec = {"preset": preset, "seed": testbed_seed, "overrides": overrides}
     todo, paths = [], set()
     for i, c in enumerate(flat):
