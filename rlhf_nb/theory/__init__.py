@@ -5,7 +5,7 @@
 * :mod:`~rlhf_nb.theory.sequences` — a finite space of token sequences with EOS, where the
   sequence-level objectives can be summed exactly (chapters 01, 03);
 * :mod:`~rlhf_nb.theory.lengthnorm` — SimPO's length normalisation as a substituted Gibbs policy,
-  the length offset (chapter 02);
+  the length offset, SimPO's exact objective J' and what its likelihood identifies (chapter 02);
 * :mod:`~rlhf_nb.theory.estimators` — k1/k2/k3 KL estimators and entropy estimators, their
   moments and gradients (chapter 03);
 * :mod:`~rlhf_nb.theory.losses` — DPO, SimPO, MaxEnt-BT and Plackett–Luce losses on

@@ -68,6 +68,9 @@ def simpo_loss(chosen_avg_logps, rejected_avg_logps, beta: float, gamma: float =
     (1/|y|) log pi(y); beta > 0 in reward units per (nat/token), since it scales a per-token
     average; gamma >= 0 the target reward margin (reward units). Returns (B,).
     Fed *summed* log-probs with gamma = 0 it is :func:`maxent_bt_loss` with alpha = beta.
+    With gamma = 0 it is exactly the Bradley-Terry likelihood of the objective
+    E_pi[r + (beta/|y|)(1 - log pi)] (``lengthnorm.simpo_optimum``, notebook 02, section 6);
+    with gamma > 0 it is no likelihood: sigmoid(s - gamma) + sigmoid(-s - gamma) < 1.
     """
     _positive("beta", beta)
     check_range("gamma", gamma, 0.0, None)
