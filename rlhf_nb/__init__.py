@@ -12,7 +12,8 @@ Layers, lowest first (a module imports only its own layer and those below):
   models of the TL;DR presets (chapter 08);
 * :mod:`rlhf_nb.train` — the training methods and the one run contract (chapters 05–06);
 * :mod:`rlhf_nb.viz` — figures, sliders, widgets;
-* :mod:`rlhf_nb.run` — the command-line runner (``python -m rlhf_nb.run``; chapter 08);
+* :mod:`rlhf_nb.run` — the command-line runner (``python -m rlhf_nb.run``; chapter 08), its
+  options generated from the config dataclasses by :mod:`rlhf_nb.cli`;
 * ``rlhf_nb._site`` — the book's build (not used by the notebooks).
 """
 
