@@ -32,9 +32,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from online_step import StepTimer  # noqa: E402
 
+from rlhf_nb.methods import grpo, online  # noqa: E402
 from rlhf_nb.sampling import rollout  # noqa: E402
 from rlhf_nb.testbed import real, standin, tldr  # noqa: E402
-from rlhf_nb.methods import grpo, online  # noqa: E402
 
 
 def build_models(folder: Path, size: str, tiny: bool, prompt_tokens: int, n_prompts: int):
@@ -92,23 +92,25 @@ def ours(testbed, a, seed: int, device: str) -> tuple[list[float], float, float]
                               prompts_per_step=a.prompts, k=a.k, max_new_tokens=a.new_tokens,
                               eval_interval=10**6, n_eval_prompts=8, seed=seed,
                               device=device)  # fmt: skip
-    loop = online._Loop(testbed, cfg, Path(tempfile.mkdtemp()))
-    times = []
-    for step in range(a.steps + 1):
-        t0 = time.perf_counter()
-        loop.step(step)
+    ends = []  # when each step's row was logged
+
+    def timer(history):
         if device == "cuda":
             torch.cuda.synchronize()
-        if step:
-            times.append(time.perf_counter() - t0)
+        ends.append(time.perf_counter())
+        if len(history) == a.steps + 1:  # steps 0..n done: skip the last, measuring-only row
+            raise KeyboardInterrupt
+
+    policy = online.train(testbed, cfg, on_step=timer, progress=False).policy
+    times = [t1 - t0 for t0, t1 in zip(ends, ends[1:])]
     prompts = testbed.task.documents(a.prompts, random.Random(seed))
     t0 = time.perf_counter()
-    batch = rollout(loop.policy, testbed.tokenizer, prompts, a.k, a.new_tokens)
+    batch = rollout(policy, testbed.tokenizer, prompts, a.k, a.new_tokens)
     if device == "cuda":
         torch.cuda.synchronize()
     tps = batch["length"].sum().item() / (time.perf_counter() - t0)
     mem = peak_gb(device)
-    del loop, batch
+    del policy, batch
     testbed.unload_sft_policy()  # TRL loads its own reference: do not count ours twice
     gc.collect()
     return times, tps, mem

@@ -232,13 +232,16 @@ display(Markdown(f"What these runs did ({MODE}; {note}):\n\n" + "\n".join(lines)
 # continues after an interrupt with the history an uninterrupted run would have had (tested on
 # CPU). Under `accelerate launch` it runs data-parallel: each process samples its own slice of
 # every step's posts (RLOO groups stay within a process), DDP averages the gradients, the
-# history averages over all processes' samples. The configs for one GPU, several GPUs (DDP) and
-# FSDP are in `accelerate/`:
+# history averages over all processes' samples. Its options are the config dataclasses' fields,
+# with their defaults and docs (`--help`): the defaults are the toy runs', so a Pythia run
+# passes its learning rate. The configs for one GPU, several GPUs (DDP) and FSDP are in
+# `accelerate/`:
 #
 # ```bash
-# python -m rlhf_nb.run --preset pythia-1b-tldr --method maxent --alpha 0.01 --out runs/a01
+# python -m rlhf_nb.run --preset pythia-1b-tldr --method maxent --alpha 0.01 --lr 1e-5 \
+#     --out runs/a01
 # accelerate launch --config_file accelerate/ddp.yaml -m rlhf_nb.run \
-#     --preset pythia-1b-tldr --method kl --beta 0.05 --out runs/kl
+#     --preset pythia-1b-tldr --method kl --beta 0.05 --lr 1e-5 --out runs/kl
 # ```
 #
 # Here it runs two steps on the stand-ins (it always may: they are built locally).
@@ -246,8 +249,8 @@ display(Markdown(f"What these runs did ({MODE}; {note}):\n\n" + "\n".join(lines)
 # %%
 out = Path(tempfile.mkdtemp(prefix="runner-demo-"))  # a new folder: the runner never overwrites
 cmd = [sys.executable, "-m", "rlhf_nb.run", "--preset", "standin", "--method", "kl",
-       "--steps", "2", "--batch-size", "4", "--k", "2", "--no-progress", "--device", "cpu",
-       "--out", str(out)]  # fmt: skip
+       "--beta", "0.05", "--steps", "2", "--prompts-per-step", "4", "--k", "2", "--no-progress",
+       "--device", "cpu", "--out", str(out)]  # fmt: skip
 proc = subprocess.run(cmd, capture_output=True, text=True)
 print(proc.stderr.strip().splitlines()[-1])
 runner_history = pd.read_csv(out / "history.csv")

@@ -18,10 +18,11 @@ Layers, lowest first (a module imports only its own layer and those below):
 * :mod:`rlhf_nb.runs` — getting runs: the run format and the cache (``record``, ``cache``, which
   the methods write through), and the one entry point :func:`rlhf_nb.runs.get_runs` with its
   process pool and seeds (``contract``, ``pool``, ``seeds``, which load the methods on first use);
-* :mod:`rlhf_nb.chapters` — one module per training chapter (04, 05, 07, 09): its parameters,
+* :mod:`rlhf_nb.chapters` — one module per training chapter (04, 05, 06, 07, 09): its parameters,
   the configs of its runs, its analysis;
 * :mod:`rlhf_nb.viz` — figures, sliders, the live-run widgets;
-* :mod:`rlhf_nb.run` — the command-line runner (``python -m rlhf_nb.run``; chapter 08);
+* :mod:`rlhf_nb.run` — the command-line runner (``python -m rlhf_nb.run``; chapter 08), its
+  options generated from the config dataclasses by :mod:`rlhf_nb.cli`;
 * ``rlhf_nb._site`` — the book's build: notebook execution, the site, the README's results
   block, ``make lab`` (not used by the notebooks). The browser checks are in ``tests/browser/``.
 """

@@ -16,14 +16,22 @@ decides). It
   the installed plotly renderer, so no output and no widget redraw carries the 4.8 MB library;
   in Colab plotly's ``colab`` renderer;
 * resolves ``DEVICE="auto"`` to CUDA when one is present, else the CPU.
+
+The configs' field docs live in one place, their docstring's ``Attributes:`` section;
+:func:`field_docs` copies each entry into the field's ``metadata["help"]``, which is what
+``transformers.HfArgumentParser`` prints as the command-line runner's ``--help``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import inspect
 import os
 import random
+import re
 import sys
+import types
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,6 +106,37 @@ def check_ints(obj: Any, bounds: dict[str, int | tuple[int, int]]) -> None:
     for field, bound in bounds.items():
         low, high = bound if isinstance(bound, tuple) else (bound, None)
         check_int(field, getattr(obj, field), low, high)
+
+
+def field_docs(cls: type) -> type:
+    """Class decorator (above ``@dataclass``): each field's entry in the Google-style
+    ``Attributes:`` section of ``cls``'s docstring (``name: text``, or ``a, b: text`` for
+    several, continued on deeper-indented lines) becomes its ``metadata["help"]``, in plain text
+    (Sphinx roles and double backticks reduced to single backticks). A subclass inherits its
+    fields' help. Raises ``TypeError`` naming the fields the docstring leaves out. Metadata is
+    not part of a field's value, so cache keys (hashes of ``dataclasses.asdict``) do not see it.
+    """
+    docs, names, lines = {}, None, inspect.cleandoc(cls.__doc__ or "").splitlines()
+    start = next((i + 1 for i, line in enumerate(lines) if line.strip() == "Attributes:"), None)
+    for line in lines[start:] if start is not None else []:
+        if line.strip() and not line.startswith(" "):
+            break  # the section ends at the next unindented line
+        entry = re.match(r"^ {4}(\w+(?:, \w+)*): (.*)$", line)
+        if entry:
+            names = entry.group(1).split(", ")
+            docs |= {name: entry.group(2) for name in names}
+        elif names and line.strip():
+            docs |= {name: docs[name] + " " + line.strip() for name in names}
+    fields = dataclasses.fields(cls)
+    missing = [f.name for f in fields if f.name not in docs and "help" not in f.metadata]
+    if missing:
+        raise TypeError(f"{cls.__name__}: fields not documented under Attributes: {missing}")
+    for f in fields:
+        if f.name in docs:
+            text = re.sub(r":\w+:`~[^`]*?([^`.]+)`", r"`\1`", docs[f.name])  # :class:`~a.B`
+            text = re.sub(r":\w+:`([^`]+)`", r"`\1`", text)  # :func:`a.b`
+            f.metadata = types.MappingProxyType({**f.metadata, "help": text.replace("``", "`")})
+    return cls
 
 
 @dataclass(frozen=True)

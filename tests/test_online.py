@@ -4,13 +4,14 @@ reliability."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pandas as pd
 import pytest
 import torch
 
 from rlhf_nb import sampling, testbed
-from rlhf_nb.methods import online
+from rlhf_nb.methods import online, online_dp
 from rlhf_nb.methods.online_config import OnlineConfig
 from rlhf_nb.methods.rloo import rloo_advantages, shaped_reward
 from rlhf_nb.runs.record import COLUMNS
@@ -58,6 +59,10 @@ def test_steps_must_be_int():
 def test_wrong_argument_types_and_empty_batches_fail_with_a_clear_error(tb):
     with pytest.raises(TypeError, match="config must be OnlineConfig"):
         online.train(tb, {"regularizer": "none", "steps": 2})
+    with pytest.raises(TypeError, match="config must be OnlineConfig"):
+        online_dp.train(tb, {"regularizer": "none", "steps": 2})
+    with pytest.raises(ValueError, match="keeps no checkpoints; the resumable one is"):
+        online.train(tb, OnlineConfig(checkpoint_interval=2))  # the teaching loop keeps none
     with pytest.raises(TypeError, match="responses must be a list of str, got int at index 1"):
         tb.gold_reward(["a", "b"], ["x", 3])
     with pytest.raises(TypeError, match="prompts must be a list of str, not a single str"):
@@ -193,7 +198,7 @@ def test_proxy_reward_from_ids_equals_scoring_the_decoded_text(tb):
 
 def test_history_columns_and_equations_of_the_loop(tb):
     cfg = OnlineConfig(regularizer="entropy", alpha=0.2, **SMALL)
-    run = online.train(tb, cfg, progress=False, checkpoint_dir=None)
+    run = online.train(tb, cfg, progress=False)
     h = run.history
     assert run.status == "finished"
     assert list(h["step"]) == list(range(cfg.steps + 1))
@@ -231,18 +236,27 @@ def test_same_seed_same_history(tb):
 
 
 def test_checkpoint_and_resume_reproduce_the_uninterrupted_run(tb, tmp_path):
-    cfg = OnlineConfig(regularizer="entropy_token", alpha=0.05, checkpoint_interval=2,
-                       **{**SMALL, "steps": 6})  # fmt: skip
-    full = online.train(tb, cfg, progress=False, checkpoint_dir=tmp_path / "a")
+    """``online_dp.train`` (the runner's loop, here with one process) with checkpoints is the
+    teaching loop bit for bit, and an interrupted run resumed from its checkpoint ends where the
+    uninterrupted one does."""
+    cfg = OnlineConfig(regularizer="entropy_token", alpha=0.05, target_entropy=3.0,
+                       checkpoint_interval=2, **{**SMALL, "steps": 6})  # fmt: skip
+    full = online_dp.train(tb, cfg, progress=False, checkpoint_dir=tmp_path / "a")
+    teaching = online.train(tb, replace(cfg, checkpoint_interval=0), progress=False)
+    _same(full.history, teaching.history)
+    assert full.history["alpha_tok"].nunique() == 7  # α adapts: a resumed run must restore it
+    for p, q in zip(full.policy.parameters(), teaching.policy.parameters()):
+        assert torch.equal(p, q)
 
     def stop_at_4(history):
         if history["step"].iloc[-1] == 4:
             raise KeyboardInterrupt
 
-    cut = online.train(tb, cfg, progress=False, checkpoint_dir=tmp_path / "b", on_step=stop_at_4)
+    cut = online_dp.train(tb, cfg, progress=False, checkpoint_dir=tmp_path / "b",
+                          on_step=stop_at_4)  # fmt: skip
     assert cut.status == "interrupted" and list(cut.history["step"]) == [0, 1, 2, 3, 4]
     _same(cut.history, full.history.iloc[:5])  # the interrupted run kept its history
-    resumed = online.train(tb, cfg, resume=True, progress=False, checkpoint_dir=tmp_path / "b")
+    resumed = online_dp.train(tb, cfg, resume=True, progress=False, checkpoint_dir=tmp_path / "b")
     assert resumed.status == "finished"
     _same(resumed.history, full.history)
     for p, q in zip(resumed.policy.parameters(), full.policy.parameters()):
@@ -272,13 +286,13 @@ def test_huge_learning_rate_ends_as_diverged_not_a_crash(tb):
 
 
 def test_sweep_in_processes_matches_in_process_training_and_caches(tb, tmp_path):
-    from rlhf_nb import train
+    from rlhf_nb.runs import contract, get_runs
 
     cfgs = [OnlineConfig(**{**SMALL, "steps": 2}, lr=lr) for lr in (1e-4, 2e-4)]
-    runs = train.run_all(cfgs, preset="smoke", workers=2, refresh=True, verbose=False)
+    runs = get_runs(cfgs, preset="smoke", workers=2, refresh=True, verbose=False)
     assert [r.config for r in runs] == cfgs and all(r.status == "finished" for r in runs)
     _same(runs[1].history, online.train(tb, cfgs[1], progress=False).history)
-    again = train.run(tb, cfgs[0])  # loads, does not retrain
+    again = contract.run(tb, cfgs[0])  # loads, does not retrain
     pd.testing.assert_frame_equal(again.history, runs[0].history)
 
 
@@ -303,10 +317,10 @@ def test_run_plots_legends_frames_and_summary():
     assert fig.layout.yaxis.range[0] < 0.0 and fig.layout.yaxis.range[1] > 3.0
     with pytest.raises(ValueError, match="same number of runs"):
         run_plots.sweep_figure({1: [a], 2: [a, b]}, "gold")
-    t = summary_table([a])
+    t = summary_table([a], window=1)  # the rows as logged
     assert (t.gold_peak.iloc[0], t.peak_step.iloc[0], t.gold_final.iloc[0]) == (3.0, 1, 0.0)
-    t3 = summary_table([a], smooth=3)  # centred mean of 3: [2, 4/3, 1, 0]
-    assert t3.gold_peak.iloc[0] == pytest.approx(2.0) and t3.gold_final.iloc[0] == 0.0
+    t3 = summary_table([a], window=3)  # trailing mean over 3 steps: [1, 2, 4/3, 1]
+    assert t3.gold_peak.iloc[0] == pytest.approx(2.0) and t3.gold_final.iloc[0] == 1.0
     assert len(run_plots.panels_figure([a, b], ("gold", "kl_k1")).data) == 4
 
 

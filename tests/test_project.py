@@ -111,7 +111,7 @@ def test_notation_table_matches_the_config_fields():
 
 LAYERS = {  # a module may import its own layer and the layers below it, never one above
     "core": 0, "notation": 0, "theory": 1, "sampling": 2, "testbed": 3, "train": 4, "viz": 5,
-    "run": 5, "_site": 6,
+    "run": 5, "cli": 5, "_site": 6,
 }  # fmt: skip
 
 

@@ -6,6 +6,8 @@ Every method is ``train(testbed, config, *, on_step=None) -> Run``
 * :mod:`~rlhf_nb.methods.online` (+ :mod:`~rlhf_nb.methods.online_config`,
   :mod:`~rlhf_nb.methods.rloo`) — online RLOO with the entropy (MaxEnt) and KL regularisers,
   written by hand as named steps so that the update reads top to bottom (chapters 05, 07);
+  :mod:`~rlhf_nb.methods.online_dp` runs the same steps resumably and data-parallel for the
+  command-line runner (chapter 08);
 * :mod:`~rlhf_nb.methods.offline` (+ :mod:`~rlhf_nb.methods.preference`,
   :mod:`~rlhf_nb.methods.evaluate`) — DPO and SimPO on fixed pairs with TRL's trainers
   (chapters 06, 09);

@@ -1,5 +1,8 @@
 """The configuration of one online RL run (``rlhf_nb.methods.online.train``), field by field.
 
+Each field's doc below (``OnlineConfig``'s ``Attributes:``) is also its ``--help`` in the
+command-line runner (:func:`rlhf_nb.core.field_docs`, ``python -m rlhf_nb.run``).
+
 Regularisers (notebook 05, "The update"; combine them with ``+``, e.g. ``"entropy+kl"``):
 
 ==================  ==========================================================================
@@ -35,18 +38,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from rlhf_nb.core import check_choice, check_ints, check_range, check_type
+from rlhf_nb.core import check_choice, check_ints, check_range, check_type, field_docs
 from rlhf_nb.runs.cache import KEY_IF_SET
 
 REGULARIZERS = ("none", "entropy", "entropy_token", "entropy_norm", "kl", "kl_loss", "length")
 
 
+@field_docs
 @dataclass
 class OnlineConfig:
     """One online RLOO run. Invalid values raise ``ValueError``/``TypeError`` on creation.
 
     Attributes:
-        regularizer: ``"none"`` or ``+``-joined names from ``REGULARIZERS`` (module docstring).
+        regularizer: ``"none"`` or ``+``-joined names from ``REGULARIZERS``: ``entropy``,
+            ``entropy_token``, ``entropy_norm``, ``kl``, ``kl_loss``, ``length`` (module
+            docstring), e.g. ``"entropy+kl"``.
         alpha: the entropy temperature α >= 0, the paper's "entropy coefficient" (Çağatan &
             Akgün 2025, §4). Its unit depends on the regulariser: under ``entropy`` it weighs
             the sequence entropy in the reward, r - α·log π(y|x), in reward units per nat (of
@@ -65,7 +71,8 @@ class OnlineConfig:
             eval prompt and log the win rate against the references (>= 1).
         n_eval_prompts: how many of ``testbed.eval_prompts`` the win rate uses (>= 1).
         sample_interval: every this many steps store a few decoded samples in ``Run.samples``.
-        checkpoint_interval: save a resumable checkpoint every this many steps (0: never).
+        checkpoint_interval: save a resumable checkpoint every this many steps (0: never; the
+            resumable loop is ``rlhf_nb.methods.online_dp.train``, the teaching loop keeps none).
         seed: seeds the training prompts, the sampling and the eval draws.
         device: ``"cpu"`` or ``"cuda"``.
         ref_mix: λ in [0, 1], the SFT weight of the per-token KL reference (module docstring);

@@ -15,15 +15,16 @@ from dataclasses import dataclass, field
 
 import torch
 
-from rlhf_nb.core import check_choice, check_ints, check_range, check_type
-from rlhf_nb.theory import losses
+from rlhf_nb.core import check_choice, check_ints, check_range, check_type, field_docs
 from rlhf_nb.runs.cache import KEY_IF_SET
+from rlhf_nb.theory import losses
 
 METHODS = ("dpo", "simpo")
 LABELLERS = ("gold", "proxy")
 DEFAULT_BETA = {"dpo": 0.1, "simpo": 2.0}
 
 
+@field_docs
 @dataclass
 class PreferenceConfig:
     """The fields every preference-loss run shares: the loss (DPO or SimPO), the optimiser, the

@@ -7,14 +7,14 @@ and :func:`run` gets a finished run from the cache (or trains and caches it), wh
 The config's type says the method. :data:`METHODS` maps each config class to its module and its
 cache area (``<cache>/runs/<area>/<key>``, :func:`rlhf_nb.runs.cache.run_path`):
 
-=====================  ==============================  ==============  ===========================
-config                 module                          cache area      method
-=====================  ==============================  ==============  ===========================
-``OnlineConfig``       ``rlhf_nb.methods.online``        ``online``      RLOO with α/β regularisers
-``OfflineConfig``      ``rlhf_nb.methods.offline``       ``offline``     DPO / SimPO on fixed pairs
-``OnlineSimPOConfig``  ``rlhf_nb.methods.online_simpo``  ``online_simpo`` SimPO on self-sampled pairs
-``GRPOCheckConfig``    ``rlhf_nb.methods.grpo``          ``trl``         TRL's GRPOTrainer
-=====================  ==============================  ==============  ===========================
+=====================  ================================  ================  =========================
+config                 module                            cache area        method
+=====================  ================================  ================  =========================
+``OnlineConfig``       ``rlhf_nb.methods.online``        ``online``        RLOO, α/β regularisers
+``OfflineConfig``      ``rlhf_nb.methods.offline``       ``offline``       DPO / SimPO, fixed pairs
+``OnlineSimPOConfig``  ``rlhf_nb.methods.online_simpo``  ``online_simpo``  SimPO, self-sampled pairs
+``GRPOCheckConfig``    ``rlhf_nb.methods.grpo``          ``trl``           TRL's GRPOTrainer
+=====================  ================================  ================  =========================
 
 ``on_step(history)`` has one meaning for every method: it is called with the history so far (a
 ``DataFrame``, the columns of :data:`rlhf_nb.runs.record.COLUMNS` and the method's own) each time
@@ -33,8 +33,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from rlhf_nb.runs.record import Run
 from rlhf_nb.runs.cache import cached_training
+from rlhf_nb.runs.record import Run
 
 METHODS: dict[str, tuple[str, str]] = {  # config class name -> (module, cache area)
     "OnlineConfig": ("rlhf_nb.methods.online", "online"),
@@ -66,7 +66,8 @@ def kind_of(config: Any) -> str:
 
 def train(testbed, config: Any, *, on_step: Callable | None = None, **options) -> Run:
     """Train ``config`` on ``testbed`` with its method (module docstring), no cache. ``options``
-    go to the method's ``train`` (e.g. ``resume=True`` for online runs)."""
+    go to the method's ``train`` (e.g. ``reward_fn`` for online runs; the resumable online
+    loop is :func:`rlhf_nb.methods.online_dp.train`)."""
     module, _ = method_of(config)
     return module.train(testbed, config, on_step=on_step, **options)
 
