@@ -52,10 +52,10 @@ def smoothed(history: pd.DataFrame, column: str, *, window: int = WINDOW) -> pd.
     h = history[["step", column]].dropna()
     step = h["step"].to_numpy(dtype=float)
     value = h[column].to_numpy(dtype=float)
-    csum = np.concatenate([[0.0], np.cumsum(value)])
     lo = np.searchsorted(step, step - window, side="right")  # first row inside the window
-    hi = np.arange(1, len(step) + 1)
-    out = (csum[hi] - csum[lo]) / (hi - lo) if len(step) else value
+    # a mean per window (not a running sum): a row that is alone in its window is returned
+    # exactly as logged, so an offline run's "final" is its last evaluation, to the digit
+    out = np.array([value[a : i + 1].mean() for i, a in enumerate(lo)], dtype=float)
     return pd.Series(out, index=pd.Index(h["step"].to_numpy(), name="step"), name=column)
 
 

@@ -97,7 +97,7 @@ def fake_run(gold, kl, seed=0, length=None):
 
 def test_trajectory_smooths_and_takes_the_root_of_a_clipped_kl():
     run = fake_run([0.0, 2.0, 4.0], [-0.5, 1.0, 4.0])
-    t = overopt.trajectory(run, smooth=2)
+    t = overopt.trajectory(run, window=2)  # steps (s-2, s]: two rows
     assert t["gold"].tolist() == [0.0, 1.0, 3.0]
     np.testing.assert_allclose(t["kl"], [-0.5, 0.25, 2.5])
     np.testing.assert_allclose(t["d"], [0.0, 0.5, math.sqrt(2.5)])
@@ -128,13 +128,13 @@ def test_remedy_table_means_and_bands_by_hand():
     runs = [fake_run(np.r_[np.zeros(5), np.full(10, v)], np.full(15, 2 * v), seed=s)
             for s, v in enumerate([1.0, 2.0, 3.0])]  # fmt: skip
     g = SeedRuns(MAXENT, runs, (0, 1, 2))
-    t = overopt.remedy_table({"x": g}, smooth=10)
+    t = overopt.remedy_table({"x": g})  # the last WINDOW = 10 steps
     assert t.loc["x", "gold_final"] == pytest.approx(2.0)
     assert t.loc["x", "kl_final"] == pytest.approx(4.0)
     half = 4.302652729911275 * 1.0 / math.sqrt(3)  # t(0.975, 2) * sd / sqrt(n)
     assert t.loc["x", "gold_final ±"] == pytest.approx(half)
     assert t.loc["x", "n"] == 3 and t.loc["x", "length_final"] == 5.0
-    assert overopt.final_values(g, "gold") == [1.0, 2.0, 3.0]
+    assert g.final("gold").values == (1.0, 2.0, 3.0)
 
 
 def test_uniform_length_law_equals_enumeration():

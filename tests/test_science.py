@@ -22,8 +22,8 @@ from __future__ import annotations
 import pytest
 
 from rlhf_nb.testbed.presets import PRESETS
-from rlhf_nb.runs import seeds
 from rlhf_nb.chapters import ch05 as sweep
+from rlhf_nb.runs import get_runs
 from rlhf_nb.methods.online_config import OnlineConfig
 
 SEEDS = (0, 1)
@@ -33,8 +33,8 @@ MAXENT = OnlineConfig(regularizer="entropy", alpha=0.05, **SIZE)
 
 def _train(*configs):
     # refresh: retrain every time, so that the test measures this code, not a cached result
-    return seeds.run_seeds(
-        list(configs), SEEDS, preset="smoke", workers=2, refresh=True, verbose=False
+    return get_runs(
+        list(configs), seeds=SEEDS, preset="smoke", workers=2, refresh=True, verbose=False
     )
 
 
@@ -48,7 +48,7 @@ def test_maxent_over_optimises_and_the_kl_anchor_holds_for_every_seed(contrast):
     maxent, anchored = contrast
     assert [r.status for r in (*maxent.runs, *anchored.runs)] == ["finished"] * 4
     for g in (maxent, anchored):  # the measured values, for `pytest -s` and the closing notes
-        print(g.label, g.summaries(smooth=3)[["gold_fall", "gold_final", "kl_k1_final"]].round(2))
+        print(g.label, g.summaries()[["gold_fall", "gold_final", "kl_k1_final"]].round(2))
     failed = sweep.central_contrast(maxent, anchored)
     assert not failed, failed
     # the MaxEnt run's exploit: maximal length, no EOS, every seed
@@ -60,7 +60,7 @@ def test_maxent_over_optimises_and_the_kl_anchor_holds_for_every_seed(contrast):
 def test_the_check_fails_once_the_anchor_is_removed(contrast):
     maxent, _ = contrast
     (unanchored,) = _train(OnlineConfig(regularizer="kl", beta=0.0, **SIZE))
-    print(unanchored.label, unanchored.summaries(smooth=3)[["gold_fall", "kl_k1_final"]].round(2))
+    print(unanchored.label, unanchored.summaries()[["gold_fall", "kl_k1_final"]].round(2))
     failed = sweep.central_contrast(maxent, unanchored)
     assert len(failed) >= len(SEEDS), failed  # at least one statement fails at every seed
     assert any("anchored gold ends" in f for f in failed), failed

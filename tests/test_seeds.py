@@ -7,10 +7,11 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from scipy import stats
+from scipy import stats as sps
 
-from rlhf_nb import train
-from rlhf_nb.runs import seeds
+from rlhf_nb import runs as train
+from rlhf_nb import stats as seeds
+from rlhf_nb.runs import SeedRuns, with_seeds
 from rlhf_nb.methods.online_config import OnlineConfig
 from rlhf_nb.runs.record import COLUMNS, Run
 from rlhf_nb.viz import run_plots
@@ -27,16 +28,16 @@ def _run(seed: int, gold: list[float], kl: list[float] | None = None) -> Run:
     return Run(cfg, h, status="finished")
 
 
-def _group(values_per_seed: list[list[float]]) -> seeds.SeedRuns:
+def _group(values_per_seed: list[list[float]]) -> SeedRuns:
     runs = [_run(s, v) for s, v in enumerate(values_per_seed)]
-    return seeds.SeedRuns(runs[0].config, runs, tuple(range(len(runs))))
+    return SeedRuns(runs[0].config, runs, tuple(range(len(runs))))
 
 
 def test_band_is_the_student_t_interval_of_the_per_step_mean():
     g = _group([[0.0, 1.0, 2.0], [0.0, 2.0, 4.0], [0.0, 3.0, 3.0]])
     b = g.band("gold")
     step1 = np.array([1.0, 2.0, 3.0])
-    half = stats.t.ppf(0.975, 2) * step1.std(ddof=1) / math.sqrt(3)
+    half = sps.t.ppf(0.975, 2) * step1.std(ddof=1) / math.sqrt(3)
     assert b.loc[1, "mean"] == pytest.approx(2.0)
     assert (b.loc[1, "lo"], b.loc[1, "hi"]) == pytest.approx((2.0 - half, 2.0 + half))
     assert b.loc[0, "lo"] == b.loc[0, "hi"] == 0.0  # identical seeds: no width
@@ -80,12 +81,12 @@ def test_margin_is_the_distance_in_seed_sds():
 
 def test_bad_inputs_fail_with_a_clear_message():
     with pytest.raises(ValueError, match="seeds must be a non-empty list"):
-        seeds.with_seeds(OnlineConfig(), [1, 1])
+        with_seeds(OnlineConfig(), [1, 1])
     with pytest.raises(ValueError, match="finite values"):
         seeds.Stat.of([1.0, math.nan])
     with pytest.raises(TypeError, match="config must be"):
         train.kind_of(object())
-    assert [c.seed for c in seeds.with_seeds(OnlineConfig(), [3, 4])] == [3, 4]
+    assert [c.seed for c in with_seeds(OnlineConfig(), [3, 4])] == [3, 4]
 
 
 def test_band_figure_draws_a_mean_and_a_filled_band_per_setting():

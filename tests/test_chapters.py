@@ -1,0 +1,167 @@
+"""One source of truth: each notebook's parameters cell *is* its chapter module's ``Params``; later
+chapters read earlier chapters' runs from those chapters' modules; and the same runs give the
+same start / peak / final in every table that shows them (chapters 05, 06, 07, 09, the claims)."""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+
+import jupytext
+import numpy as np
+import pandas as pd
+import pytest
+from papermill.translators import PythonTranslator
+
+from rlhf_nb import stats, testbed
+from rlhf_nb.chapters import ch04, ch05, ch06, ch07, ch09, claims
+from rlhf_nb.runs import Run, SeedRuns
+
+CHAPTERS = {"04_testbed": ch04, "05_online_maxent_vs_kl": ch05, "06_offline_simpo_vs_dpo": ch06,
+            "07_overoptimization": ch07, "09_the_answer": ch09}  # fmt: skip
+
+
+def _parameters_cell(root, stem: str):
+    nb = jupytext.read(root / "notebooks" / f"{stem}.py")
+    (cell,) = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    return cell
+
+
+def _cell_values(source: str) -> dict:
+    """``NAME = literal`` assignments of a parameters cell (tuple targets unpacked)."""
+    out = {}
+    for node in ast.parse(source).body:
+        assert isinstance(node, ast.Assign), ast.dump(node)
+        (target,) = node.targets
+        value = ast.literal_eval(node.value)
+        if isinstance(target, ast.Tuple):
+            out.update({t.id: v for t, v in zip(target.elts, value)})
+        else:
+            out[target.id] = value
+    return out
+
+
+def _norm(v):
+    return tuple(v) if isinstance(v, list) else v
+
+
+@pytest.mark.parametrize("stem", list(CHAPTERS))
+def test_parameters_cell_equals_the_chapter_defaults(root, stem):
+    module = CHAPTERS[stem]
+    cell = _parameters_cell(root, stem).source
+    values = _cell_values(cell)
+    fields = {f.name: f.default for f in dataclasses.fields(module.Params)}
+    assert {n.lower() for n in values} == set(fields), (stem, sorted(values), sorted(fields))
+    for name, v in values.items():
+        assert _norm(v) == fields[name.lower()], (stem, name, v, fields[name.lower()])
+    # and the notebook builds its Params from exactly these names
+    assert module.Params.from_globals(values) == module.Params()
+    # papermill can read every single-name line (a '=' in a comment defeats its parser)
+    single = {n for n in values if f"{n}, " not in cell and f", {n} =" not in cell}
+    assert single <= {p.name for p in PythonTranslator.inspect(_parameters_cell(root, stem))}
+
+
+def test_params_name_the_notebook_parameter_in_errors():
+    with pytest.raises(ValueError, match="ALPHAS must contain 0.0"):
+        ch05.Params(alphas=[0.1, 0.2])
+    with pytest.raises(ValueError, match="N_SEEDS"):
+        ch06.Params(n_seeds=1)
+    with pytest.raises(ValueError, match="BON_N_MAX must be a power of 2"):
+        ch07.Params(bon_n_max=48)
+    with pytest.raises(ValueError, match="KL_BUDGETS"):
+        ch09.Params(kl_budgets=[0.5, -1.0])
+    with pytest.raises(ValueError, match="WORKERS"):
+        ch05.Params(workers=0)
+    assert ch05.Params(alphas=[0.0, 0.05]).alphas == (0.0, 0.05)  # papermill's lists -> tuples
+
+
+@pytest.fixture(scope="module")
+def smoke_tb():
+    return testbed.build("smoke")
+
+
+@pytest.mark.parametrize("smoke", [False, True])
+def test_later_chapters_read_the_earlier_chapters_configs(smoke_tb, smoke):
+    p05, p06 = ch05.Params(smoke=smoke), ch06.Params(smoke=smoke)
+    c05, c06 = ch05.configs(p05), ch06.configs(p06, smoke_tb)
+    assert c06["online"] == c05["headline"]["maxent"]  # 06's online MaxEnt run is 05's
+    c07 = ch07.configs(ch07.Params(smoke=smoke), smoke_tb)
+    assert c07["heads"] == c05["headline"]
+    assert c07["sweep"] == c05["grid"]["alpha_hi"]
+    assert c07["offline"] == {"DPO": c06["dpo"], "SimPO": c06["simpo"],
+                              "online SimPO": c06["osimpo"]}  # fmt: skip
+    c09 = ch09.configs(ch09.Params(smoke=smoke), smoke_tb)
+    assert c09["heads"] == c05["headline"]
+    assert c09["cells"][("SimPO", "offline", "gold")] == c06["simpo"]
+    assert c09["cells"][("DPO", "offline", "gold")] == c06["dpo"]
+    assert c09["cells"][("SimPO", "online", "proxy")] == c06["osimpo"]
+    assert c09["explain"][("summed log-probs", "offline")] == c06["sum"]
+    # a change to a chapter-05 parameter reaches chapter 06 (no retyped copy)
+    p06b = ch06.Params(smoke=smoke, seed=3)
+    assert ch06.configs(p06b)["online"] == ch05.configs(ch05.Params(smoke=smoke, seed=3))[
+        "headline"]["maxent"]  # fmt: skip
+
+
+def _fake_run(seed: int, steps: int = 60, every: int = 1) -> Run:
+    """A run with a noisy history (online-like when ``every`` = 1, offline-like otherwise)."""
+    from rlhf_nb.methods.online_config import OnlineConfig
+
+    rng = np.random.default_rng(seed)
+    step = np.arange(0, steps + 1, every)
+    x = step / steps
+    h = pd.DataFrame({
+        "step": step, "gold": 2 + 3 * x - 6 * x**2 + rng.normal(0, 0.3, step.size),
+        "proxy": 1 + 4 * x + rng.normal(0, 0.3, step.size),
+        "kl_k1": 40 * x**2 + rng.normal(0, 0.5, step.size),
+        "length": 5 + 10 * x, "eos_rate": 1 - x, "entropy_token": 1.8 + x,
+        "win_rate": np.where(step % 10 == 0, 0.3 + 0.1 * x, np.nan),
+    })  # fmt: skip
+    cfg = OnlineConfig(regularizer="entropy", alpha=0.05, steps=steps, seed=seed)
+    return Run(config=cfg, history=h, status="finished")
+
+
+@pytest.mark.parametrize("every", [1, 25])
+def test_every_table_gives_the_same_start_peak_and_final(every):
+    g = SeedRuns(_fake_run(0).config, [_fake_run(s, 300, every) for s in (0, 1, 2)], (0, 1, 2))
+    s = g.summaries()
+    # the rule itself, by hand: trailing mean over the last WINDOW steps
+    h = g.runs[0].history
+    tail = h[h.step > h.step.max() - stats.WINDOW]
+    assert s.loc[0, "kl_k1_final"] == pytest.approx(tail.kl_k1.mean(), abs=1e-12)
+    assert s.loc[0, "gold_start"] == h.gold.iloc[0]
+    # chapter 05's and 09's tables, the seed stats, Run.final and chapter 07's remedy table
+    tab05 = stats.summary_table(g.runs)
+    tab09 = ch09.cell_table({("SimPO", "online", "proxy"): g.runs})
+    rem07 = ch07.remedy_table({"x": g})
+    for col, c09 in (("kl_k1_final", "kl_final"), ("gold_final", "gold_final"),
+                     ("gold_peak", "gold_peak"), ("gold_start", "gold_start")):  # fmt: skip
+        np.testing.assert_array_equal(tab05[col].to_numpy(), s[col].to_numpy())
+        np.testing.assert_array_equal(tab09[c09].to_numpy(), s[col].to_numpy())
+    assert [r.final("kl_k1") for r in g.runs] == list(s["kl_k1_final"])
+    assert g.final("kl_k1").values == tuple(s["kl_k1_final"])
+    assert rem07.loc["x", "kl_final"] == pytest.approx(s["kl_k1_final"].mean(), abs=1e-12)
+    assert rem07.loc["x", "gold_peak"] == pytest.approx(s["gold_peak"].mean(), abs=1e-12)
+    # chapter 06's end values and deltas
+    ends = ch06.end_values(g.runs[1])
+    assert ends["KL end"] == s.loc[1, "kl_k1_final"] and ends["gold end"] == s.loc[1, "gold_final"]
+    np.testing.assert_array_equal(g.deltas()["KL end"].to_numpy(), s["kl_k1_final"].to_numpy())
+    # the claims quote the same numbers
+    c = claims.kl_unstable(g, g, cap=16)
+    assert f"{s['kl_k1_final'].mean():.2f}" in c.evidence
+    fall = claims.maxent_overoptimises(g)
+    assert f"{s['gold_fall'].mean():.2f}" in fall.evidence
+
+
+def test_summary_rule_window_is_in_steps_not_rows():
+    r = _fake_run(0, 300, 25)  # an evaluation every 25 steps: each row as logged
+    sm = stats.smoothed(r.history, "gold")
+    np.testing.assert_array_equal(sm.to_numpy(), r.history.gold.to_numpy())
+    r1 = _fake_run(0, 300, 1)
+    sm1 = stats.smoothed(r1.history, "gold", window=3)
+    assert sm1.iloc[-1] == pytest.approx(r1.history.gold.iloc[-3:].mean(), abs=1e-12)
+    assert sm1.iloc[0] == r1.history.gold.iloc[0]
+    s = stats.summarize(r1.history, "gold", window=3)
+    assert s.peak == sm1.max() and s.peak_step == int(sm1.idxmax())
+    assert np.isnan(stats.summarize(r1.history, "missing").final)
+    with pytest.raises(ValueError, match="window"):
+        stats.smoothed(r1.history, "gold", window=0)
