@@ -37,28 +37,30 @@ SYMBOLS = (
         "reward as -α·log π(y|x)",
         "reward units per nat",
         ("OnlineConfig.alpha",),
-        "01, 03, 05, 06",
+        "00, 01, 02, 03, 05, 06, 07, 08, 09",
     ),  # fmt: skip
     Symbol(
         "α (per token)",
         "entropy temperature of a loss term -α·(mean per-token entropy), TRL's entropy_coef",
         "loss units per nat/token",
         ("OnlineConfig.alpha", "GRPOCheckConfig.entropy_coef"),
-        "03, 05",
+        "05, 07",
     ),  # fmt: skip
     Symbol(
         "β (KL)",
-        "KL coefficient of E r - β·KL(π‖π_ref), π_ref the SFT policy",
+        "KL coefficient of E r - β·KL(π‖π_ref), π_ref the SFT policy; paid in the reward "
+        "as -β·Σ_t log(π/π_ref) (k1), which gives that objective's gradient exactly",
         "reward units per nat",
         ("OnlineConfig.beta",),
-        "01, 03, 05",
+        "01, 03, 05, 07, 08, 09",
     ),  # fmt: skip
     Symbol(
         "β (KL, per token)",
-        "KL coefficient of a k3 loss term, GRPO's beta",
+        "KL coefficient of a per-token k3 loss term (GRPO's beta, the loop's kl_loss); its "
+        "gradient is the state-frozen forward KL's, not β·∇KL(π‖π_ref)",
         "loss units per nat/token",
-        ("GRPOCheckConfig.beta",),
-        "05",
+        ("OnlineConfig.beta", "GRPOCheckConfig.beta"),
+        "03, 05",
     ),  # fmt: skip
     Symbol(
         "β (DPO)",

@@ -11,16 +11,27 @@ Regularisers (notebook 05, "The update"; combine them with ``+``, e.g. ``"entrop
                     unbiased estimate of ∇(E[r] + α·H(π)) (notebook 01, the MaxEnt objective)
 ``entropy_token``   loss term -α·(mean per-token entropy of π along the samples), what TRL's
                     GRPO ``entropy_coef`` adds
-``entropy_norm``    length-normalised MaxEnt: shaped reward r - (α/|y|)·log π(y|x), chapter
-                    02/03's token-averaged bonus (SimPO's form), the length-consistent objective
+``entropy_norm``    length-normalised MaxEnt: shaped reward r - (α/|y|)·log π(y|x) (detached),
+                    chapter 02/03's token-averaged bonus. Because its weight α/|y| varies with
+                    the response, REINFORCE on it ascends J′ = E[r + (α/|y|)(1 - log π)], SimPO's
+                    exact objective (chapter 02): a length-normalised entropy bonus *plus* a
+                    shortness bonus α/|y| — not E[r - (α/|y|)·log π] (``rlhf_nb.theory.
+                    surrogates.entropy_norm_gradients``, checked by exact enumeration)
 ``kl``              shaped reward r - β·Σ_t log(π/π_ref) (k1 in the reward, as RLOO does)
-``kl_loss``         loss term β·(mean per-token k3), as GRPO does (notebook 03, estimators)
+``kl_loss``         loss term β·(mean per-token k3), as GRPO does. Differentiated with the
+                    visited states held fixed, its expected gradient is the *state-frozen
+                    forward* KL's, Σ_s ρ(s)·∇KL(π_ref(·|s)‖π(·|s)) over the visited states s
+                    (scaled by 1/E|y|), not ∇KL(π‖π_ref) (notebook 03, §2)
 ``length``          shaped reward r - c·|y| (``length_coef`` c per response token, EOS included)
 ==================  ==========================================================================
 
 The reference of ``kl``/``kl_loss`` is the SFT policy, or with ``ref_mix`` λ < 1 the per-token
-mixture λ·π_SFT(·|x, y<t) + (1-λ)/V: λ = 1 is KL-regularised RLHF, λ = 0 a KL to the uniform
-policy, which is MaxEnt RL's implicit anchor (KL(π‖u) = log V - H per token). With
+mixture λ·π_SFT(·|x, y<t) + (1-λ)/V: λ = 1 is KL-regularised RLHF. λ = 0 is a KL to the
+*per-token* uniform U_tok(y|x) = V^-|y|; summed over a response (``kl``) it is
+KL(π‖U_tok) = -H(π) + log V·E|y|, so λ = 0 is MaxEnt RL with α = β **plus a length cost β·log V
+per token** (the ``length`` remedy at c = β·log V). It is not MaxEnt's anchor: MaxEnt RL is KL
+to the uniform law over *responses* (notebook 01), which over variable lengths is a different
+distribution (notebook 03, §4; ``tests/test_theory_rigour.py``). With
 ``target_entropy`` set, the ``entropy_token`` coefficient adapts every step to hold the batch-mean
 per-token entropy at the target: α ← max(0, α + ``entropy_rate``·(target - H̄_tok)), starting
 from ``alpha`` (as TRL's ``use_adaptive_entropy``; SAC's temperature tuning).
@@ -57,9 +68,15 @@ class OnlineConfig:
             Akgün 2025, §4). Its unit depends on the regulariser: under ``entropy`` it weighs
             the sequence entropy in the reward, r - α·log π(y|x), in reward units per nat (of
             sequence log-prob); under ``entropy_token`` it weighs the batch-mean per-token entropy
-            in the loss, -α·H̄_tok, in loss units per nat/token (TRL's ``entropy_coef``).
-        beta: the KL coefficient β >= 0 of β·KL(π‖π_ref), in reward units per nat; used by
-            ``kl`` (k1 in the reward) and ``kl_loss`` (k3 in the loss; InstructGPT's β).
+            in the loss, -α·H̄_tok, in loss units per nat/token (TRL's ``entropy_coef``); under
+            ``entropy_norm`` it weighs -(1/|y|)·log π(y|x) in the reward, reward units per
+            nat/token (SimPO's β; the run optimises J′, module docstring).
+        beta: the KL coefficient β >= 0. Under ``kl`` it weighs the sequence k1 in the reward,
+            r - β·Σ_t log(π/π_ref), in reward units per nat (InstructGPT's in-reward β; the
+            expected update is exactly that of E[r] - β·KL(π‖π_ref)). Under ``kl_loss`` it
+            weighs the batch token-mean of per-token k3 in the loss, +β·k̄3_tok, in loss units
+            per nat/token (GRPO's beta), and its expected gradient is the state-frozen forward
+            KL's (module docstring), not β·∇KL(π‖π_ref).
         lr: Adam learning rate (> 0), constant, no warm-up.
         steps: optimiser steps (>= 1); the history has ``steps + 1`` rows (row 0 is the SFT
             policy, row ``s`` the policy after ``s`` updates).

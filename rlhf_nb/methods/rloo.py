@@ -21,7 +21,10 @@ def shaped_reward(r, seq_logp, k1_seq, alpha: float, beta: float) -> torch.Tenso
 
     With y ~ π, -log π(y|x) is an unbiased sample of the sequence entropy H(π(·|x)), so REINFORCE
     on R ascends E[r] + α·H(π) - β·KL(π||π_ref): the MaxEnt objective of notebook 01 (β = 0) or
-    the KL-regularised one (α = 0, k1 estimator of notebook 03).
+    the KL-regularised one (α = 0, k1 estimator of notebook 03). The gradient is exact, not only
+    the value: ∇E[f] = E[f·∇log π] + E[∇f], and here E[∇f] = -(α + β)·E[∇log π] = 0 because α
+    and β are constants (``rlhf_nb.theory.surrogates``). With a per-response weight such as
+    ``entropy_norm``'s α/|y| that term is not zero (:func:`remedy_terms`).
     """
     return r - alpha * seq_logp.detach() - beta * k1_seq.detach()
 
@@ -49,7 +52,9 @@ def rloo_loss(r, logp, ent, ref_logp, mask, k: int, coef: dict[str, float], anch
 
     where H̄_tok and k̄3_tok are token means over the batch's response tokens: the per-token
     entropy term (TRL's ``entropy_coef``; its gradient flows through the logits at the visited
-    states only) and the k3 KL term (GRPO's). ``coef`` holds ``alpha_seq`` (reward units per nat
+    states only) and the k3 KL term (GRPO's; with the visited states held fixed its expected
+    gradient is the state-frozen forward KL's, Σ_s ρ(s)·∇KL(π_ref(·|s)‖π(·|s)), not
+    ∇KL(π‖π_ref): notebook 03, §2). ``coef`` holds ``alpha_seq`` (reward units per nat
     of sequence log-prob), ``alpha_tok`` (loss units per nat of mean token entropy), ``beta_rew``
     and ``beta_loss`` (per nat of KL), zero when the regulariser is off.
 
@@ -89,7 +94,12 @@ def remedy_terms(seq_logp, mask, coef: dict[str, float]) -> torch.Tensor:
         α_norm·log π(y|x)/|y|  +  c·|y|,
 
     the length-normalised entropy bonus (−(α/|y|)·log π(y|x) is paid, chapter 02/03's
-    token-averaged form) and the length penalty, with |y| the response tokens (EOS included)."""
+    token-averaged form) and the length penalty, with |y| the response tokens (EOS included).
+
+    Paid as a detached reward whose weight α/|y| varies with the response, the bonus makes the
+    update ascend J′ = E[r + (α/|y|)(1 − log π)] — SimPO's exact objective (chapter 02), entropy
+    per token plus a shortness bonus α/|y| — not E[r − (α/|y|)·log π]: the two gradients differ
+    by E[(α/|y|)·∇log π] ≠ 0 (``rlhf_nb.theory.surrogates.entropy_norm_gradients``)."""
     length = mask.sum(-1)
     return (coef.get("alpha_norm", 0.0) * seq_logp.detach() / length.clamp(min=1)
             + coef.get("length", 0.0) * length)  # fmt: skip
@@ -110,7 +120,11 @@ def coefficients(config: OnlineConfig) -> dict[str, float]:
 
 def mixed_reference(ref_logp: torch.Tensor, mix: float, vocab_size: int) -> torch.Tensor:
     """log of the per-token mixture λ·π_ref(y_t|·) + (1−λ)/V of the reference and the uniform
-    policy over the V tokens, [N, T-1] (λ = ``mix``; λ = 1 returns ``ref_logp`` unchanged)."""
+    policy over the V tokens, [N, T-1] (λ = ``mix``; λ = 1 returns ``ref_logp`` unchanged).
+
+    At λ = 0 every token is scored against 1/V, so a k1 penalty summed over the response is
+    β·(log π(y|x) + |y|·log V): MaxEnt with α = β plus a length cost β·log V per token, with the
+    per-token uniform U_tok(y) = V^−|y| as anchor — not MaxEnt's uniform law over responses."""
     if mix == 1.0:
         return ref_logp
     uniform = torch.full_like(ref_logp, -math.log(vocab_size))

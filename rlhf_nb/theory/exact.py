@@ -203,3 +203,65 @@ def implied_reward(pi, alpha: float, log_z: float = 0.0) -> np.ndarray:
     if np.any(pi <= 0):
         raise ValueError("pi must be > 0 everywhere to imply a finite reward")
     return alpha * np.log(pi) + alpha * log_z
+
+
+def entropy_change_first_order(z, dz) -> float:
+    """−Cov_{y~π}(log π(y), Δz(y)), π = softmax(z): the first-order change of H(π) when the
+    logits move from z to z + Δz (Cui et al. 2025, the entropy mechanism; nats).
+
+    Derivation: ∂H/∂z_y = −π(y)·(log π(y) + H(π)), so dH = Σ_y ∂H/∂z_y·dz_y
+    = −(E_π[log π·dz] − E_π[log π]·E_π[dz]). Raising the logit of a response that is already
+    likely (log π above its mean) lowers the entropy; raising a rare one raises it. The
+    remainder H(z + Δz) − H(z) − this is O(|Δz|²). Args: z, dz, logits of shape (n,).
+    """
+    z = as_vector("z", z)
+    dz = as_vector("dz", dz, size=z.size)
+    logp = z - logsumexp(z)
+    pi = np.exp(logp)
+    return float(-(pi @ (logp * dz) - (pi @ logp) * (pi @ dz)))
+
+
+def entropy_steps(r, z0, *, alpha: float, lr: float, steps: int, kind: str = "natural"):
+    """Exact policy-gradient steps on J_α = E_π[r] + α·H(π) over logits z, with the entropy
+    change of every step set against :func:`entropy_change_first_order` (chapter 01).
+
+    The expected advantage of the loop's shaped reward r − α·log π(y) is
+    A(y) = r(y) − α·log π(y) − E_π[r − α·log π]; a step moves the logits by Δz = lr·A
+    (``"natural"``: the natural gradient of a softmax policy) or Δz = lr·π⊙A (``"vanilla"``:
+    the plain gradient ∂J_α/∂z). Then −Cov_π(log π, Δz) = lr·(−Cov_π(log π, r) + α·Var_π(log π))
+    for the natural step: the reward lowers the entropy where likely responses pay more, the
+    bonus raises it by α·Var(log π).
+
+    Args: r, rewards (n,); z0, starting logits (n,); alpha >= 0; lr > 0; steps >= 1.
+    Returns a ``pandas`` DataFrame, one row per step: ``step``, ``entropy`` (before the step,
+    nats), ``dH`` (exact change), ``predicted`` (−Cov(log π, Δz)), ``reward_term`` and
+    ``bonus_term`` (its two parts, natural steps only: −lr·Cov(log π, r), lr·α·Var(log π)).
+    """
+    import pandas as pd
+
+    from rlhf_nb.core import check_choice, check_int
+
+    r = as_vector("r", r)
+    z = as_vector("z0", z0, size=r.size).copy()
+    check_range("alpha", alpha, 0.0, None)
+    check_range("lr", lr, 0.0, None, low_inclusive=False)
+    check_int("steps", steps, 1)
+    check_choice("kind", kind, ("natural", "vanilla"))
+    rows = []
+    for step in range(steps):
+        logp = z - logsumexp(z)
+        pi = np.exp(logp)
+        shaped = r - alpha * logp
+        adv = shaped - pi @ shaped
+        dz = lr * adv if kind == "natural" else lr * pi * adv
+        h0 = entropy(pi)
+        h1 = entropy(np.exp((z + dz) - logsumexp(z + dz)))
+        cov_r = pi @ (logp * r) - (pi @ logp) * (pi @ r)
+        var_l = pi @ logp**2 - (pi @ logp) ** 2
+        nat = kind == "natural"
+        rows.append({"step": step, "entropy": h0, "dH": h1 - h0,
+                     "predicted": entropy_change_first_order(z, dz),
+                     "reward_term": -lr * cov_r if nat else np.nan,
+                     "bonus_term": lr * alpha * var_l if nat else np.nan})  # fmt: skip
+        z = z + dz
+    return pd.DataFrame(rows)

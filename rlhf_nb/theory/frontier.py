@@ -13,6 +13,11 @@ compute exactly — no sampling, float64:
   (:func:`best_of_n`), with its exact KL next to the usual bound log n − (n−1)/n
   (:func:`bon_kl_bound`).
 
+The combined optimum is KL-RL with coefficient α+β towards the tempered reference
+π_SFT^{β/(α+β)} (:func:`tempered_reference`). Where gold peaks along a family is an exact root:
+d E_{π_s}[gold]/ds = Cov_{π_s}(gold, proxy) for s = 1/β, 1/α or 1/(2t)
+(:func:`goodhart_slope`, :func:`goodhart_peak`).
+
 :func:`frontier` turns any list of policies into (d, gold, proxy) rows, and :func:`fit_gao`
 fits Gao et al.'s functional forms to measured points. The empirical frontier of the testbed
 runs (chapters 05–07) uses the same two functions.
@@ -79,6 +84,30 @@ def stationarity_gap(pi, r, ref, alpha: float, beta: float) -> float:
     return float(g.max() - g.min())
 
 
+def tempered_reference(ref, alpha: float, beta: float) -> tuple[np.ndarray, float]:
+    """The reference the combined objective really anchors to: ref_τ = ref^τ / Z_τ, τ = β/(α+β),
+    and log Z_τ (nats). With it, for every π (:func:`combined_policy`'s objective J),
+
+        E_π[r] + α·H(π) − β·KL(π‖ref) = E_π[r] − (α+β)·KL(π‖ref_τ) + (α+β)·log Z_τ,
+
+    since (α+β)·Σπ log(π/ref_τ) = (α+β)·Σπ log π − β·Σπ log ref + (α+β)·log Z_τ. So entropy +
+    KL is KL-regularised RL with coefficient α+β towards the *tempered* reference, and
+    ``combined_policy(r, ref, α, β) == exact.kl_policy(r, ref_τ, α+β)``. Tempering (τ < 1)
+    flattens ref towards uniform; on a space where most responses are long and ref favours
+    short ones, ref_τ is the longer — where the combined family sits on chapter 07's plane.
+
+    Args: ref, probabilities (n,); alpha >= 0, beta > 0. Returns (ref_τ of shape (n,), log Z_τ).
+    """
+    ref = as_probs("ref", ref)
+    check_range("alpha", alpha, 0.0, None)
+    check_range("beta", beta, 0.0, None, low_inclusive=False)
+    tau = beta / (alpha + beta)
+    with np.errstate(divide="ignore"):
+        z = tau * np.log(ref)
+    log_z = float(logsumexp(z))
+    return np.exp(z - log_z), log_z
+
+
 def kl_family_kl_bound(r, ref, beta: float) -> float:
     """An upper bound on how far the KL-regularised optimum π_β ∝ ref·exp(r/β) moves from ref:
 
@@ -88,6 +117,11 @@ def kl_family_kl_bound(r, ref, beta: float) -> float:
     log E_ref[exp(r/β)] ≥ E_ref[r]/β. So a β-anchored run cannot drift further than the reward's
     range above the reference's mean, divided by β — whatever the optimiser does to reach it;
     the MaxEnt family has no such bound towards π_SFT (its α → ∞ end is the uniform policy).
+
+    For a policy π that is *not* the optimum (a trained run), KL(π‖ref) ≤ (E_π r − E_ref r)/β
+    is the same inequality as E_π r − β·KL(π‖ref) ≥ E_ref r: it holds exactly when the run has
+    not lost ground on its own objective since ref. Checked on a run it is a certificate of
+    that, not a prediction of how far the run will drift.
     Returns the outer bound (max r − E_ref r)/β."""
     r, ref = as_vector("r", r), as_probs("ref", ref, size=np.size(r))
     check_range("beta", beta, 0.0, None, low_inclusive=False)
@@ -122,10 +156,15 @@ def best_of_n(ref, score, n: int) -> np.ndarray:
 
 
 def bon_kl_bound(n: int) -> float:
-    """log n − (n−1)/n nats: the KL(π_n‖ref) of best-of-n when no two responses tie (a
-    continuous score); with ties or a reference that puts much mass on few responses the exact
-    KL (:func:`best_of_n` + ``kl_divergence``) is smaller, and this is an upper bound
-    (Beirami et al. 2024)."""
+    """log n − (n−1)/n nats: the KL(π_n‖ref) of best-of-n when the score's law under ref is
+    atomless (a continuous score: no two draws ever tie), and an upper bound otherwise
+    (Beirami et al. 2024).
+
+    On a finite space it is never attained for n >= 2, even with distinct scores: each response
+    is an atom, the exact KL (:func:`best_of_n` + ``kl_divergence``) lies strictly below the
+    bound and saturates at −log P_ref(top score level) as n → ∞ (best-of-n then returns the
+    argmax), while the bound grows like log n. Ties and a reference that puts much mass on few
+    responses make the gap larger. ``tests/test_theory_rigour.py`` checks all three."""
     check_int("n", n, 1)
     return math.log(n) - (n - 1) / n
 
@@ -324,3 +363,92 @@ def family_frontiers(problem: MisspecifiedProblem, coefs=None, ns=None):
                          "length": float(pi @ problem.space.lengths),
                          "entropy": entropy(pi)})  # fmt: skip
     return pd.DataFrame(rows)
+
+
+GOODHART_FAMILIES = ("kl", "maxent", "combined")
+
+
+def _family_base(problem: MisspecifiedProblem, family: str) -> tuple[np.ndarray, float]:
+    """(log base, c): the family is π_s ∝ base·exp(s·proxy), s = c/coefficient."""
+    check_choice("family", family, GOODHART_FAMILIES)
+    log_ref = np.log(problem.ref)
+    return {"kl": (log_ref, 1.0), "maxent": (np.zeros_like(log_ref), 1.0),
+            "combined": (0.5 * log_ref, 0.5)}[family]  # fmt: skip
+
+
+def goodhart_slope(pi, gold, proxy) -> float:
+    """Cov_π(gold, proxy) = E_π[gold·proxy] − E_π[gold]·E_π[proxy] (reward units²).
+
+    The exact Goodhart criterion (chapter 07): along any exponential family
+    π_s ∝ base·exp(s·proxy) — the KL family (base π_SFT, s = 1/β), the MaxEnt family (base 1,
+    s = 1/α), entropy + KL with α = β = t (base √π_SFT, s = 1/(2t)) —
+
+        d E_{π_s}[gold] / ds = Cov_{π_s}(gold, proxy),
+
+    because d log π_s(y)/ds = proxy(y) − E_{π_s}[proxy]. So gold rises with optimisation
+    pressure s while gold and proxy covary positively under the current policy, and peaks
+    exactly where that covariance changes sign (:func:`goodhart_peak`). Args: pi, gold, proxy,
+    shape (n,)."""
+    pi = as_probs("pi", pi)
+    gold = as_vector("gold", gold, size=pi.size)
+    proxy = as_vector("proxy", proxy, size=pi.size)
+    return float(pi @ (gold * proxy) - (pi @ gold) * (pi @ proxy))
+
+
+def goodhart_policy(problem: MisspecifiedProblem, family: str, s: float) -> np.ndarray:
+    """π_s ∝ base·exp(s·proxy) of :func:`goodhart_slope`, s >= 0 (s = 0 is the base)."""
+    log_base, _ = _family_base(problem, family)
+    check_range("s", s, 0.0, None)
+    z = log_base + s * problem.proxy
+    return np.exp(z - logsumexp(z))
+
+
+@dataclass(frozen=True)
+class GoodhartPeak:
+    """Where gold peaks along a family (:func:`goodhart_peak`).
+
+    Attributes:
+        family: ``"kl"``, ``"maxent"`` or ``"combined"``.
+        s: optimisation pressure at the peak (1/β, 1/α or 1/(2t)).
+        coef: the family's coefficient there (β, α or t).
+        gold: E_π[gold] at the peak (reward units).
+        interior: True when the peak is a sign change of Cov(gold, proxy) inside the searched
+            range, False when gold is monotone there and the peak is an end of the range.
+    """
+
+    family: str
+    s: float
+    coef: float
+    gold: float
+    interior: bool
+
+
+def goodhart_peak(problem: MisspecifiedProblem, family: str, *, coef_min: float = 1e-2,
+                  coef_max: float = 1e2, n_grid: int = 400) -> GoodhartPeak:  # fmt: skip
+    """The gold maximum along a family as a root of :func:`goodhart_slope`.
+
+    Brackets the sign changes + → − of Cov_{π_s}(gold, proxy) on a log grid of ``n_grid``
+    pressures s between the coefficients ``coef_max`` and ``coef_min`` and solves each by
+    Brent's method (xtol 1e-13); the peak is the best of these roots and the two ends. No
+    search over gold itself: the test checks it against the grid argmax of gold."""
+    from scipy.optimize import brentq
+
+    _, c = _family_base(problem, family)
+    check_range("coef_min", coef_min, 0.0, None, low_inclusive=False)
+    check_range("coef_max", coef_max, coef_min, None, low_inclusive=False)
+    check_int("n_grid", n_grid, 3)
+
+    def slope(s: float) -> float:
+        return goodhart_slope(goodhart_policy(problem, family, s), problem.gold, problem.proxy)
+
+    def gold(s: float) -> float:
+        return float(goodhart_policy(problem, family, s) @ problem.gold)
+
+    grid = np.geomspace(c / coef_max, c / coef_min, n_grid)
+    slopes = np.array([slope(s) for s in grid])
+    roots = [brentq(slope, grid[i], grid[i + 1], xtol=1e-13)
+             for i in np.nonzero((slopes[:-1] > 0) & (slopes[1:] <= 0))[0]]  # fmt: skip
+    candidates = [(gold(s), s, True) for s in roots]
+    candidates += [(gold(grid[0]), grid[0], False), (gold(grid[-1]), grid[-1], False)]
+    g, s, interior = max(candidates)
+    return GoodhartPeak(family, float(s), float(c / s), g, interior)

@@ -214,3 +214,65 @@ def truncated_share(vocab_size: int, max_len: int) -> float:
     log_c = np.log(vocab_size - 1)
     logs = np.array([(n - 1) * log_c for n in range(1, max_len + 1)] + [max_len * log_c])
     return float(np.exp(logs[-1] - logsumexp(logs)))
+
+
+LIMIT_BONUSES = ("sequence", "length", "token_averaged")
+
+
+def large_alpha_no_eos_share(vocab_size: int, max_len: int, bonus: str) -> float:
+    """The no-EOS share of the α → ∞ optimum under three entropy bonuses (chapter 03), for any
+    bounded reward: where each bonus pulls when it dominates. Closed forms, no enumeration:
+
+    * ``"sequence"``: E r + α·H(π) → the uniform law over responses, :func:`truncated_share`;
+    * ``"length"``: E r + α·H(π) − α·log V·E|y| = E r − α·KL(π‖U_tok) + const → the
+      token-uniform U_tok(y) = V^(−|y|): no EOS in L draws, ((V−1)/V)^L;
+    * ``"token_averaged"``: E r − α·E[log π(y)/|y|] → π(y) = exp(−1 − λ|y|), λ fixed by
+      normalisation (the stationarity condition of chapter 02's length-normalised optimum with
+      r/α → 0): the share (V−1)^L·exp(−1 − λL).
+
+    At V ≫ L all three sit near the cap: neither the length cost nor the token average removes
+    the attractor in this limit, they only lower it (0.99, 0.83 and 0.88 at V = 84, L = 16).
+    """
+    from scipy.optimize import brentq
+
+    check_type("vocab_size", vocab_size, int)
+    check_range("vocab_size", vocab_size, 2, None)
+    check_type("max_len", max_len, int)
+    check_range("max_len", max_len, 1, None)
+    if bonus not in LIMIT_BONUSES:
+        raise ValueError(f"bonus must be one of {LIMIT_BONUSES}, got {bonus!r}")
+    if bonus == "sequence":
+        return truncated_share(vocab_size, max_len)
+    if bonus == "length":
+        return float(((vocab_size - 1) / vocab_size) ** max_len)
+    log_c = np.log(vocab_size - 1)
+    n = np.arange(1, max_len + 1)
+    log_counts = np.r_[(n - 1) * log_c, max_len * log_c]  # n tokens ending in EOS, then no-EOS
+    lengths = np.r_[n, max_len]
+
+    def log_mass(lam: float) -> float:  # falls strictly in lam
+        return float(logsumexp(log_counts - 1.0 - lam * lengths))
+
+    lo, hi = -1.0, max_len * log_c + 1.0
+    while log_mass(lo) < 0:
+        lo *= 2.0
+    lam = brentq(log_mass, lo, hi, xtol=1e-14)
+    return float(np.exp(log_counts[-1] - 1.0 - lam * max_len))
+
+
+def runaway_temperature(token_cost: float, vocab_size: int) -> float:
+    """α* = c / log(V − 1): the temperature at which a sequence-level entropy bonus starts to buy
+    length against a reward that charges c per token (chapter 03, §4; reward units per nat).
+
+    Among responses that share a prefix, there are V − 1 times as many with one more content
+    token, each paying c more, so under π ∝ exp(r/α) each extra token multiplies the mass of a
+    length by (V − 1)·exp(−c/α): below α* the length law decays, at α* it is flat (up to the
+    cap, which holds V times more again: truncated responses need no EOS), above α* it grows
+    towards the cap. A prediction for a run with bonus α: length runs away iff α·log(V − 1)
+    exceeds the reward's per-token charge c. A reward that pays for length (c <= 0) gives 0:
+    every bonus runs away.
+    """
+    check_range("token_cost", token_cost, None, None)
+    check_type("vocab_size", vocab_size, int)
+    check_range("vocab_size", vocab_size, 3, None)
+    return float(max(token_cost, 0.0) / np.log(vocab_size - 1))
