@@ -38,7 +38,9 @@ SEED = 0  # seeds Python, NumPy and torch, and the testbed build
 DEVICE = "auto"  # "auto" (CUDA if present), "cpu" or "cuda"
 PRESET = "tiny"  # testbed preset: "tiny" (the book's) or "smoke"
 N_TESTBED_SEEDS = 3  # testbeds in the seed table, seeds from SEED up; at least 2
-WORKERS = "auto"  # parallel build processes, "auto" for one per core (the first builds go side by side)
+WORKERS = (
+    "auto"  # parallel build processes, "auto" for one per core (the first builds go side by side)
+)
 
 # %% [markdown]
 # The next cell only does something in Colab: it installs this book's package (keeping Colab's
@@ -63,7 +65,7 @@ import torch
 from IPython.display import Markdown, display
 
 import rlhf_nb
-from rlhf_nb import stats, testbed
+from rlhf_nb import stats
 from rlhf_nb.chapters import ch04
 from rlhf_nb.runs.pool import resolve_workers
 from rlhf_nb.testbed.task import COMPONENTS, GoldWeights
@@ -72,8 +74,10 @@ from rlhf_nb.viz import plotting, widgets
 ctx = rlhf_nb.setup(seed=SEED, device=DEVICE, smoke=SMOKE)
 p = ch04.Params.from_globals(globals())  # checks every parameter before any work starts
 preset, workers = p.tb_preset, 1 if SMOKE else resolve_workers(WORKERS)
-print(f"device={ctx.device}  seed={ctx.seed}  smoke={ctx.smoke}  preset={preset}  "
-      f"workers={workers} (of {resolve_workers('auto')} cores)")
+print(
+    f"device={ctx.device}  seed={ctx.seed}  smoke={ctx.smoke}  preset={preset}  "
+    f"workers={workers} (of {resolve_workers('auto')} cores)"
+)
 
 # %% [markdown]
 # ## Building the testbed
@@ -375,9 +379,7 @@ spot[["response", "gold", "proxy", "coverage", "repetition", "truncation"]].roun
 # %%
 tb_seeds = [SEED + i for i in range(2 if SMOKE else N_TESTBED_SEEDS)]  # SMOKE: 2 builds
 t0 = time.perf_counter()
-seed_tab = ch04.seed_table(
-    preset, tb_seeds, workers=workers, cache_dir=ctx.cache_dir
-)
+seed_tab = ch04.seed_table(preset, tb_seeds, workers=workers, cache_dir=ctx.cache_dir)
 print(f"{len(tb_seeds)} testbeds ready in {time.perf_counter() - t0:.0f} s")
 band = {c: stats.Stat.of(seed_tab[c]) for c in seed_tab.columns}
 summary = pd.DataFrame(

@@ -480,7 +480,10 @@ for frame, (lr, group) in zip(fig_gold.frames, lr_sweep.items(), strict=True):
     assert float(frame.name) == lr, (frame.name, lr)  # the slider's label is the frame's name
     assert [t.name for t in frame.data] == [run_plots.run_label(r) for r in group], frame.name
 assert all(g.n == len(run_seeds) for g in seeded.values())
-assert all(r.status == "finished" for r in grpo_runs) and len(grpo_runs[0].history) == c05["grpo"][0].steps
+assert (
+    all(r.status == "finished" for r in grpo_runs)
+    and len(grpo_runs[0].history) == c05["grpo"][0].steps
+)
 
 
 if not SMOKE:

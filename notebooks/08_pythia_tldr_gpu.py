@@ -78,8 +78,8 @@ import rlhf_nb
 from rlhf_nb.methods.online import OnlineConfig
 from rlhf_nb.runs import get_runs, kind_of
 from rlhf_nb.runs.cache import run_path
-from rlhf_nb.testbed import real, standin, tldr
 from rlhf_nb.stats import summary_table
+from rlhf_nb.testbed import real, standin, tldr
 from rlhf_nb.viz import run_plots
 
 rlhf_nb.check_choice("PRESET", PRESET, tldr.TLDR_PRESETS)

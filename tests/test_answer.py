@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rlhf_nb.chapters import claims, ch09 as twobytwo
+from rlhf_nb.chapters import ch09 as twobytwo
+from rlhf_nb.chapters import claims
 from rlhf_nb.methods.offline import OfflineConfig
 from rlhf_nb.methods.online_config import OnlineConfig
 from rlhf_nb.methods.online_simpo import OnlineSimPOConfig

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from rlhf_nb import testbed
-from rlhf_nb.theory.frontier import bon_kl_bound
 from rlhf_nb.methods.best_of_n import bon_frontier, order_weights
+from rlhf_nb.theory.frontier import bon_kl_bound
 
 
 def test_order_weights_equal_enumerating_every_subset():

@@ -14,10 +14,10 @@ import pytest
 import torch
 
 from rlhf_nb import testbed, train
-from rlhf_nb.sampling import sequence_logps
-from rlhf_nb.theory import losses
 from rlhf_nb.methods import offline
 from rlhf_nb.methods.offline import OfflineConfig
+from rlhf_nb.sampling import sequence_logps
+from rlhf_nb.theory import losses
 from rlhf_nb.viz import live
 
 N = 12  # pairs in the compared batch

@@ -9,11 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rlhf_nb.theory import exact, frontier
 from rlhf_nb.chapters import ch07 as overopt
 from rlhf_nb.methods.online_config import OnlineConfig
 from rlhf_nb.runs.record import COLUMNS, Run
 from rlhf_nb.runs.seeds import SeedRuns
+from rlhf_nb.theory import exact, frontier
 
 
 @pytest.fixture(scope="module")

@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 
 from rlhf_nb.runs import cache as runs
-from rlhf_nb.runs.record import COLUMNS, Run
 from rlhf_nb.runs.cache import cached_run, config_key, load_run, save_run
+from rlhf_nb.runs.record import COLUMNS, Run
 
 
 @dataclass

@@ -3,8 +3,8 @@ real size on every `make test`.
 
 A MaxEnt run (sequence-level entropy bonus α = 0.05, no anchor) and a KL-regularised run (β = 0.2)
 train from the smoke testbed's SFT policy on its learned proxy, at two seeds, and
-:func:`rlhf_nb.chapters.ch05.central_contrast` asserts the seed-robust facts seed by seed: the MaxEnt
-run's gold ends far below its peak with several times the anchored run's KL, and the anchored
+:func:`rlhf_nb.chapters.ch05.central_contrast` asserts the seed-robust facts seed by seed: the
+MaxEnt run's gold ends far below its peak with several times the anchored run's KL, and the anchored
 run ends near its best. The negative case removes the anchor (β = 0) and checks that the same
 statements then fail, so the test can tell the two regimes apart.
 
@@ -21,10 +21,10 @@ from __future__ import annotations
 
 import pytest
 
-from rlhf_nb.testbed.presets import PRESETS
 from rlhf_nb.chapters import ch05 as sweep
-from rlhf_nb.runs import get_runs
 from rlhf_nb.methods.online_config import OnlineConfig
+from rlhf_nb.runs import get_runs
+from rlhf_nb.testbed.presets import PRESETS
 
 SEEDS = (0, 1)
 SIZE = dict(lr=1e-3, steps=60, prompts_per_step=16, eval_interval=60, n_eval_prompts=16)

@@ -11,8 +11,8 @@ from scipy import stats as sps
 
 from rlhf_nb import runs as train
 from rlhf_nb import stats as seeds
-from rlhf_nb.runs import SeedRuns, with_seeds
 from rlhf_nb.methods.online_config import OnlineConfig
+from rlhf_nb.runs import SeedRuns, with_seeds
 from rlhf_nb.runs.record import COLUMNS, Run
 from rlhf_nb.viz import run_plots
 

@@ -9,10 +9,10 @@ import random
 import pytest
 import torch
 
-from rlhf_nb.sampling import rollout, token_logprobs
-from rlhf_nb.testbed import real, standin, tldr
 from rlhf_nb.methods import offline, online
 from rlhf_nb.runs import train
+from rlhf_nb.sampling import rollout, token_logprobs
+from rlhf_nb.testbed import real, standin, tldr
 
 
 @pytest.fixture(scope="module")

@@ -13,17 +13,17 @@ one per core). Chapter 06 builds its length-biased testbeds with :func:`build_al
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 import torch
 
-from dataclasses import dataclass
-
 from rlhf_nb import testbed as tb_mod
 from rlhf_nb.core import check_choice, check_int, check_type, default_cache_dir
 from rlhf_nb.runs.pool import parallel_map
 from rlhf_nb.testbed.presets import cache_key, resolve_preset
+
 
 @dataclass(frozen=True)
 class Params:

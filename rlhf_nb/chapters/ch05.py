@@ -18,9 +18,9 @@ import pandas as pd
 
 from rlhf_nb.chapters.params import ChapterParams, check_floats
 from rlhf_nb.core import check_int, check_range
-from rlhf_nb.stats import WINDOW
 from rlhf_nb.methods.grpo import GRPOCheckConfig
 from rlhf_nb.methods.online_config import OnlineConfig
+from rlhf_nb.stats import WINDOW
 
 LR_HI, LR_LO = 3e-4, 1e-4  # "aggressive" and "conservative" for the tiny policy
 STEPS_HI, STEPS_LO = 200, 600  # the conservative rate needs a 3x longer run to collapse
@@ -117,7 +117,10 @@ def grid(
         alphas, alphas_lo, betas = p.alphas, p.alphas_lo, p.betas
         lr_hi, lr_lo, steps_hi, steps_lo = p.lr_hi, p.lr_lo, p.steps_hi, p.steps_lo
         seed, smoke = p.seed, p.smoke
-    alphas, alphas_lo = check_floats("ALPHAS", alphas, 0.0), check_floats("ALPHAS_LO", alphas_lo, 0.0)
+    alphas, alphas_lo = (
+        check_floats("ALPHAS", alphas, 0.0),
+        check_floats("ALPHAS_LO", alphas_lo, 0.0),
+    )
     betas = check_floats("BETAS", betas, 0.0, positive=True)
     for name, values in (("ALPHAS", alphas), ("ALPHAS_LO", alphas_lo)):
         if 0.0 not in values:

@@ -110,8 +110,10 @@ def configs(p: Params, testbed=None) -> dict:
         "gamma_lo": gamma_cfgs[min(gammas)],
         "gamma_hi": gamma_cfgs[max(gammas)],
         "gammas": gamma_cfgs,
-        "betas": {b: OfflineConfig(method="simpo", beta=b, gamma=p.gamma * b / p.beta_simpo, **c)
-                  for b in betas},  # fmt: skip
+        "betas": {
+            b: OfflineConfig(method="simpo", beta=b, gamma=p.gamma * b / p.beta_simpo, **c)
+            for b in betas
+        },  # fmt: skip
     }
     if testbed is not None:
         alpha = p.beta_simpo / mean_length(testbed)

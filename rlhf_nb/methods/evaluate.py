@@ -26,10 +26,10 @@ from collections.abc import Callable
 import pandas as pd
 import torch
 
-from rlhf_nb.sampling import rollout, sequence_logps, token_logprobs_full
-from rlhf_nb.theory import estimators
 from rlhf_nb.methods.preference import preference_metrics
 from rlhf_nb.runs.record import COLUMNS
+from rlhf_nb.sampling import rollout, sequence_logps, token_logprobs_full
+from rlhf_nb.theory import estimators
 
 TRAIN_METRICS = ("loss", "rewards_chosen", "rewards_rejected", "margin", "accuracy")
 HELDOUT = ("heldout_rewards_chosen", "heldout_rewards_rejected", "heldout_margin",

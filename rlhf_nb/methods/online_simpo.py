@@ -31,10 +31,10 @@ from dataclasses import dataclass
 import torch
 
 from rlhf_nb.core import check_type, quiet
-from rlhf_nb.sampling import sequence_logps
 from rlhf_nb.methods.evaluate import TRAIN_METRICS, HistoryWriter
 from rlhf_nb.methods.preference import PreferenceConfig, pair_terms
 from rlhf_nb.runs.record import Run
+from rlhf_nb.sampling import sequence_logps
 
 
 @dataclass

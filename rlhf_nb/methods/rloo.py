@@ -12,8 +12,8 @@ import math
 
 import torch
 
-from rlhf_nb.theory import estimators
 from rlhf_nb.methods.online_config import OnlineConfig
+from rlhf_nb.theory import estimators
 
 
 def shaped_reward(r, seq_logp, k1_seq, alpha: float, beta: float) -> torch.Tensor:

@@ -12,13 +12,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
 import os
 import shutil
 import tempfile
 import warnings
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +24,6 @@ import pandas as pd
 
 from rlhf_nb.core import cache_lock, default_cache_dir
 from rlhf_nb.runs.record import Run
-
-
 
 # Part of every run's cache key: bump it when a change to a training loop alters what it
 # produces for the same config (even by float rounding), so that stale cached runs are not shown.
@@ -196,5 +192,3 @@ def _cached_at(
         if run.status in ("finished", "diverged"):
             save_run(run, path)
     return run
-
-

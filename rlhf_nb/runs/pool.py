@@ -21,7 +21,6 @@ from pathlib import Path
 from rlhf_nb.core import check_int
 from rlhf_nb.runs.cache import run_path
 from rlhf_nb.runs.contract import method_of, run
-from rlhf_nb.runs.record import Run
 from rlhf_nb.runs.seeds import SeedRuns, with_seeds
 
 
@@ -144,8 +143,9 @@ def get_runs(
 
     def done(i: int, sec: float, k: int) -> None:
         if verbose:
+            elapsed = time.perf_counter() - t0
             print(f"  [{k}/{len(todo)}] trained {flat[i].label()} seed {flat[i].seed} in "
-                  f"{sec:.0f} s ({time.perf_counter() - t0:.0f} s elapsed)", flush=True)  # fmt: skip
+                  f"{sec:.0f} s ({elapsed:.0f} s elapsed)", flush=True)  # fmt: skip
 
     if todo and workers > 1 and len(todo) > 1:
         ctx = mp.get_context("spawn")

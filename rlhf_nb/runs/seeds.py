@@ -27,6 +27,7 @@ import pandas as pd
 from rlhf_nb.runs.record import Run
 from rlhf_nb.stats import LEVEL, WINDOW, Stat, _t, summary_table
 
+
 def with_seeds(config: Any, seeds: Sequence[int]) -> list[Any]:
     """``config`` at each seed: ``[dataclasses.replace(config, seed=s) for s in seeds]``."""
     seeds = list(seeds)
