@@ -13,7 +13,8 @@ import warnings
 import pytest
 import torch
 
-from rlhf_nb import testbed, train
+from rlhf_nb import testbed
+from rlhf_nb.runs import get_runs
 from rlhf_nb.methods import offline
 from rlhf_nb.methods.offline import OfflineConfig
 from rlhf_nb.sampling import sequence_logps
@@ -79,7 +80,7 @@ def test_dpo_trainer_optimises_our_loss(tb):
 def test_trainer_runs_and_history_has_the_documented_columns(tb, method, tmp_path):
     cfg = OfflineConfig(method=method, steps=6, eval_interval=3, n_eval_prompts=16,
                         n_heldout_pairs=32, warmup_steps=0)  # fmt: skip
-    run = train.run(tb, cfg, cache_dir=tmp_path)
+    run = get_runs(cfg, testbed=tb, cache_dir=tmp_path, verbose=False)
     h = run.history
     assert run.status == "finished", run.message
     assert h["step"].tolist() == [0, 3, 6]
@@ -94,7 +95,7 @@ def test_trainer_runs_and_history_has_the_documented_columns(tb, method, tmp_pat
     if method == "dpo":  # implicit reward beta log(pi/pi_sft) is 0 for the SFT policy
         assert first["heldout_margin"] == 0 and first["heldout_loss"] == pytest.approx(math.log(2))
     assert set(run.samples) == {0, 3, 6}
-    again = train.run(tb, cfg, cache_dir=tmp_path)  # from the cache: same history
+    again = get_runs(cfg, testbed=tb, cache_dir=tmp_path, verbose=False)  # from the cache: same history
     assert again.policy is None and again.config == cfg
     assert (again.history.fillna(-9).values == h.fillna(-9).values).all()
 

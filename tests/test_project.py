@@ -110,8 +110,8 @@ def test_notation_table_matches_the_config_fields():
 
 
 LAYERS = {  # a module may import its own layer and the layers below it, never one above
-    "core": 0, "notation": 0, "theory": 1, "sampling": 2, "testbed": 3, "train": 4, "viz": 5,
-    "run": 5, "cli": 5, "_site": 6,
+    "core": 0, "notation": 0, "stats": 0, "theory": 1, "sampling": 2, "testbed": 3,
+    "methods": 4, "runs": 4, "chapters": 5, "viz": 5, "run": 6, "cli": 6, "_site": 7,
 }  # fmt: skip
 
 
@@ -138,6 +138,17 @@ def test_package_layers_never_import_upwards():
                 if parts[0] == "rlhf_nb" and len(parts) > 1 and LAYERS[parts[1]] > layer:
                     bad.append(f"{rel} imports {t}")
     assert not bad, bad
+    # within a layer: the chapters never import the figures, the run format never the methods
+    within = {"chapters": "rlhf_nb.viz", "runs/record": "rlhf_nb.methods",
+              "runs/cache": "rlhf_nb.methods", "stats": "rlhf_nb."}  # fmt: skip
+    for path in root.rglob("*.py"):
+        rel = "/".join(path.relative_to(root).with_suffix("").parts)
+        for prefix, banned in within.items():
+            if rel.startswith(prefix):
+                for node in ast.walk(ast.parse(path.read_text())):
+                    names = ([node.module or ""] if isinstance(node, ast.ImportFrom) else
+                             [a.name for a in node.names] if isinstance(node, ast.Import) else [])
+                    assert not any(n.startswith(banned) for n in names), (rel, names)
 
 
 def test_every_subpackage_is_packaged():

@@ -40,7 +40,7 @@ def test_round_trip(tmp_path):
     assert (back.config, back.status, back.message, back.samples) == (
         run.config, run.status, run.message, run.samples,
     )  # fmt: skip
-    assert back.label == "lr=0.001 α=0" and back.final("win_rate") == 2.0
+    assert back.label == "lr=0.001 α=0" and back.final("win_rate", window=1) == 2.0
 
 
 def test_bad_status_is_refused():

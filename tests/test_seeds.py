@@ -53,14 +53,15 @@ def test_band_keeps_the_seeds_that_logged_a_step():
 
 def test_stat_and_summaries_agree_with_the_summary_table():
     g = _group([[0.0, 2.0, 1.0], [0.0, 3.0, 0.0], [0.0, 1.0, 1.0]])
-    s = g.summaries()
+    s = g.summaries(window=1)  # rows as logged, so the values can be checked by hand
     assert list(s.index) == [0, 1, 2]
     assert s["gold_fall"].tolist() == pytest.approx([1.0, 3.0, 0.0])
-    st = g.stat("gold_fall")
+    st = g.stat("gold_fall", window=1)
     assert st.mean == pytest.approx(4 / 3) and st.n == 3 and st.min == 0.0 and st.max == 3.0
     assert st.lo < st.mean < st.hi
     assert "n=3" in str(st)
-    assert g.final("gold").values == (1.0, 0.0, 1.0)
+    assert g.final("gold", window=1).values == (1.0, 0.0, 1.0)
+    assert g.final("gold").values == (1.0, 1.0, 2 / 3)  # the default: the last 10 steps' mean
     assert g.label.endswith("3 seeds")
 
 

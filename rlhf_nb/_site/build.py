@@ -39,14 +39,22 @@ def notebook_sources(pattern: str = "*") -> list[Path]:
 
 
 def execute(
-    source: Path, out_dir: Path, *, smoke: bool, parameters: dict | None = None, timeout: int = 3600
+    source: Path,
+    out_dir: Path,
+    *,
+    smoke: bool,
+    parameters: dict | None = None,
+    timeout: int | None = None,
 ) -> Path:
     """Convert ``source`` (py:percent) to ipynb and execute it with papermill.
 
     Parameters are injected after the cell tagged ``parameters``: ``SMOKE`` plus ``parameters``.
     The notebook runs with ``notebooks/`` as its working directory. Returns the executed path.
     The kernel runs with ``TQDM_DISABLE=1``: progress bars are for live kernels; saved notebooks
-    would keep every redraw.
+    would keep every redraw. ``timeout`` (seconds per cell) is ``None`` by default: a training
+    cell on a slow or loaded machine may take as long as it needs (the smoke tests pass one).
+    Cell outputs are echoed to stdout as they arrive (papermill's ``log_output``), so a chapter's
+    log shows its runs being trained, and :func:`execute_side_by_side` relays them.
     """
     import jupytext
     import nbformat
@@ -71,6 +79,7 @@ def execute(
             kernel_name=KERNEL,
             cwd=str(NOTEBOOKS),
             progress_bar=False,
+            log_output=True,
             execution_timeout=timeout,
         )
     src_ipynb.unlink()
@@ -234,6 +243,7 @@ def execute_side_by_side(
     logs = out / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     waiting, running, t_all = list(sources), {}, time.perf_counter()
+    failed: list[tuple[Path, int]] = []
     extra = (["--smoke"] if smoke else []) + [a for p in params for a in ("-p", p)]
     while waiting or running:
         while waiting and len(running) < jobs:
@@ -242,26 +252,71 @@ def execute_side_by_side(
                    "--only", src.stem, *extra]  # fmt: skip
             log = open(logs / f"{src.stem}.log", "w")  # noqa: SIM115 - closed when it ends
             proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
-            running[src] = (proc, log, time.perf_counter())
+            running[src] = (proc, log, time.perf_counter(), 0)
             print(f"executing {src.name} (log: {logs / (src.stem + '.log')}) ...", flush=True)
         time.sleep(0.5)
-        for src, (proc, log, t0) in list(running.items()):
+        for src, (proc, log, t0, seen) in list(running.items()):
+            seen = _relay_progress(src, logs / f"{src.stem}.log", seen, t0)
+            running[src] = (proc, log, t0, seen)
             if proc.poll() is None:
                 continue
             log.close()
             del running[src]
-            if proc.returncode != 0:
-                for other, olog, _ in running.values():
-                    other.terminate()
-                    other.wait()
-                    olog.close()
-                tail = (logs / f"{src.stem}.log").read_text()[-6000:]
-                print(f"FAILED {src.name} (exit {proc.returncode}); its log ends:\n{tail}",
-                      flush=True)  # fmt: skip
-                return proc.returncode
+            if proc.returncode != 0:  # keep going: the other chapters' work is not lost
+                failed.append((src, proc.returncode))
+                print(
+                    f"FAILED {src.name} (exit {proc.returncode}) after "
+                    f"{time.perf_counter() - t0:.0f} s; continuing with the others",
+                    flush=True,
+                )
+                continue
             print(f"  {src.name} done in {time.perf_counter() - t0:.1f} s", flush=True)
-    print(f"all {len(sources)} chapters executed in {time.perf_counter() - t_all:.1f} s")
+    total = time.perf_counter() - t_all
+    if failed:
+        for src, code in failed:
+            tail = (logs / f"{src.stem}.log").read_text()[-4000:]
+            print(f"\n===== {src.name} FAILED (exit {code}); its log ends:\n{tail}", flush=True)
+        print(f"{len(failed)} of {len(sources)} chapters failed ({total:.1f} s): "
+              f"{', '.join(s.name for s, _ in failed)}", flush=True)  # fmt: skip
+        return failed[0][1]
+    print(f"all {len(sources)} chapters executed in {total:.1f} s")
     return 0
+
+
+def _relay_progress(src: Path, log: Path, seen: int, t0: float) -> int:
+    """Print the lines of a chapter's log past byte ``seen`` that report training progress
+    (``get_runs``' "[k/n] trained ..." and "... runs trained in ..." lines), prefixed with the
+    chapter and its elapsed time; returns the new offset."""
+    try:
+        with open(log, "rb") as f:
+            f.seek(seen)
+            chunk = f.read()
+    except OSError:
+        return seen
+    end = chunk.rfind(b"\n") + 1  # complete lines only
+    for line in chunk[:end].decode(errors="replace").splitlines():
+        if "] trained " in line or " runs trained in " in line:
+            print(f"  {src.stem[:2]} +{time.perf_counter() - t0:.0f}s {line.strip()}", flush=True)
+    return seen + end
+
+
+def _show_progress() -> None:
+    """Echo the training-progress lines of the executing notebook (``get_runs``' "[k/n] trained
+    ..." lines, which papermill's ``log_output`` sends to its logger) to stdout, and nothing
+    else of its cell outputs."""
+    import logging
+
+    class Progress(logging.Filter):
+        def filter(self, record) -> bool:
+            msg = record.getMessage()
+            return "] trained " in msg or " runs trained in " in msg
+
+    handler = logging.StreamHandler(sys.stdout)
+    handler.addFilter(Progress())
+    handler.setFormatter(logging.Formatter("    %(message)s"))
+    logger = logging.getLogger("papermill")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
 
 
 def _record_time(out: Path, stem: str, seconds: float, params: list[str]) -> None:
@@ -315,17 +370,26 @@ def main(argv: list[str] | None = None) -> int:
             ap.error(f"--jobs must be >= 1, got {args.jobs}")
         if args.jobs > 1 and len(sources) > 1:
             return execute_side_by_side(sources, args.out, args.jobs, args.smoke, args.param)
-        for src in sources:
+        _show_progress()
+        failed = []
+        for src in sources:  # like make -k: a failing chapter does not stop the next ones
             t0 = time.perf_counter()
             print(f"executing {src.name} (smoke={args.smoke}, {params or 'defaults'}) ...",
                   flush=True)  # fmt: skip
-            execute(src, args.out, smoke=args.smoke, parameters=params)
+            try:
+                execute(src, args.out, smoke=args.smoke, parameters=params)
+            except Exception as exc:  # noqa: BLE001 - reported below, with the others
+                failed.append((src, exc))
+                print(f"  FAILED after {time.perf_counter() - t0:.1f} s", flush=True)
+                continue
             seconds = time.perf_counter() - t0
             print(f"  done in {seconds:.1f} s", flush=True)
             _record_time(
                 args.out, src.stem, seconds, args.param + (["SMOKE=True"] if args.smoke else [])
             )
-        return 0
+        for src, exc in failed:
+            print(f"\n===== {src.name} FAILED:\n{str(exc)[-4000:]}", flush=True)
+        return 1 if failed else 0
     if args.cmd == "results":
         text = results.render(args.executed, [p.stem for p in notebook_sources()])
         (args.executed / "results.md").write_text(text)

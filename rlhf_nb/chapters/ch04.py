@@ -21,7 +21,7 @@ import torch
 
 from rlhf_nb import testbed as tb_mod
 from rlhf_nb.core import check_choice, check_int, check_type, default_cache_dir
-from rlhf_nb.runs.pool import parallel_map
+from rlhf_nb.runs.pool import parallel_map, resolve_workers
 from rlhf_nb.testbed.presets import cache_key, resolve_preset
 
 
@@ -131,6 +131,7 @@ def _build_in_pool(preset: str, specs: list[tuple[int, dict]], workers, cache_di
     """Build the testbeds ``specs`` (``(seed, overrides)`` pairs) that are not cached yet,
     ``workers`` at a time in spawned processes (none spawned when at most one is missing), then
     load and return all of them in order."""
+    workers = resolve_workers(workers)  # a bad value fails here, before any build
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     built = [
         (root / "testbed" / cache_key(resolve_preset(preset, **o), s)).exists() for s, o in specs
