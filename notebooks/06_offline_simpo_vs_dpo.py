@@ -75,8 +75,7 @@ from IPython.display import Markdown, display
 
 import rlhf_nb
 from rlhf_nb import stats, testbed
-from rlhf_nb.chapters import ch04, ch06
-from rlhf_nb.runs import get_runs
+from rlhf_nb.chapters import ch06
 from rlhf_nb.stats import summary_table
 from rlhf_nb.testbed.task import GoldWeights
 from rlhf_nb.viz import live, plotting, run_plots
@@ -244,63 +243,23 @@ print(
 # same amount lowers both averages equally. Runs on a testbed per bias:
 
 # %%
-bias_overrides = (
-    dict(n_sft_docs=800, n_pref_prompts=600, sft_steps=250, rm_steps=40, n_eval_prompts=64)
-    if SMOKE
-    else {}
-)  # SMOKE: smaller builds, so the biased testbeds cost seconds (their SFT differs from part 1)
-bias_runs = {"neutral": (dpo_run, simpo_run)}
 t0 = time.perf_counter()
-variants = {bias: dict(length_bias=bias, **bias_overrides) for bias in ("short", "long")}
-ch04.build_all(  # the two biased testbeds, built side by side (minutes each)
-    preset, list(variants.values()), seed=SEED, workers=p.workers, cache_dir=ctx.cache_dir
-)
-for bias, overrides in variants.items():
-    bias_runs[bias] = tuple(get_runs(
-        [cfg["dpo"], cfg["simpo"]], preset=preset, testbed_seed=SEED, testbed_overrides=overrides,
-        workers=p.workers, cache_dir=ctx.cache_dir, verbose=False,
-    ))  # fmt: skip
+bias_runs = ch06.get_bias_runs(p, (dpo_run, simpo_run), cache_dir=ctx.cache_dir)
 print(f"part 2: {time.perf_counter() - t0:.1f} s (testbed builds and runs, or cache loads); "
       f"length preference ±{GoldWeights().length:g} gold per word, one seed per bias")  # fmt: skip
-bias_table = ch06.bias_table({b: bias_runs[b] for b in ("short", "neutral", "long")})
+bias_table = ch06.bias_table(bias_runs)
 bias_table.round(3)
 
 # %%
-gap = {
-    b: bias_table.loc[(b, "dpo"), "Δ gold"] - bias_table.loc[(b, "simpo"), "Δ gold"]
-    for b in ("short", "neutral", "long")
-}
+bias = ch06.bias_gaps(bias_table, d_dpo, d_simpo)
+gap, gap_sd, len_sd, lengths = bias["gap"], bias["gap_sd"], bias["len_sd"], bias["lengths"]
 plotting.static_figure(
-    [
-        go.Bar(
-            name=m.upper() if m == "dpo" else "SimPO",
-            x=list(gap),
-            y=[bias_table.loc[(b, m), "Δ gold"] for b in gap],
-        )
-        for m in ("dpo", "simpo")
-    ],  # fmt: skip
+    [go.Bar(name="DPO" if m == "dpo" else "SimPO", x=list(gap),
+            y=[bias_table.loc[(b, m), "Δ gold"] for b in gap]) for m in ("dpo", "simpo")],
     title="Gold improvement over the SFT policy, by the gold reward's length preference",
-    xaxis_title="gold prefers",
-    yaxis_title="Δ gold (end − SFT)",
-).show()
-# seed noise of a one-seed DPO − SimPO gap, from the neutral setting's seeds
-gap_sd = float(np.std(d_dpo["Δ gold"].values - d_simpo["Δ gold"].values, ddof=1))
-len_sd = max(float(d_dpo["length end"].std()), float(d_simpo["length end"].std()))
-for b, g in gap.items():
-    print(f"gold prefers {b:7s}: DPO − SimPO Δgold = {g:+.2f} "
-          f"({abs(g) / gap_sd:.1f} seed SDs of the neutral gap, SD {gap_sd:.2f})")  # fmt: skip
-spread = max(gap.values()) - min(gap.values())
-print(
-    f"the gaps span {spread:.2f} = {spread / gap_sd:.1f} seed SDs: "
-    + ("more than run-seed noise explains" if spread > 3 * gap_sd else "within seed noise")
-)
-largest, smallest = max(gap, key=gap.get), min(gap, key=gap.get)
-print(f"the gap is largest when the gold prefers {largest} summaries and smallest when it "
-      f"prefers {smallest}; the length-exploit reading of chapter 02 (DPO's summed log-ratio "
-      f"can buy margin with length) predicts the largest gap under 'short': "
-      + ("consistent" if largest == "short" else "not what these runs show"))  # fmt: skip
-lengths = bias_table["length end"].unstack("method").loc[["short", "neutral", "long"]]
-print(f"final length (tokens; seed SD at neutral {len_sd:.2f}):\n" + lengths.round(2).to_string())
+    xaxis_title="gold prefers", yaxis_title="Δ gold (end − SFT)",
+).show()  # fmt: skip
+print("\n".join(bias["lines"]))
 
 # %% [markdown]
 # **What the runs found** (one seed per bias, read against the neutral setting's seed spread
@@ -332,11 +291,9 @@ run_plots.band_figure(
 ).show()  # fmt: skip
 
 
-common_step = min(int(r.history.step.max()) for r in (dpo_run, simpo_run, maxent_run))
-kl_common = {
-    name: stats.Stat.of([r.value_at("kl_k1", common_step) for r in g.runs])
-    for name, g in (("DPO", dpo_seeds), ("SimPO", simpo_seeds), ("online MaxEnt", maxent_seeds))
-}
+common_step, kl_common = ch06.kl_at_common_step(
+    {"DPO": dpo_seeds, "SimPO": simpo_seeds, "online MaxEnt": maxent_seeds}
+)
 for k, v in kl_common.items():
     print(f"KL to SFT at step {common_step}: {v.fmt()} nats/seq  {k}")
 offline_max = np.maximum.reduce([  # floored at 1e-3 nats: a SMOKE run can end before the
@@ -371,20 +328,15 @@ run_plots.band_figure(
     title="SimPO offline vs online, and online MaxEnt (mean and 95% band over seeds)",
 ).show()  # fmt: skip
 d_osimpo = osimpo_seeds.deltas()
-d_osimpo["proxy end"] = osimpo_seeds.summaries()["proxy_final"]
-d_osimpo["gold peak step"] = osimpo_seeds.summaries()["peak_step"]
-d_simpo["proxy end"] = simpo_seeds.summaries()["proxy_final"]
 st["osimpo"] = {c: stats.Stat.of(d_osimpo[c]) for c in d_osimpo}
-st["simpo"]["proxy end"] = stats.Stat.of(d_simpo["proxy end"])
 kl_ratio_osimpo = stats.Stat.of(d_osimpo["KL end"].values / d_simpo["KL end"].values)
-sft = dpo_run.history.iloc[0]  # step 0 of every run is the SFT policy itself
 print(
     f"offline SimPO: Δ gold {st['simpo']['Δ gold'].fmt()}, proxy → "
     f"{st['simpo']['proxy end'].fmt()}, KL {st['simpo']['KL end'].fmt()}\n"
     f"online SimPO:  Δ gold {st['osimpo']['Δ gold'].fmt()}, proxy → "
     f"{st['osimpo']['proxy end'].fmt()}, KL {st['osimpo']['KL end'].fmt()} "
     f"(×{kl_ratio_osimpo.fmt(1)} the offline KL, seed by seed)\n"
-    f"online SimPO's gold peaks at step {st['osimpo']['gold peak step'].fmt(0)}; online MaxEnt's "
+    f"online SimPO's gold peaks at step {st['osimpo']['peak step'].fmt(0)}; online MaxEnt's "
     f"KL at step {common_step} is {kl_common['online MaxEnt'].fmt(1)}"
 )
 
@@ -429,30 +381,11 @@ sweep_table = ch06.sweep_table([*got["gammas"].values(), *got["betas"].values()]
 sweep_table.round(3)
 
 # %%
-g_sweep = sweep_table.loc[BETA_SIMPO]
 gold_sd = float(d_simpo["gold end"].std())  # seed SD of one run's final gold (default setting)
-gamma_ends = {
-    name: stats.Stat.of([r.final(col) for r in g.runs])
-    for col in ("gold", "heldout_weight", "length", "kl_k1")
-    for name, g in ((f"{col}@γ={min(gammas):g}", g_lo_seeds), (f"{col}@γ={max(gammas):g}", g_hi_seeds))
-}  # fmt: skip
-gamma_gold_gap = stats.differ(
-    [r.final("gold") for r in g_hi_seeds.runs], [r.final("gold") for r in g_lo_seeds.runs]
+gamma_gold_gap, lines = ch06.gamma_report(
+    sweep_table, BETA_SIMPO, g_lo_seeds, g_hi_seeds, got["betas"], gold_sd
 )
-print(
-    "γ:      " + "  ".join(f"{g:5.1f}" for g in g_sweep.index) + "\n"
-    "gold:   " + "  ".join(f"{v:5.2f}" for v in g_sweep["gold end"]) + "\n"
-    "weight: " + "  ".join(f"{v:5.2f}" for v in g_sweep["held-out weight end"]) + "\n"
-    "length: " + "  ".join(f"{v:5.2f}" for v in g_sweep["length end"])
-)
-rho_g = pd.Series(g_sweep["gold end"].values).corr(pd.Series(g_sweep.index), method="spearman")
-print(f"one seed per γ: Spearman(γ, final gold) = {rho_g:+.2f}; one run's seed SD {gold_sd:.2f}")
-print(f"over {len(run_seeds)} seeds, final gold at γ = {max(gammas):g} minus at γ = "
-      f"{min(gammas):g}: {gamma_gold_gap}")  # fmt: skip
-beta_gold = {b: runs_[0].final("gold") for b, runs_ in beta_runs.items()}
-b_gap = beta_gold[min(betas)] - beta_gold[max(betas)]
-print(f"β sweep (one seed per β): final gold at β = {min(betas):g} minus at β = {max(betas):g} "
-      f"= {b_gap:+.2f} ({abs(b_gap) / gold_sd:.1f} seed SDs of one run)")  # fmt: skip
+print("\n".join(lines))
 
 # %% [markdown]
 # **What the runs found.** The printout above says, in numbers, whether a larger γ raises the
@@ -500,7 +433,6 @@ run_plots.band_figure(
     title=f"Averaged (SimPO, γ=0) vs summed log-probs (α = β/L̄ = {alpha_sum:.2f}), over seeds",
 ).show()  # fmt: skip
 d_sum, d_avg = sum_seeds.deltas(), avg0_seeds.deltas()
-d_sum["peak step"] = sum_seeds.summaries()["peak_step"]
 st["sum"] = {c: stats.Stat.of(d_sum[c]) for c in d_sum}
 st["avg0"] = {c: stats.Stat.of(d_avg[c]) for c in d_avg}
 for name, k in ((f"summed (α = {alpha_sum:.3f})", "sum"), ("averaged (γ = 0)", "avg0")):
@@ -554,60 +486,44 @@ assert len({r.config.seed for r in dpo_seeds.runs}) == len(run_seeds)
 # 3a: offline KL stays below the online MaxEnt run's at the same step count, every seed
 assert (kl_ratio_online.min > 1) or SMOKE, kl_ratio_online
 if not SMOKE:
-    # 1: DPO gains more gold than SimPO, at a larger KL; DPO sharpens, SimPO keeps the entropy
-    stats.holds(
-        "DPO Δgold − SimPO Δgold", d_dpo["Δ gold"].values - d_simpo["Δ gold"].values, ">", 0.1
-    )
-    stats.holds("DPO Δgold", d_dpo["Δ gold"], ">", 0.1)
-    stats.holds("DPO KL − SimPO KL", d_dpo["KL end"].values - d_simpo["KL end"].values, ">", 0.0)
-    stats.holds("DPO entropy end / SFT", d_dpo["entropy end"] / d_dpo["entropy SFT"], "<", 0.8)
-    stats.holds(
-        "SimPO entropy end / SFT", d_simpo["entropy end"] / d_simpo["entropy SFT"], ">", 0.8
-    )
     # SimPO's training margin grows by more than its held-out margin: a generalisation gap
-    gen_gap = [
-        (r.final("margin") - r.history.margin.dropna().iloc[0])
-        - (r.history.heldout_margin.iloc[-1] - r.history.heldout_margin.iloc[0])
-        for r in simpo_seeds.runs
-    ]
-    stats.holds("SimPO margin gain, training − held-out", gen_gap, ">", 0)
+    gen_gap = [(r.final("margin") - r.history.margin.dropna().iloc[0])
+               - (r.final("heldout_margin") - r.history.heldout_margin.iloc[0])
+               for r in simpo_seeds.runs]  # fmt: skip
+    me_kl = np.array([r.value_at("kl_k1", common_step) for r in maxent_seeds.runs])
+    gamma_gain = np.subtract(g_hi_seeds.final("gold").values, g_lo_seeds.final("gold").values)
+    d = {"dpo": d_dpo, "simpo": d_simpo, "osimpo": d_osimpo, "sum": d_sum, "avg": d_avg}
+    checks = [  # (statement, one value per seed, side, threshold, judge the margin on a log scale)
+        # 1: DPO gains more gold than SimPO, at a larger KL; DPO sharpens, SimPO keeps the entropy
+        ("DPO Δgold − SimPO Δgold", d["dpo"]["Δ gold"] - d["simpo"]["Δ gold"], ">", 0.1, False),
+        ("DPO Δgold", d["dpo"]["Δ gold"], ">", 0.1, False),
+        ("DPO KL − SimPO KL", d["dpo"]["KL end"] - d["simpo"]["KL end"], ">", 0.0, False),
+        ("DPO entropy end / SFT", d["dpo"]["entropy end"] / d["dpo"]["entropy SFT"], "<", 0.8, False),
+        ("SimPO entropy end / SFT", d["simpo"]["entropy end"] / d["simpo"]["entropy SFT"], ">", 0.8, False),
+        ("SimPO margin gain, training − held-out", gen_gap, ">", 0, False),
+        # 3a/3b: online MaxEnt runs far; online SimPO over-optimises, but less
+        ("online MaxEnt KL / offline KL", kl_ratio_online, ">", 10, True),
+        ("online SimPO KL / offline SimPO KL", kl_ratio_osimpo, ">", 1, True),
+        ("online SimPO proxy − offline SimPO proxy", d["osimpo"]["proxy end"] - d["simpo"]["proxy end"], ">", 0.0, False),
+        ("online SimPO Δgold", d["osimpo"]["Δ gold"], "<", -0.3, False),
+        ("online MaxEnt KL − online SimPO KL", me_kl - d["osimpo"]["KL end"].values, ">", 0, False),
+        # 3c: a larger target margin raises the final gold, seed by seed (the sweep's two ends)
+        (f"final gold, γ={max(gammas):g} minus γ={min(gammas):g}", gamma_gain, ">", 0.2, False),
+        # 3d: summed log-probs lose the stability: lower gold, longer, larger KL, every seed
+        ("gold: summed − averaged", d["sum"]["gold end"] - d["avg"]["gold end"], "<", -0.3, False),
+        ("length: summed − averaged", d["sum"]["length end"] - d["avg"]["length end"], ">", 1.0, False),
+        ("KL: summed / averaged", d["sum"]["KL end"] / d["avg"]["KL end"], ">", 2, True),
+    ]  # fmt: skip
+    for name, values, side, threshold, log in checks:
+        stats.holds(name, values, side, threshold, log=log)
     # 2: (one seed per bias) lengths follow the labels, by MIN_MARGIN seed SDs of the length
     k = stats.MIN_MARGIN
     for m_ in ("dpo", "simpo"):
         assert lengths.loc["short", m_] < lengths.loc["neutral", m_] - k * len_sd, lengths
         assert lengths.loc["neutral", m_] < lengths.loc["long", m_] - k * len_sd, lengths
     assert all(g > 3 * gap_sd for g in gap.values()), (gap, gap_sd)
-    # 3a/3b: online MaxEnt runs far; online SimPO over-optimises, but less
-    stats.holds("online MaxEnt KL / offline KL", kl_ratio_online, ">", 10, log=True)
-    stats.holds("online SimPO KL / offline SimPO KL", kl_ratio_osimpo, ">", 1, log=True)
-    stats.holds(
-        "online SimPO proxy − offline SimPO proxy",
-        d_osimpo["proxy end"].values - d_simpo["proxy end"].values,
-        ">",
-        0.0,
-    )
-    stats.holds("online SimPO Δgold", d_osimpo["Δ gold"], "<", -0.3)
-    stats.holds(
-        "online MaxEnt KL − online SimPO KL",
-        [r.value_at("kl_k1", common_step) for r in maxent_seeds.runs] - d_osimpo["KL end"].values,
-        ">",
-        0,
-    )
-    # 3c: a larger target margin raises the final gold, seed by seed (the two ends of the sweep)
-    gamma_gain = [hi_.final("gold") - lo_.final("gold")
-                  for hi_, lo_ in zip(g_hi_seeds.runs, g_lo_seeds.runs)]  # fmt: skip
-    stats.holds(f"final gold, γ={max(gammas):g} minus γ={min(gammas):g}", gamma_gain, ">", 0.2)
     # 3c: every γ and β keeps the KL bounded
     assert sweep_table["KL end"].max() < 5, sweep_table["KL end"]
-    # 3d: summed log-probs lose the stability: lower gold, longer, larger KL, every seed
-    stats.holds(
-        "gold: summed − averaged", d_sum["gold end"].values - d_avg["gold end"].values, "<", -0.3
-    )
-    stats.holds("length: summed − averaged", d_sum["length end"].values - d_avg["length end"].values,
-          ">", 1.0)  # fmt: skip
-    stats.holds(
-        "KL: summed / averaged", d_sum["KL end"].values / d_avg["KL end"].values, ">", 2, log=True
-    )
 print("checkpoints passed")
 
 # %% [markdown]

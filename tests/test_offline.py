@@ -95,7 +95,9 @@ def test_trainer_runs_and_history_has_the_documented_columns(tb, method, tmp_pat
     if method == "dpo":  # implicit reward beta log(pi/pi_sft) is 0 for the SFT policy
         assert first["heldout_margin"] == 0 and first["heldout_loss"] == pytest.approx(math.log(2))
     assert set(run.samples) == {0, 3, 6}
-    again = get_runs(cfg, testbed=tb, cache_dir=tmp_path, verbose=False)  # from the cache: same history
+    again = get_runs(
+        cfg, testbed=tb, cache_dir=tmp_path, verbose=False
+    )  # from the cache: same history
     assert again.policy is None and again.config == cfg
     assert (again.history.fillna(-9).values == h.fillna(-9).values).all()
 

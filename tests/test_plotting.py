@@ -131,7 +131,9 @@ def test_run_controls_report_progress_and_errors():
 
     c.run("x", train, drawn.append)
     assert not c.button.disabled and c.bar.bar_style == "success" and c.bar.value == 4
-    assert "finished after" in c.status.value and "gold 0.50, KL 0.10" in c.status.value  # the summary rule
+    assert (
+        "finished after" in c.status.value and "gold 0.50, KL 0.10" in c.status.value
+    )  # the summary rule
     assert len(drawn) == 2
 
     def broken(on_step):

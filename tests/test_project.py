@@ -146,8 +146,13 @@ def test_package_layers_never_import_upwards():
         for prefix, banned in within.items():
             if rel.startswith(prefix):
                 for node in ast.walk(ast.parse(path.read_text())):
-                    names = ([node.module or ""] if isinstance(node, ast.ImportFrom) else
-                             [a.name for a in node.names] if isinstance(node, ast.Import) else [])
+                    names = (
+                        [node.module or ""]
+                        if isinstance(node, ast.ImportFrom)
+                        else [a.name for a in node.names]
+                        if isinstance(node, ast.Import)
+                        else []
+                    )
                     assert not any(n.startswith(banned) for n in names), (rel, names)
 
 

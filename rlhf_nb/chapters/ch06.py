@@ -165,3 +165,92 @@ def sweep_table(runs) -> pd.DataFrame:
     rows = [{"β": r.config.beta, "γ": r.config.gamma, **{k: r.final(c) for k, c in cols.items()}}
             for r in runs]  # fmt: skip
     return pd.DataFrame(rows).drop_duplicates(["β", "γ"]).set_index(["β", "γ"])
+
+
+BIASES = ("short", "neutral", "long")
+SMOKE_BIAS_BUILD = dict(n_sft_docs=800, n_pref_prompts=600, sft_steps=250, rm_steps=40,
+                        n_eval_prompts=64)  # fmt: skip
+
+
+def get_bias_runs(p: Params, neutral: tuple, *, cache_dir=None) -> dict[str, tuple]:
+    """Part 2's runs: DPO and SimPO (seed SEED) on a testbed whose gold prefers shorter
+    (``"short"``) or longer (``"long"``) summaries, built side by side (minutes each; SMOKE:
+    smaller builds whose SFT differs from part 1's), plus ``neutral`` (part 1's two runs)."""
+    from rlhf_nb.chapters import ch04
+    from rlhf_nb.runs import get_runs
+
+    extra = SMOKE_BIAS_BUILD if p.smoke else {}
+    variants = {b: dict(length_bias=b, **extra) for b in ("short", "long")}
+    ch04.build_all(p.tb_preset, list(variants.values()), seed=p.seed, workers=p.workers,
+                   cache_dir=cache_dir)  # fmt: skip
+    c = configs(p)
+    out = {"neutral": tuple(neutral)}
+    for b, overrides in variants.items():
+        out[b] = tuple(get_runs([c["dpo"], c["simpo"]], preset=p.tb_preset, testbed_seed=p.seed,
+                                testbed_overrides=overrides, workers=p.workers,
+                                cache_dir=cache_dir, verbose=False))  # fmt: skip
+    return {b: out[b] for b in BIASES}
+
+
+def bias_gaps(table: pd.DataFrame, d_dpo: pd.DataFrame, d_simpo: pd.DataFrame) -> dict:
+    """Part 2's reading of :func:`bias_table` against the neutral setting's seed spread:
+    ``gap`` {bias: DPO − SimPO Δgold} (one seed each), ``gap_sd`` the seed SD of that gap at
+    the neutral setting, ``len_sd`` the larger seed SD of a final length, ``lengths`` the final
+    lengths (bias × method), ``largest`` / ``smallest`` the biases with the largest / smallest
+    gap, and ``lines``: the sentences the chapter prints."""
+    gap = {b: table.loc[(b, "dpo"), "Δ gold"] - table.loc[(b, "simpo"), "Δ gold"] for b in BIASES}
+    gap_sd = float(np.std(d_dpo["Δ gold"].values - d_simpo["Δ gold"].values, ddof=1))
+    len_sd = max(float(d_dpo["length end"].std()), float(d_simpo["length end"].std()))
+    spread = max(gap.values()) - min(gap.values())
+    largest, smallest = max(gap, key=gap.get), min(gap, key=gap.get)
+    lengths = table["length end"].unstack("method").loc[list(BIASES)]
+    lines = [f"gold prefers {b:7s}: DPO − SimPO Δgold = {g:+.2f} ({abs(g) / gap_sd:.1f} seed "
+             f"SDs of the neutral gap, SD {gap_sd:.2f})" for b, g in gap.items()]  # fmt: skip
+    lines.append(f"the gaps span {spread:.2f} = {spread / gap_sd:.1f} seed SDs: "
+                 + ("more than run-seed noise explains" if spread > 3 * gap_sd
+                    else "within seed noise"))  # fmt: skip
+    lines.append(f"the gap is largest when the gold prefers {largest} summaries and smallest "
+                 f"when it prefers {smallest}; the length-exploit reading of chapter 02 (DPO's "
+                 "summed log-ratio can buy margin with length) predicts the largest gap under "
+                 "'short': " + ("consistent" if largest == "short"
+                                else "not what these runs show"))  # fmt: skip
+    lines.append(f"final length (tokens; seed SD at neutral {len_sd:.2f}):\n"
+                 + lengths.round(2).to_string())  # fmt: skip
+    return dict(gap=gap, gap_sd=gap_sd, len_sd=len_sd, lengths=lengths, largest=largest,
+                smallest=smallest, lines=lines)  # fmt: skip
+
+
+def kl_at_common_step(groups: dict) -> tuple[int, dict]:
+    """Part 3a: the last step every group (``{name: SeedRuns}``) reached, and each group's KL
+    to SFT there (the last logged value at or before it; a :class:`rlhf_nb.stats.Stat`)."""
+    from rlhf_nb.stats import Stat
+
+    step = min(int(r.history.step.max()) for g in groups.values() for r in g.runs)
+    return step, {k: Stat.of([r.value_at("kl_k1", step) for r in g.runs])
+                  for k, g in groups.items()}  # fmt: skip
+
+
+def gamma_report(sweep: pd.DataFrame, beta: float, lo, hi, beta_runs: dict, gold_sd: float):
+    """Part 3c's reading: the one-seed γ sweep at ``beta`` (:func:`sweep_table`), the seeded
+    ends ``lo``/``hi`` (SeedRuns at the smallest and largest γ), the one-seed β sweep. Returns
+    ``(gamma_gold_gap, lines)``: the bootstrap difference of final gold, largest − smallest γ,
+    and the sentences the chapter prints."""
+    from rlhf_nb.stats import differ
+
+    g = sweep.loc[beta]
+    gap = differ(hi.final("gold"), lo.final("gold"))
+    rho = pd.Series(g["gold end"].values).corr(pd.Series(g.index), method="spearman")
+    b_gold = {b: r.final("gold") for b, r in beta_runs.items()}
+    b_gap = b_gold[min(b_gold)] - b_gold[max(b_gold)]
+    row = lambda name, col, f: f"{name:8s}" + "  ".join(f.format(v) for v in col)  # noqa: E731
+    lines = [row("γ:", g.index, "{:5.1f}"), row("gold:", g["gold end"], "{:5.2f}"),
+             row("weight:", g["held-out weight end"], "{:5.2f}"),
+             row("length:", g["length end"], "{:5.2f}"),
+             f"one seed per γ: Spearman(γ, final gold) = {rho:+.2f}; one run's seed SD "
+             f"{gold_sd:.2f}",
+             f"over {lo.n} seeds, final gold at γ = {hi.config.gamma:g} minus at γ = "
+             f"{lo.config.gamma:g}: {gap}",
+             f"β sweep (one seed per β): final gold at β = {min(b_gold):g} minus at β = "
+             f"{max(b_gold):g} = {b_gap:+.2f} ({abs(b_gap) / gold_sd:.1f} seed SDs of one "
+             "run)"]  # fmt: skip
+    return gap, lines

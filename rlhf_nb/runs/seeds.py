@@ -89,14 +89,15 @@ class SeedRuns:
     def deltas(self, *, window: int = WINDOW) -> pd.DataFrame:
         """One row per seed (index ``seed``): how the run ended against the SFT policy it
         started from, by the summary rule: ``Δ gold`` (final − start), ``Δ win``, and
-        ``KL end``, ``entropy SFT``, ``entropy end``, ``length end``, ``gold end``."""
+        ``KL end``, ``entropy SFT``, ``entropy end``, ``length end``, ``gold end``, ``proxy end``
+        and ``peak step`` (where the smoothed gold peaked; 0 = never above the SFT policy)."""
         s = self.summaries(window=window)
         win_start = [r.history["win_rate"].dropna().iloc[0] for r in self.runs]
         return pd.DataFrame({
             "Δ gold": s["gold_final"] - s["gold_start"], "Δ win": s["win_final"] - win_start,
             "KL end": s["kl_k1_final"], "entropy SFT": s["entropy_start"],
             "entropy end": s["entropy_final"], "length end": s["length_final"],
-            "gold end": s["gold_final"],
+            "gold end": s["gold_final"], "proxy end": s["proxy_final"], "peak step": s["peak_step"],
         })  # fmt: skip
 
     def stat(self, column: str, *, window: int = WINDOW, level: float = LEVEL) -> Stat:
