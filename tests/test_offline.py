@@ -14,9 +14,9 @@ import pytest
 import torch
 
 from rlhf_nb import testbed
-from rlhf_nb.runs import get_runs
 from rlhf_nb.methods import offline
 from rlhf_nb.methods.offline import OfflineConfig
+from rlhf_nb.runs import get_runs
 from rlhf_nb.sampling import sequence_logps
 from rlhf_nb.theory import losses
 from rlhf_nb.viz import live
