@@ -9,12 +9,13 @@ proxy reward model, an SFT policy, preference data — built once per (preset, s
 * :mod:`~rlhf_nb.testbed.assemble` — writes, checksums and verifies a testbed folder;
 * :mod:`~rlhf_nb.testbed.testbed` — :class:`Testbed` (the loaded bundle: rewards, sampling,
   references) and :func:`build` (build or load from the cache);
-* :mod:`~rlhf_nb.chapters.ch04` — what chapter 04 measures about a build (blind spot, seed
-  table, builds in parallel);
-* :mod:`~rlhf_nb.methods.ensemble` — extra proxy RMs of a build (other seeds, cached beside
-  it) and their aggregate reward, a remedy of chapter 07.
+* :mod:`~rlhf_nb.testbed.tldr`, :mod:`~rlhf_nb.testbed.real`, :mod:`~rlhf_nb.testbed.standin`
+  — the paper's own setting (Pythia + TL;DR, chapter 08) and its tiny local stand-ins.
 
-Imports :mod:`rlhf_nb.core` and :mod:`rlhf_nb.sampling` only. A new preset goes in ``presets.py``
+What chapter 04 measures about a build (blind spot, seed table) is
+:mod:`rlhf_nb.chapters.ch04`; the proxy-RM ensemble of chapter 07's remedy is
+:mod:`rlhf_nb.methods.ensemble`. Imports :mod:`rlhf_nb.core`, :mod:`rlhf_nb.theory` and
+:mod:`rlhf_nb.sampling` only. A new preset goes in ``presets.py``
 (with a smoke-sized test build); a new task or gold term in ``task.py``.
 """
 
