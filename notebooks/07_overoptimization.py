@@ -56,6 +56,7 @@ if "google.colab" in sys.modules:  # Colab only; Colab keeps its own torch
     subprocess.run([*pip, "rlhf-nb @ git+https://github.com/rlhf-nb/rlhf-nb"], check=True)
 
 # %%
+import math
 import time
 
 import numpy as np
@@ -66,7 +67,7 @@ import rlhf_nb
 from rlhf_nb import stats, testbed
 from rlhf_nb.chapters import ch07
 from rlhf_nb.methods import best_of_n
-from rlhf_nb.theory import exact, frontier
+from rlhf_nb.theory import exact, frontier, heavy_tails, sequences
 from rlhf_nb.viz import frontier_plots, live, run_plots
 
 ctx = rlhf_nb.setup(seed=SEED, device=DEVICE, smoke=SMOKE)
@@ -81,7 +82,8 @@ print(f"device={ctx.device} seed={ctx.seed} smoke={ctx.smoke} preset={PRESET} se
 # Chapter 03's space of token sequences (vocabulary of 4 with EOS, at most 5 tokens: 364
 # responses) with a **gold** reward that wants a short correct answer — 1 if the first token is
 # right, minus `TOKEN_COST` per token — and a **proxy** that agrees about the answer but pays
-# `LENGTH_BONUS` per token: the misspecification a learned reward model with a length bias has.
+# `LENGTH_BONUS` per token: the misspecification a learned reward model with a length bias has
+# (much of RLHF's measured reward gain is longer answers {cite:p}`singhal2023long`).
 # The SFT policy usually answers right and stops early. Four families of policies optimise the
 # proxy, each with a knob (`rlhf_nb.theory.frontier.family_policies`):
 #
@@ -115,28 +117,55 @@ bon_last = fam["best_of_n"].iloc[-1]
 argmax = problem.space.sequences[int(np.argmax(problem.proxy))]
 argmax_says = (f"a {len(argmax)}-token response that starts "
                f"{'with' if argmax[0] == 1 else 'without'} the right token")  # fmt: skip
-bon_gap = frontier.bon_kl_bound(int(bon_last.coef)) - bon_last.kl
 print(
     f"π_SFT: gold {sft_gold:.3f}, length {problem.ref @ problem.space.lengths:.2f} tokens.\n"
     f"KL family: gold rises to {kl_peak.gold:.3f} at β = {kl_peak.coef:.3g} (d = {kl_peak.d:.2f}), "
     f"then moves to {end_gold:.3f} as β → 0: the proxy's argmax, {argmax_says}.\n"
     f"best-of-n: peak {bon_peak.gold:.3f} at n = {bon_peak.coef:.0f} (d = {bon_peak.d:.2f}); at n = "
     f"{bon_last.coef:.0f} its exact KL is {bon_last.kl:.2f} nats against the bound "
-    f"log n − (n−1)/n = {frontier.bon_kl_bound(int(bon_last.coef)):.2f}"
-    + (
-        " (the proxy takes few values, so many responses tie and the bound is loose).\n"
-        if bon_gap > 0.1
-        else ".\n"
-    )
-    + f"MaxEnt family: at α = ∞ it is the uniform policy, d = {me_start.d:.2f} from π_SFT with gold "
+    f"log n − (n−1)/n = {frontier.bon_kl_bound(int(bon_last.coef)):.2f}.\n"
+    f"MaxEnt family: at α = ∞ it is the uniform policy, d = {me_start.d:.2f} from π_SFT with gold "
     f"{me_start.gold:.3f} ({'below' if me_start.gold < sft_gold else 'above'} π_SFT's, length "
     f"{me_start.length:.2f}); its closest point to π_SFT "
     f"is d = {me_closest.d:.2f} (α = {me_closest.coef:.3g}), so no α gives π_SFT back; its best "
     f"gold is {me_peak.gold:.3f}, {'below' if me_peak.gold < kl_peak.gold else 'not below'} the "
     f"KL family's peak.\n"
-    f"Entropy + KL (α = β = t) starts at √π_SFT normalised, d = {comb_start.d:.2f}, between "
-    "π_SFT and the uniform end."
+    f"Entropy + KL (α = β = t) starts at √π_SFT normalised, d = {comb_start.d:.2f}."
 )
+
+# %% [markdown]
+# Best-of-$n$'s bound $\log n - (n-1)/n$ is exact only for a continuous score, one that never
+# ties. On a finite space every response is an atom: for $n \ge 2$ the exact KL stays strictly
+# below the bound, and as $n$ grows it saturates where best-of-$n$ always returns the proxy's
+# argmax.
+
+# %%
+top_level = float(-np.log(problem.ref[problem.proxy == problem.proxy.max()].sum()))
+print(f"best-of-n at n = {bon_last.coef:.0f}: exact KL {bon_last.kl:.3f} nats, bound log n − (n−1)/n = "
+      f"{frontier.bon_kl_bound(int(bon_last.coef)):.3f}; on a finite space the exact KL can never "
+      f"pass −log π_SFT(top proxy level) = {top_level:.3f} (best-of-n then returns the argmax), "
+      f"while the bound keeps growing like log n")  # fmt: skip
+
+# %% [markdown]
+# Why the entropy + KL family sits where it does: for every policy,
+# $\mathbb E_\pi r + \alpha H(\pi) - \beta\,\mathrm{KL}(\pi\|\pi_\text{SFT}) = \mathbb E_\pi r -
+# (\alpha+\beta)\,\mathrm{KL}(\pi\|\pi_\text{SFT}^{\tau}/Z_\tau) + \text{const}$ with
+# $\tau = \beta/(\alpha+\beta)$ (`frontier.tempered_reference`, derived in its docstring). Entropy
+# plus KL *is* KL-regularised RL, with coefficient $\alpha+\beta$, towards a **tempered** SFT
+# policy. At $\alpha = \beta$, $\tau = 1/2$: the anchor $\sqrt{\pi_\text{SFT}}$ flattens the SFT
+# policy towards uniform, and on a space where most responses are long, flatter means longer.
+
+# %%
+ref_half, _ = frontier.tempered_reference(problem.ref, 1.0, 1.0)  # τ = β/(α+β) = 1/2
+lengths = problem.space.lengths
+comb_gap = max(
+    float(np.max(np.abs(frontier.combined_policy(problem.proxy, problem.ref, t, t)
+                        - exact.kl_policy(problem.proxy, ref_half, 2 * t))))
+    for t in (0.1, 1.0, 10.0)
+)  # fmt: skip
+print(f"entropy + KL at α = β = t is KL-RL with coefficient 2t towards √π_SFT/Z (largest gap "
+      f"{comb_gap:.1e}); E|y| is {problem.ref @ lengths:.2f} tokens under π_SFT, "
+      f"{ref_half @ lengths:.2f} under √π_SFT/Z, {lengths.mean():.2f} under the uniform policy")  # fmt: skip
 
 # %% [markdown]
 # The picture behind the paper's argument: the KL family and best-of-$n$ *start at* the SFT
@@ -148,11 +177,73 @@ print(
 # *where the good text is*, only how spread out it should be.
 
 # %% [markdown]
+# ### 1b. An exact Goodhart criterion
+#
+# On this plane, "rises, peaks, falls" is a theorem. Each family except best-of-$n$ is an
+# exponential family in the proxy, $\pi_s \propto \text{base}\cdot e^{s\,r_\text{proxy}}$: $s = 1/\beta$
+# with base $\pi_\text{SFT}$ (KL), $s = 1/\alpha$ with base 1 (MaxEnt), $s = 1/(2t)$ with base
+# $\sqrt{\pi_\text{SFT}}$ (entropy + KL). Since $\frac{d}{ds}\log\pi_s(y) = r_\text{proxy}(y) -
+# \mathbb E_{\pi_s}[r_\text{proxy}]$,
+#
+# $$\frac{d}{ds}\,\mathbb E_{\pi_s}[r_\text{gold}] = \mathrm{Cov}_{\pi_s}(r_\text{gold},\, r_\text{proxy}).$$
+#
+# More optimisation pressure helps the gold reward exactly while gold and proxy covary positively
+# *under the current policy*, and gold peaks exactly where that covariance changes sign.
+# `frontier.goodhart_peak` finds that root without looking at the gold curve; the plane's grid
+# argmax is the check. With an honest proxy the covariance is $\mathrm{Var}_{\pi_s}(r_\text{gold})
+# \ge 0$: no peak in any family (exercise 1).
+
+# %%
+peaks = {f: frontier.goodhart_peak(problem, f) for f in frontier.GOODHART_FAMILIES}
+step = math.log(fam["kl"].coef.iloc[1] / fam["kl"].coef.iloc[2])  # the plane's grid spacing
+for f, pk in peaks.items():
+    best = fam[f].loc[fam[f].gold.idxmax()]
+    where = (f"Cov(gold, proxy) changes sign at {pk.coef:.4g}" if pk.interior
+             else f"Cov(gold, proxy) keeps its sign: gold is monotone, best at the end {pk.coef:.4g}")  # fmt: skip
+    print(f"{f:>8}: {where} (gold {pk.gold:.4f}); the plane's {len(fam[f]) - 1}-point grid peaks "
+          f"at {best.coef:.4g} (gold {best.gold:.4f})")  # fmt: skip
+
+# %% [markdown]
+# ### 1c. The limits of the KL anchor: a heavy-tailed proxy error
+#
+# The KL family has a guarantee the MaxEnt family lacks: it stays within
+# $(\max r - \mathbb E_\text{SFT} r)/\beta$ nats of $\pi_\text{SFT}$ (chapter 09). But a KL budget
+# bounds how far the policy moves, not how much of the proxy's gain is real.
+# {cite:t}`kwa2024catastrophic` show that when the proxy's error is *heavy-tailed*, some policies
+# have a large proxy gain, a small KL and no gold gain ("catastrophic Goodhart"), while with a
+# light-tailed, independent error the KL optimum gains gold. On this plane the proxy is now the
+# gold reward plus an error drawn for each response, from a normal law or a Student-t law with 3 or
+# 1 degrees of freedom. Every tail uses the same uniform draws (so the errors have the same ranks
+# and the same median size, 0.3), and each draw is read off the KL family at a fixed KL budget
+# (`rlhf_nb.theory.heavy_tails`; exact sums, only the errors are random):
+
+# %%
+honest_problem = frontier.misspecified_problem(length_bonus=0.0, token_cost=TOKEN_COST)
+tails = heavy_tails.catastrophic_goodhart(
+    honest_problem, dfs=[math.inf, 3.0, 1.0], kls=[0.25, 1.0], scale=0.3,
+    n_draws=16 if SMOKE else 64, rng=np.random.default_rng(SEED),
+)  # fmt: skip
+tail_table = heavy_tails.tail_summary(tails)
+display(tail_table.round(3))
+light, cauchy = tail_table.loc[(math.inf, 1.0)], tail_table.loc[(1.0, 1.0)]
+print(f"at a KL budget of 1 nat: normal errors gain {light['gold gain (median)']:.2f} gold "
+      f"(median over {light.draws:.0f} draws; {light['share losing gold']:.0%} of draws lose gold) "
+      f"for a proxy gain of {light['proxy gain (median)']:.2f}; Cauchy errors of the same median size "
+      f"gain {cauchy['gold gain (median)']:+.2f} ({cauchy['share losing gold']:.0%} lose gold) for a "
+      f"proxy gain of {cauchy['proxy gain (median)']:.1f}")  # fmt: skip
+
+# %% [markdown]
+# At the same distance from $\pi_\text{SFT}$, the heavier the error's tail, the more of the
+# proxy's gain is error: the optimiser spends its KL budget on the few responses the proxy
+# overrates most. The KL anchor limits the drift; it does not certify the gain.
+
+# %% [markdown]
 # ## 2. The measured frontier on the testbed
 #
 # Now the same plane with trained policies. Chapter 05's headline online runs (plain RLOO α = 0,
-# MaxEnt α > 0, KL β weak and strong) and chapter 06's DPO and SimPO runs come from the cache at
-# `N_SEEDS` seeds each (the same configs: when those chapters ran, nothing trains here); each
+# MaxEnt α > 0, KL β weak and strong) and chapter 06's DPO and SimPO runs
+# ({cite:t}`rafailov2024scaling` found direct alignment over-optimising on this plane too) come
+# from the cache at `N_SEEDS` seeds each (the same configs: when those chapters ran, nothing trains here); each
 # history row gives a point (d, gold) — read through the book's one smoothing window
 # (`rlhf_nb.stats.WINDOW` steps), since one batch is noisy. Best-of-$n$ from the SFT policy under the proxy RM
 # (`rlhf_nb.methods.best_of_n.bon_frontier`) is computed from one set of `BON_N_MAX` samples per
@@ -172,8 +263,8 @@ display(pd.DataFrame({k: {"config": c.label(), "regularizer": c.regularizer}
 # in `rlhf_nb.chapters.ch07`'s docstring says why each coefficient; the reward-model ensemble
 # follows {cite:t}`coste2024ensembles`, the adaptive entropy coefficient SAC's temperature tuning
 # {cite:p}`haarnoja2018sacapps`) train in the same process
-# pool as everything else this chapter needs, longest first: the headline settings and the
-# offline runs at every seed, each remedy at the first seed.
+# pool as everything else this chapter needs, longest first: the headline settings, the
+# offline runs and every remedy at every seed.
 
 # %%
 t0 = time.perf_counter()
@@ -252,10 +343,20 @@ for m in (NAMES["maxent"], NAMES["kl_strong"]):
 #
 # Entropy enters the paper's story twice, in opposite directions. Without a regulariser (α = 0)
 # RLOO hacks the proxy and the policy's per-token entropy *falls*: it narrows onto what the proxy
-# likes (the entropy collapse {cite:t}`cui2025entropy` describe in RL for reasoning models). With a sequence-level entropy bonus the entropy *rises*, and the bonus pays α·log V per
-# extra token (chapter 03), so the runs grow to the length cap and stop emitting EOS. An
-# adaptive coefficient that holds the SFT policy's per-token entropy (the `adaptive` remedy, as
-# TRL's `use_adaptive_entropy`) is drawn with them.
+# likes (the entropy collapse {cite:t}`cui2025entropy` describe in RL for reasoning models). With a sequence-level entropy bonus the entropy *rises*, and the bonus pays
+# for every extra token (the next cell says how much), so the runs grow to the length cap and
+# stop emitting EOS. An adaptive coefficient that holds the SFT policy's per-token entropy (the
+# `adaptive` remedy, as TRL's `use_adaptive_entropy`) is drawn with them.
+
+# %%
+a_me, V = heads["maxent"].alpha, tb.sft_policy.config.vocab_size
+display(Markdown(
+    f"One more token earns the sequence-level bonus its sampled surprisal, "
+    f"α·(−log π(y_t | y_<t)), whose mean is α times the next-token entropy: at the SFT policy "
+    f"α·H_tok = {a_me:g} × {sft['entropy_token']:.2f} = {a_me * sft['entropy_token']:.3f} reward "
+    f"units per token, below the ceiling α·log V = {a_me * np.log(V):.3f} that only a uniform next "
+    f"token pays (chapter 03)."
+))  # fmt: skip
 
 # %%
 sweep_runs = {f"α={r.config.alpha:g} (seed {SEED})": r for r in sweep_runs_hi}
@@ -296,7 +397,9 @@ print(
 # bonus with everything else equal, every one at `N_SEEDS` seeds, so that each comparison —
 # does a remedy beat the MaxEnt run, where does it sit against the KL-anchored runs, which
 # remedy beats which — has seed bands. "final" is the book's one summary rule: the mean over
-# the last `rlhf_nb.stats.WINDOW` steps (one batch is noisy).
+# the last `rlhf_nb.stats.WINDOW` steps (one batch is noisy). Not among them: regularisers that
+# shield only some low-probability tokens with a KL to a filtered copy of the policy
+# {cite:p}`huang2025lpreg` (chapter 01); this chapter does not run them.
 
 # %%
 HEADS = ch07.HEADS  # the headline settings at the higher rate
@@ -344,13 +447,28 @@ for other in ("maxent", "kl_strong", "kl_weak", "rloo"):
 for (other, col), d in diffs.items():
     print(f"best remedy ({best}) minus {NAMES[other]}, final {col}: {d}")
 
+# %%
+shares = {b: sequences.large_alpha_no_eos_share(V, tb.max_new_tokens, b)
+          for b in sequences.LIMIT_BONUSES}  # fmt: skip
+display(Markdown(
+    "The remedies differ in what they act on. The length cost c = α·log V pays back the most the "
+    "sequence bonus can pay for a token (on average it pays less, α·H_tok); the length-normalised "
+    "bonus divides the surprisal by |y| and, paid as a detached reward, also pays a shortness bonus "
+    "α'/|y|: that run optimises SimPO's objective J′ online (chapter 03, §2c). Neither removes the "
+    f"cap as an attractor when α is large at V ≫ L: as α → ∞ the length-cost objective tends to the "
+    f"token-uniform policy, with {shares['length']:.2f} of its mass at the cap (no EOS) on this "
+    f"testbed, and the token-averaged one to {shares['token_averaged']:.2f}, against "
+    f"{shares['sequence']:.2f} for the plain bonus (`sequences.large_alpha_no_eos_share`). And "
+    "nothing in either anchors the policy to π_SFT, so nothing stops it from hacking the proxy the "
+    "way plain RLOO does."
+))  # fmt: skip
+
 # %% [markdown]
-# The remedies differ in what they act on. The length cost (c = α·log V) and the length-normalised
-# bonus are built to cancel the per-token pull towards the cap; nothing in either anchors the
-# policy to $\pi_\text{SFT}$, so nothing stops it from hacking the proxy the way plain RLOO does.
 # Holding an entropy level or averaging proxy RMs acts on neither the anchor nor the length pull.
-# The mixed reference and entropy + KL keep a KL term towards $\pi_\text{SFT}$. Every remedy ran
-# at every seed; the checkpoints below assert only what held at every seed.
+# The mixed reference and entropy + KL keep a KL term towards $\pi_\text{SFT}$, paid in the
+# reward as the response's summed $k_1$: the placement whose gradient is the sequence KL's
+# (chapter 03, {cite:p}`tang2025pitfalls`). Every remedy ran at every seed; the checkpoints
+# below assert only what held at every seed.
 
 # %% [markdown]
 # Where each remedy ends on the frontier: the slider picks a remedy and draws its paths (every
@@ -366,9 +484,10 @@ frontier_plots.path_slider_figure(head_points, remedy_points).show()
 #
 # In JupyterLab or Colab the controls below train a short live run with both knobs: α, the
 # sequence-level entropy bonus, and λ, the anchor λ·π_SFT + (1−λ)·uniform of a KL penalty of
-# weight β (the strong KL run's). λ = 1 with α = 0 is KL-RLHF; λ = 0 anchors to the uniform
-# policy, which is what an entropy bonus does implicitly. On this static page the slider figure
-# above carries the cached runs.
+# weight β (the strong KL run's). λ = 1 with α = 0 is KL-RLHF; λ = 0 anchors every token to 1/V,
+# which is an entropy bonus of weight β plus a length cost of β·log V per token (chapter 03). An
+# entropy bonus alone anchors to the uniform law over whole responses (chapter 01), and that law
+# sits at the length cap. On this static page the slider figure above carries the cached runs.
 
 # %%
 box, _ = live.anchor_widget(
@@ -391,12 +510,45 @@ assert 0 < comb_start.d < me_start.d  # entropy + KL starts between π_SFT and t
 for t in (0.1, 1.0, 10.0):
     pi = frontier.combined_policy(problem.proxy, problem.ref, t, t)
     assert frontier.stationarity_gap(pi, problem.proxy, problem.ref, t, t) < 1e-9
+# entropy + KL is KL-RL towards the tempered √π_SFT (gap ~4e-17), which is the longer anchor
+assert comb_gap < 1e-12 and problem.ref @ lengths < ref_half @ lengths < lengths.mean()
 bon_exact = fam["best_of_n"]
 assert all(r.kl <= frontier.bon_kl_bound(int(r.coef)) + 1e-12 for r in bon_exact.itertuples())
+# on a finite space the bound is never attained for n >= 2, and the exact KL saturates at
+# −log π_SFT(top proxy level) (n = 64: 2.177 against 2.181, the bound 3.17)
+assert (bon_exact.kl <= top_level + 1e-12).all()
+assert (bon_exact.kl.iloc[1:]
+        < [frontier.bon_kl_bound(int(n)) for n in bon_exact.coef.iloc[1:]]).all()  # fmt: skip
 assert kl_peak.gold > max(sft_gold, end_gold) + 0.05  # the KL family rises, then falls
 assert bon_peak.gold > max(sft_gold, bon_last.gold) + 0.05
+# the Goodhart criterion: gold peaks at a root of Cov(gold, proxy), found without the gold
+# curve; the grid argmax lies within one grid step of it (observed 0.11 in log coef, step 0.24)
+for f, pk in peaks.items():
+    best = fam[f].loc[fam[f].gold.idxmax()]
+    assert pk.interior, pk  # the misspecified proxy: rises, peaks, falls
+    assert pk.gold >= best.gold - 1e-12, (pk, best.gold)  # the root is at least the grid's best
+    assert abs(math.log(pk.coef / best.coef)) <= step + 1e-9, (pk, best.coef)  # and next to it
+# heavy tails at a KL budget of 1 nat, measured at SEED 0-9 (64 draws; 16 in SMOKE): normal
+# median gain 0.32-0.42, its 5 % quantile 0.17-0.32, no draw losing gold; Cauchy median
+# -0.10 to -0.003, 50-75 % of draws losing gold, proxy gain 8-20 times the normal's
+assert light["gold gain 5%"] > 0.05 and light["share losing gold"] < 0.05, light
+assert cauchy["gold gain (median)"] < min(0.1, 0.3 * light["gold gain (median)"]), cauchy
+assert cauchy["share losing gold"] > 0.3, cauchy
+assert cauchy["proxy gain (median)"] > 4 * light["proxy gain (median)"], (light, cauchy)
+# the heavier the tail, the smaller the gold share of the proxy's gain, at both budgets
+# (observed normal 0.44-0.59, t(3) 0.16-0.41, Cauchy -0.01 to 0.01; gaps >= 0.14)
+gold_share = tail_table["gold share of proxy gain (median)"]
+for kl in (0.25, 1.0):
+    assert (gold_share[(math.inf, kl)] > gold_share[(3.0, kl)] + 0.05
+            > gold_share[(1.0, kl)] + 0.1), gold_share  # fmt: skip
 
 # %%
+# the testbed's closed forms (no run involved): the sequence bonus pays α·H_tok per token on
+# average, below its ceiling α·log V (§3 prints both); at V ≫ L the α → ∞ ends of the length
+# cost and the token average still sit at the cap (0.83, 0.88 against 0.99 at V = 84, L = 16)
+assert a_me * sft["entropy_token"] < a_me * np.log(V)
+assert shares["sequence"] > shares["token_averaged"] > shares["length"] > 0.5, shares
+
 # measured, at every seed of the multi-seed settings; margins from the observed spread
 cap = tb.max_new_tokens
 if not SMOKE:
@@ -430,22 +582,29 @@ if not SMOKE:
 #
 # **1. Make the proxy honest.** Rebuild the exact problem with `length_bonus=0` (the proxy is
 # then the gold reward) and compute its frontiers. Does the KL family still over-optimise — does
-# gold still fall at large $d$? And MaxEnt?
+# gold fall as β falls? And the MaxEnt family as α falls? What, then, is left of MaxEnt's failure?
 
 # %% tags=["hide-input"]
-# Solution 1: with proxy = gold, π_β ∝ π_SFT·exp(r_gold/β) only climbs gold as β falls (it is the
-# gold-optimal trade-off), so no fall; MaxEnt still runs to the uniform policy as α grows, far from
-# SFT and low in gold: its failure does not need a misspecified proxy.
+# Solution 1: with proxy = gold the Goodhart slope (§1b) is Cov(gold, gold) = Var(gold) >= 0 in
+# every family, so gold only rises with the optimisation pressure: KL-RL as β falls, MaxEnt as α
+# falls. Neither over-optimises. What is left of MaxEnt's failure is its large-α end: the
+# uniform policy, far from π_SFT and worse in gold than π_SFT. Its failure needs no misspecified
+# proxy, but it is not over-optimisation.
 honest = frontier.misspecified_problem(length_bonus=0.0, token_cost=TOKEN_COST)
 honest_plane = frontier.family_frontiers(honest)
-h_kl = honest_plane[honest_plane.family == "kl"].sort_values("d")
-h_me = honest_plane[honest_plane.family == "maxent"].sort_values("d")
-print(f"KL family: gold {h_kl.gold.iloc[0]:.3f} at d = 0 → {h_kl.gold.iloc[-1]:.3f} at "
-      f"d = {h_kl.d.iloc[-1]:.2f}; largest step down {(-h_kl.gold.diff()).max():.1e}")  # fmt: skip
-print(f"MaxEnt family: d from {h_me.d.min():.2f}; gold at its largest d "
-      f"({h_me.d.iloc[-1]:.2f}): {h_me.gold.iloc[-1]:.3f}")  # fmt: skip
+h_kl = honest_plane[honest_plane.family == "kl"]  # rows from β = ∞ down: optimisation pressure up
+h_me = honest_plane[honest_plane.family == "maxent"]  # from α = ∞ down
+print(f"KL family: gold {h_kl.gold.iloc[0]:.3f} at β = ∞ (π_SFT) → {h_kl.gold.iloc[-1]:.3f} at "
+      f"β = {h_kl.coef.iloc[-1]:g} (d = {h_kl.d.iloc[-1]:.2f}); largest step down as β falls "
+      f"{max(0.0, (-h_kl.gold.diff()).max()):.1e}")  # fmt: skip
+print(f"MaxEnt family: gold {h_me.gold.iloc[0]:.3f} at α = ∞ (the uniform policy, d = "
+      f"{h_me.d.iloc[0]:.2f}) → {h_me.gold.iloc[-1]:.3f} at α = {h_me.coef.iloc[-1]:g}; largest step "
+      f"down as α falls {max(0.0, (-h_me.gold.diff()).max()):.1e}; closest to π_SFT d = {h_me.d.min():.2f}")  # fmt: skip
 assert (h_kl.gold.diff().dropna() > -1e-9).all(), "honest proxy: KL-RL never loses gold"
-assert h_me.d.min() > 0.1  # no temperature brings MaxEnt back to π_SFT
+assert (h_me.gold.diff().dropna() > -1e-9).all(), "honest proxy: MaxEnt never loses gold either"
+assert not any(frontier.goodhart_peak(honest, f).interior for f in frontier.GOODHART_FAMILIES)
+assert h_me.gold.iloc[0] < float(honest.ref @ honest.gold) - 0.1  # its large-α end is poor
+assert h_me.d.min() > 0.1  # and no temperature brings MaxEnt back to π_SFT
 
 # %% [markdown]
 # **2. The KL bound, one more time.** For the KL family on the chapter's problem, check chapter

@@ -3,6 +3,7 @@ verdict (rlhf_nb.chapters.ch09), and the claim assessments (rlhf_nb.chapters.cla
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -16,6 +17,8 @@ from rlhf_nb.methods.online_config import OnlineConfig
 from rlhf_nb.methods.online_simpo import OnlineSimPOConfig
 from rlhf_nb.runs.record import COLUMNS, Run
 from rlhf_nb.runs.seeds import SeedRuns
+from rlhf_nb.theory import lengthnorm
+from rlhf_nb.theory.sequences import SequenceSpace
 
 
 def test_cells_cross_source_and_labeller_with_shared_fields():
@@ -91,8 +94,18 @@ def test_claims_follow_their_rules():
     c = claims.kl_unstable(maxent, strong, cap=16)
     assert c.status == "confirmed with caveats" and "stops growing" in c.evidence
     assert claims.kl_anchor_stable(strong, strong).status == "confirmed with caveats"  # KL rising
-    assert claims.simpo_is_maxent(1e-15, False).status == "confirmed"
-    assert claims.simpo_is_maxent(0.1, True).status == "contested"
+    toy = SequenceSpace(3, 4)  # chapter 02's exact space: responses of 1-4 tokens
+    chk = lengthnorm.simpo_maxent_check(
+        np.random.default_rng(0).standard_normal(toy.size), toy.lengths, 2.0, gamma=1.0
+    )
+    c = claims.simpo_is_maxent(chk)
+    assert c.status == "confirmed with caveats" and "shortness bonus" in c.evidence
+    assert "not derived" in c.evidence and c.seeds == 0  # γ > 0; an exact check, no seeds
+    at_gamma0 = claims.simpo_is_maxent(dataclasses.replace(chk, margin_mass=1.0))
+    assert "not derived" not in at_gamma0.evidence  # γ = 0: SimPO is a likelihood
+    for field in ("jprime_gap", "no_bonus_gap", "constant_alpha_gap"):  # each leg of the rule
+        broken = dataclasses.replace(chk, **{field: 0.1 if field == "jprime_gap" else 0.0})
+        assert claims.simpo_is_maxent(broken).status == "contested", field
     t = claims.table([c])
     assert list(t.columns) == ["claim", "where", "evidence", "seeds", "status"]
     with pytest.raises(ValueError, match="status must be one of"):

@@ -20,17 +20,26 @@ and changes only the regulariser, with coefficients derived from the testbed, no
 runs:
 
 ================  ==============================================================================
-``entropy_norm``  the length-normalised bonus −(α'/|y|)·log π(y) (chapter 02's consistent
-                  objective, SimPO's form), α' = α·E_SFT|y| so that the bonus equals the MaxEnt
-                  run's at the SFT policy's mean length
+``entropy_norm``  the length-normalised bonus −(α'/|y|)·log π(y), paid as a detached reward,
+                  α' = α·E_SFT|y| so that it equals the MaxEnt run's bonus at the SFT policy's
+                  mean length. Its weight α'/|y| varies with the response, so the run ascends
+                  J′ = E[r + (α'/|y|)(1 − log π)] — SimPO's exact objective (chapter 02, the
+                  entropy per token plus a shortness bonus α'/|y|) — not E[r − (α'/|y|) log π]
+                  (chapter 03, §2c; ``rlhf_nb.theory.surrogates``)
 ``entropy_kl``    the MaxEnt bonus plus β·KL(π‖π_SFT) (α and β together), β the strong KL run's
 ``ref_mix``       KL (β as above) to the per-token mixture λ·π_SFT + (1−λ)·uniform, no bonus:
-                  λ = 1 is KL-RLHF, λ = 0 MaxEnt's implicit uniform anchor
+                  λ = 1 is KL-RLHF; λ = 0 is the KL to the per-token uniform U_tok(y) = V^−|y|,
+                  i.e. MaxEnt at α = β plus a length cost β·log V per token (the ``length``
+                  remedy at c = β·log V) — not MaxEnt's own anchor, the uniform law over
+                  responses (chapters 01, 03)
 ``adaptive``      a per-token entropy term whose coefficient is adapted every step to hold the
                   SFT policy's per-token entropy (TRL's ``use_adaptive_entropy``)
 ``ensemble``      the MaxEnt run on an ensemble of proxy RMs, mean − 1·std (Coste et al. 2024)
-``length``        the MaxEnt run plus a per-token cost c = α·log V, which cancels the α·log V
-                  reward per token that a sequence-level bonus pays (chapter 03)
+``length``        the MaxEnt run plus a per-token cost c = α·log V: the most the sequence-level
+                  bonus can pay for one more token (what it pays is α·(−log π(y_t|·)), on
+                  average α·H_tok, less). With it the objective is E r − α·KL(π‖U_tok) + const,
+                  whose α → ∞ end U_tok still sits near the cap when V ≫ L (no-EOS share
+                  ((V−1)/V)^L, 0.83 at V = 84, L = 16; ``sequences.large_alpha_no_eos_share``)
 ================  ==============================================================================
 """
 
@@ -162,7 +171,8 @@ def remedy_configs(
         maxent: the headline MaxEnt run (``regularizer="entropy"``, α > 0); every remedy keeps
             its other fields.
         beta: the KL coefficient of ``entropy_kl`` and ``ref_mix`` (> 0, reward units per nat).
-        vocab_size: V of the policy (>= 2), for c = α·log V.
+        vocab_size: V of the policy (>= 2), for c = α·log V (the largest per-token payment of
+            the sequence bonus).
         sft_length: E_SFT|y| in tokens (EOS included), > 0.
         sft_entropy: the SFT policy's per-token entropy (nats/token), the adaptive target, >= 0.
         ref_mix: λ in [0, 1) of the ``ref_mix`` remedy.

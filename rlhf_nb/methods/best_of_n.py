@@ -11,10 +11,11 @@ so E[gold of best-of-n] = Σ_i w_i(n)·gold_(i), and the same for the proxy. Tie
 are broken by a seeded random order.
 
 The distance from the SFT policy is given two ways: the standard bound KL ≤ log n − (n−1)/n
-(:func:`rlhf_nb.theory.frontier.bon_kl_bound`, exact when no two samples tie), and the exact KL
-of best-of-n over the sample itself (each of the N samples an atom of mass 1/N, equal proxy
-scores tied; :func:`rlhf_nb.theory.frontier.best_of_n`), which falls below the bound when the
-policy repeats itself.
+(:func:`rlhf_nb.theory.frontier.bon_kl_bound`, exact only for a continuous score; over a finite
+set of samples it is never attained for n >= 2: with N distinct atoms the exact KL stays below
+it and saturates at log N), and the exact KL of best-of-n over the sample itself (each of the N
+samples an atom of mass 1/N, equal proxy scores tied; :func:`rlhf_nb.theory.frontier.best_of_n`),
+which falls further below the bound when the policy repeats itself.
 """
 
 from __future__ import annotations

@@ -115,11 +115,12 @@ def anchor_widget(
     beta: float = 0.2, lr: float = 3e-4,
 ):  # fmt: skip
     """Chapter 07's knob between the two worlds: an α slider (sequence-level entropy bonus) and a
-    λ slider (the KL anchor λ·π_SFT + (1−λ)·uniform, weight ``beta``), and a button that trains
-    a short live run with both and overlays its gold, KL and length on ``runs``.
+    λ slider (the per-token KL anchor λ·π_SFT + (1−λ)/V, weight ``beta``), and a button that
+    trains a short live run with both and overlays its gold, KL and length on ``runs``.
 
-    λ = 1 with α = 0 is KL-regularised RLHF; λ = 0 anchors to the uniform policy, MaxEnt's
-    implicit anchor. Returns the ``VBox`` and the figure; nothing trains until the click.
+    λ = 1 with α = 0 is KL-regularised RLHF; λ = 0 anchors every token to 1/V, which is MaxEnt at
+    α = β plus a length cost β·log V per token (the per-token uniform V^−|y|, not MaxEnt's uniform
+    law over responses). Returns the ``VBox`` and the figure; nothing trains until the click.
     """
     import ipywidgets as w
 
