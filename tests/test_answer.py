@@ -29,7 +29,7 @@ def test_cells_cross_source_and_labeller_with_shared_fields():
     assert grid[("SimPO", "offline", "proxy")].labeller == "proxy"
     on_gold, on_proxy = grid[("SimPO", "online", "gold")], grid[("SimPO", "online", "proxy")]
     assert isinstance(on_gold, OnlineSimPOConfig) and on_gold.labeller == "gold"
-    assert on_proxy.labeller is None  # the online default: chapter 06's cached run
+    assert on_proxy.labeller == "proxy"  # the online default: chapter 06's cached run
     assert (on_gold.beta, on_gold.gamma, on_gold.steps, on_gold.seed) == (2.0, 1.0, 30, 4)
     with pytest.raises(ValueError, match="must use the data's own"):
         twobytwo.cells({"x": OfflineConfig(labeller="proxy")})

@@ -209,13 +209,13 @@ def test_online_simpo_still_evaluates_when_every_pair_is_identical(tb, monkeypat
     assert h["kl_k1"].abs().max() == 0  # the policy never moved
 
 
-def test_labeller_defaults_normalise_so_cached_keys_stay():
+def test_labeller_defaults_are_named():
     from rlhf_nb.methods.online_simpo import OnlineSimPOConfig
     from rlhf_nb.runs.cache import config_key
 
-    assert OfflineConfig(labeller="gold").labeller is None
+    assert OfflineConfig().labeller == "gold"
     assert config_key(OfflineConfig(labeller="gold")) == config_key(OfflineConfig())
-    assert OnlineSimPOConfig(labeller="proxy").labeller is None
+    assert OnlineSimPOConfig().labeller == "proxy"
     assert config_key(OnlineSimPOConfig(labeller="proxy")) == config_key(OnlineSimPOConfig())
     assert config_key(OfflineConfig(labeller="proxy")) != config_key(OfflineConfig())
     assert OfflineConfig(labeller="proxy").label().endswith("[proxy labels]")

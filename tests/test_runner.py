@@ -28,7 +28,10 @@ SMALL = ["--preset", "standin", "--checkpoint-interval", "2", "--eval-interval",
 BATCH = {"online": ["--prompts-per-step", "4", "--k", "2"], "offline": ["--batch-size", "4"]}
 # config_key of the default configs (testbed key "tb") at RUNS_CODE_VERSION 3: the keys of the
 # book's cached runs. A deliberate bump of RUNS_CODE_VERSION re-pins them here.
-PINNED_KEYS = {3: {"OnlineConfig": "7b7cf67b0c90fffe", "OfflineConfig": "aa89b6b0c1c25d60"}}
+PINNED_KEYS = {
+    3: {"OnlineConfig": "7b7cf67b0c90fffe", "OfflineConfig": "aa89b6b0c1c25d60"},
+    4: {"OnlineConfig": "3bbe60f2ef3bc34b", "OfflineConfig": "4d2acc7406a7f8e1"},
+}
 
 
 def _history(out: Path) -> pd.DataFrame:

@@ -149,3 +149,40 @@ def test_cache_lookups_are_logged_when_asked(tmp_path, monkeypatch):
     with pytest.warns(UserWarning, match="not writable"):  # never stops the run
         run = cached_run("test", "k", make_run, config_cls=Cfg, cache_dir=tmp_path)
     assert run.status == "finished"
+
+
+def test_rekey_moves_a_version_3_cache_to_version_4(tmp_path):
+    """A run cached under version 3's key (labeller None, "only when set" fields left out) is
+    found and moved to its version-4 key, with its labeller named; a second pass moves nothing."""
+    import dataclasses
+    import json
+
+    from rlhf_nb.methods.offline import OfflineConfig
+    from rlhf_nb.methods.online_config import OnlineConfig
+    from rlhf_nb.runs import cache
+
+    (tmp_path / "testbed" / "tb-abc").mkdir(parents=True)
+    old = {}
+    for cfg in (
+        OfflineConfig(method="simpo", steps=7),
+        OnlineConfig(regularizer="kl", beta=0.1, steps=5, ref_mix=0.5),
+    ):
+        fields = dataclasses.asdict(cfg)
+        if "labeller" in fields:
+            fields["labeller"] = None  # how version 3 stored the default labeller
+        name = type(cfg).__name__
+        key = cache._v3_key(name, fields, "tb-abc")
+        entry = tmp_path / "runs" / "x" / key
+        entry.mkdir(parents=True)
+        (entry / "run.json").write_text(json.dumps({"config_type": name, "config": fields,
+                                                    "status": "finished", "message": "",
+                                                    "samples": {}}))  # fmt: skip
+        (entry / "history.csv").write_text("step,gold\n0,1.0\n")
+        old[name] = (cfg, key)
+    assert cache.rekey(tmp_path, verbose=False) == {"moved": 2, "current": 0, "unknown": 0}
+    for name, (cfg, key) in old.items():
+        new = tmp_path / "runs" / "x" / cache.config_key(cfg, "tb-abc")
+        assert new.exists() and not (tmp_path / "runs" / "x" / key).exists()
+        back = cache.load_run(new, type(cfg))
+        assert back.config == cfg
+    assert cache.rekey(tmp_path, verbose=False) == {"moved": 0, "current": 2, "unknown": 0}

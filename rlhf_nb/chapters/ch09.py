@@ -84,8 +84,8 @@ def variants(p06: ch06.Params, testbed) -> dict[str, OfflineConfig]:
             "summed log-probs": c06["sum"]}  # fmt: skip
 
 
-def online_twin(cfg: OfflineConfig, labeller: str | None = None) -> OnlineSimPOConfig:
-    """The online-SimPO config with every field of the offline one (``labeller`` None: the
+def online_twin(cfg: OfflineConfig, labeller: str = "proxy") -> OnlineSimPOConfig:
+    """The online-SimPO config with every field of the offline one (``labeller="proxy"``: the
     proxy RM, ``"gold"``: a gold Bradley–Terry draw per fresh pair)."""
     fields = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}
     return OnlineSimPOConfig(**{**fields, "labeller": labeller})
@@ -127,7 +127,7 @@ def cells(offline: Mapping[str, OfflineConfig]) -> dict[tuple[str, str, str], ob
     for name, cfg in offline.items():
         if not isinstance(cfg, OfflineConfig):
             raise TypeError(f"offline[{name!r}] must be an OfflineConfig, got {type(cfg).__name__}")
-        if cfg.labeller is not None:
+        if cfg.labeller != "gold":
             raise ValueError(f"offline[{name!r}] must use the data's own (gold) labels")
         out[(name, "offline", "gold")] = cfg
         out[(name, "offline", "proxy")] = dataclasses.replace(cfg, labeller="proxy")

@@ -62,13 +62,8 @@ TRL_METRICS = dict(
 class OfflineConfig(PreferenceConfig):
     """One offline run: DPO or SimPO on the testbed's fixed preference pairs (fields:
     :class:`~rlhf_nb.methods.preference.PreferenceConfig`; ``batch_size`` is pairs per step).
-    ``labeller="proxy"`` relabels the same pairs by the proxy RM (:func:`relabel`); ``"gold"``
-    is the data as built, normalised to ``None``."""
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.labeller == "gold":
-            self.labeller = None
+    ``labeller="gold"`` (the default) is the data as built; ``"proxy"`` relabels the same pairs
+    by the proxy RM (:func:`relabel`)."""
 
     def label(self) -> str:
         return super().label() + (" [proxy labels]" if self.labeller == "proxy" else "")

@@ -40,9 +40,7 @@ With ``ensemble`` k > 1 the reward optimised is an ensemble of k proxy RMs (memb
 testbed's; ``rlhf_nb.methods.ensemble``): their mean minus ``ensemble_penalty``·std, or their
 minimum (``ensemble_mode``) — conservative where the members disagree (Coste et al. 2024).
 
-Options added after the book's runs were cached (``ref_mix``, ``length_coef``, ``target_entropy``,
-``entropy_rate``, ``ensemble*``) enter a run's cache key only when set
-(``rlhf_nb.runs.cache.KEY_IF_SET``).
+Every field enters a run's cache key (:func:`rlhf_nb.runs.cache.config_key`).
 """
 
 from __future__ import annotations
@@ -50,7 +48,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from rlhf_nb.core import check_choice, check_ints, check_range, check_type, field_docs
-from rlhf_nb.runs.cache import KEY_IF_SET
 
 REGULARIZERS = ("none", "entropy", "entropy_token", "entropy_norm", "kl", "kl_loss", "length")
 
@@ -120,13 +117,13 @@ class OnlineConfig:
     checkpoint_interval: int = 0
     seed: int = 0
     device: str = "cpu"
-    ref_mix: float = field(default=1.0, metadata=KEY_IF_SET)
-    length_coef: float = field(default=0.0, metadata=KEY_IF_SET)
-    target_entropy: float | None = field(default=None, metadata=KEY_IF_SET)
-    entropy_rate: float = field(default=0.05, metadata=KEY_IF_SET)
-    ensemble: int = field(default=1, metadata=KEY_IF_SET)
-    ensemble_mode: str = field(default="mean_minus_std", metadata=KEY_IF_SET)
-    ensemble_penalty: float = field(default=1.0, metadata=KEY_IF_SET)
+    ref_mix: float = 1.0
+    length_coef: float = 0.0
+    target_entropy: float | None = None
+    entropy_rate: float = 0.05
+    ensemble: int = 1
+    ensemble_mode: str = "mean_minus_std"
+    ensemble_penalty: float = 1.0
 
     def __post_init__(self) -> None:
         check_type("regularizer", self.regularizer, str)

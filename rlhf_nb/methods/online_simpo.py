@@ -41,13 +41,10 @@ from rlhf_nb.sampling import sequence_logps
 class OnlineSimPOConfig(PreferenceConfig):
     """One online preference run (fields: :class:`~rlhf_nb.methods.preference.PreferenceConfig`;
     ``batch_size`` is prompts per step, each sampled twice). ``method="simpo"`` is online SimPO,
-    ``"dpo"`` online DPO (reference: the SFT policy). ``labeller="proxy"`` is the default,
-    normalised to ``None``; ``"gold"`` labels by the gold Bradley–Terry model."""
+    ``"dpo"`` online DPO (reference: the SFT policy). ``labeller="proxy"`` (the default) labels
+    each fresh pair by the proxy RM; ``"gold"`` by a draw of the gold Bradley–Terry model."""
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.labeller == "proxy":
-            self.labeller = None
+    labeller: str = "proxy"
 
     def label(self) -> str:
         gold = " [gold labels]" if self.labeller == "gold" else ""

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 import torch
 
 from rlhf_nb.core import check_choice, check_ints, check_range, check_type, field_docs
-from rlhf_nb.runs.cache import KEY_IF_SET
 from rlhf_nb.theory import losses
 
 METHODS = ("dpo", "simpo")
@@ -78,11 +77,10 @@ class PreferenceConfig:
     n_heldout_pairs: int = 512
     seed: int = 0
     device: str = "cpu"
-    labeller: str | None = field(default=None, metadata=KEY_IF_SET)
+    labeller: str = "gold"
 
     def __post_init__(self) -> None:
-        if self.labeller is not None:
-            check_choice("labeller", self.labeller, LABELLERS)
+        check_choice("labeller", self.labeller, LABELLERS)
         check_type("method", self.method, str)
         check_choice("method", self.method, METHODS)
         if self.beta is None:

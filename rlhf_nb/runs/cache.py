@@ -29,27 +29,102 @@ from rlhf_nb.runs.record import Run
 # produces for the same config (even by float rounding), so that stale cached runs are not shown.
 # 2: the online loop runs each prompt once per group (shared KV cache) and scores token ids.
 # 3: TRL cross-check runs measure their end-of-run metrics with offline_eval.policy_metrics.
-RUNS_CODE_VERSION = 3
-
-
-KEY_IF_SET = {"key": "if_set"}  # field metadata: the field enters the key only when not default
+# 4: every config field enters the key (no more "only when set" fields) and a preference
+#    config's labeller is its name ("gold"/"proxy"), never None. The training loops produce the
+#    same runs as under 3, so :func:`rekey` moves a version-3 cache over instead of retraining.
+RUNS_CODE_VERSION = 4
 
 
 def config_key(config: Any, *extra: Any) -> str:
-    """A stable hash of a config dataclass plus e.g. the testbed key (and ``RUNS_CODE_VERSION``):
-    the run's cache key. Fields declared with ``metadata=KEY_IF_SET`` (options added after runs
-    were cached) enter the key only when set to a non-default value, so adding an option does
-    not invalidate the runs that never used it."""
-    fields = dataclasses.asdict(config)
-    for f in dataclasses.fields(config):
-        if f.metadata.get("key") == "if_set" and fields[f.name] == f.default:
-            del fields[f.name]
+    """A stable hash of a config dataclass (its type name and every field), the ``extra`` values
+    (the testbed folder's name) and :data:`RUNS_CODE_VERSION`: the run's cache key. Field
+    metadata (the ``--help`` text) is not part of it."""
     payload = json.dumps(
-        [type(config).__name__, fields, *map(str, extra), RUNS_CODE_VERSION],
+        [type(config).__name__, dataclasses.asdict(config), *map(str, extra), RUNS_CODE_VERSION],
         sort_keys=True,
         default=str,
     )
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+# version 3's keys left these fields out when they had their default (and None meant the
+# preference configs' default labeller); :func:`rekey` needs them to recognise a version-3 entry
+_V3_IF_SET = {
+    "OnlineConfig": {"ref_mix": 1.0, "length_coef": 0.0, "target_entropy": None,
+                     "entropy_rate": 0.05, "ensemble": 1, "ensemble_mode": "mean_minus_std",
+                     "ensemble_penalty": 1.0},
+    "OfflineConfig": {"labeller": None}, "OnlineSimPOConfig": {"labeller": None},
+}  # fmt: skip
+_V3_LABELLER = {"OfflineConfig": "gold", "OnlineSimPOConfig": "proxy"}
+
+
+def _v3_key(config_type: str, fields: dict, testbed: str) -> str:
+    kept = {
+        k: v
+        for k, v in fields.items()
+        if not (k in _V3_IF_SET.get(config_type, {}) and v == _V3_IF_SET[config_type][k])
+    }
+    payload = json.dumps([config_type, kept, testbed, 3], sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def rekey(cache_dir: Path | None = None, *, verbose: bool = True) -> dict[str, int]:
+    """Move a version-3 run cache to version-4 keys, in place: for every finished run under
+    ``<cache>/runs/<area>/<key>`` whose key is the version-3 key of its stored config on one of
+    the cache's testbeds, write its config with the labeller named and move it to
+    :func:`config_key` of that config. Valid because version 4 changed only the key, not what a
+    config trains (the closing note of the change retrained moved runs and found them equal).
+    Entries already at
+    version 4, or whose testbed is not in the cache, are left alone. Returns counts
+    ``{"moved", "current", "unknown"}``. Command line: ``python -m rlhf_nb.runs.cache --rekey``.
+    """
+    from rlhf_nb.runs.contract import METHODS
+
+    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    testbeds = (
+        sorted(p.name for p in (root / "testbed").iterdir()) if (root / "testbed").exists() else []
+    )
+    counts = {"moved": 0, "current": 0, "unknown": 0}
+    for meta_file in sorted((root / "runs").glob("*/*/run.json")):
+        entry = meta_file.parent
+        meta = json.loads(meta_file.read_text())
+        ctype, fields = meta["config_type"], dict(meta["config"])
+        if ctype not in METHODS:
+            counts["unknown"] += 1
+            continue
+        if ctype in _V3_LABELLER and fields.get("labeller") is None:
+            new_fields = {**fields, "labeller": _V3_LABELLER[ctype]}
+        else:
+            new_fields = fields
+        module, _ = method_of_name(ctype)
+        config = getattr(module, ctype)(**new_fields)
+        if any(config_key(config, tb) == entry.name for tb in testbeds):
+            counts["current"] += 1
+            continue
+        match = [tb for tb in testbeds if _v3_key(ctype, fields, tb) == entry.name]
+        if not match:
+            counts["unknown"] += 1
+            continue
+        target = entry.parent / config_key(config, match[0])
+        meta["config"] = dataclasses.asdict(config)
+        meta_file.write_text(json.dumps(meta, indent=1, default=str))
+        if target.exists():
+            shutil.rmtree(target)
+        entry.rename(target)
+        counts["moved"] += 1
+    if verbose:
+        print(f"rekeyed {root / 'runs'}: {counts}")
+    return counts
+
+
+def method_of_name(config_type: str):
+    """``(module, cache area)`` of the method whose config class is named ``config_type``."""
+    import importlib
+
+    from rlhf_nb.runs.contract import METHODS
+
+    module_name, area = METHODS[config_type]
+    return importlib.import_module(module_name), area
 
 
 def save_run(run: Run, path: Path, *, weights: bool = False) -> Path:
@@ -192,3 +267,15 @@ def _cached_at(
         if run.status in ("finished", "diverged"):
             save_run(run, path)
     return run
+
+
+if __name__ == "__main__":  # python -m rlhf_nb.runs.cache --rekey [--cache DIR]
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m rlhf_nb.runs.cache", description=rekey.__doc__)
+    ap.add_argument("--rekey", action="store_true", help="move a version-3 cache to version 4")
+    ap.add_argument("--cache", type=Path, default=None, help="cache folder ($RLHF_NB_CACHE)")
+    args = ap.parse_args()
+    if not args.rekey:
+        ap.error("nothing to do: pass --rekey")
+    rekey(args.cache)
