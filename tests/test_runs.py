@@ -180,7 +180,7 @@ def test_rekey_moves_a_version_3_cache_to_version_4(tmp_path):
         (entry / "history.csv").write_text("step,gold\n0,1.0\n")
         old[name] = (cfg, key)
     assert cache.rekey(tmp_path, verbose=False) == {"moved": 2, "current": 0, "unknown": 0}
-    for name, (cfg, key) in old.items():
+    for cfg, key in old.values():
         new = tmp_path / "runs" / "x" / cache.config_key(cfg, "tb-abc")
         assert new.exists() and not (tmp_path / "runs" / "x" / key).exists()
         back = cache.load_run(new, type(cfg))

@@ -45,7 +45,7 @@ Every field enters a run's cache key (:func:`rlhf_nb.runs.cache.config_key`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from rlhf_nb.core import check_choice, check_ints, check_range, check_type, field_docs
 

@@ -11,7 +11,7 @@ log-probs (``length_normalize=False``) SimPO's β *is* the MaxEnt temperature α
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
