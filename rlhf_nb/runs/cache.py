@@ -75,15 +75,14 @@ def rekey(cache_dir: Path | None = None, *, verbose: bool = True) -> dict[str, i
     :func:`config_key` of that config. Valid because version 4 changed only the key, not what a
     config trains (the closing note of the change retrained moved runs and found them equal).
     Entries already at
-    version 4, or whose testbed is not in the cache, are left alone. Returns counts
-    ``{"moved", "current", "unknown"}``. Command line: ``python -m rlhf_nb.runs.cache --rekey``.
+    version 4, or whose testbed is not a built one in the cache (chapter 08's stand-in runs, a few
+    seconds to retrain), are left alone. Returns counts
+    ``{"moved", "current", "unknown"}``. Command line: ``python -m rlhf_nb.runs --rekey``.
     """
     from rlhf_nb.runs.contract import METHODS
 
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    testbeds = (
-        sorted(p.name for p in (root / "testbed").iterdir()) if (root / "testbed").exists() else []
-    )
+    testbeds = sorted(p.name for p in (root / "testbed").glob("*"))  # the built testbeds
     counts = {"moved": 0, "current": 0, "unknown": 0}
     for meta_file in sorted((root / "runs").glob("*/*/run.json")):
         entry = meta_file.parent
@@ -267,15 +266,3 @@ def _cached_at(
         if run.status in ("finished", "diverged"):
             save_run(run, path)
     return run
-
-
-if __name__ == "__main__":  # python -m rlhf_nb.runs.cache --rekey [--cache DIR]
-    import argparse
-
-    ap = argparse.ArgumentParser(prog="python -m rlhf_nb.runs.cache", description=rekey.__doc__)
-    ap.add_argument("--rekey", action="store_true", help="move a version-3 cache to version 4")
-    ap.add_argument("--cache", type=Path, default=None, help="cache folder ($RLHF_NB_CACHE)")
-    args = ap.parse_args()
-    if not args.rekey:
-        ap.error("nothing to do: pass --rekey")
-    rekey(args.cache)
