@@ -129,15 +129,8 @@ run_plots.panels_figure(
 summary_table(pair).round(3)
 
 # %%
-sft = dpo_run.history.iloc[0]  # step 0 of every run is the SFT policy itself
-d_end, s_end = dpo_run.history.iloc[-1], simpo_run.history.iloc[-1]
-for run, end in ((dpo_run, d_end), (simpo_run, s_end)):
-    print(
-        f"{run.label}: gold {sft.gold:.2f} -> {end.gold:.2f}, win rate {sft.win_rate:.1%} -> "
-        f"{end.win_rate:.1%}, KL {end.kl_k1:.2f} nats, length {sft.length:.2f} -> "
-        f"{end.length:.2f} tokens, entropy {sft.entropy_token:.2f} -> {end.entropy_token:.2f} "
-        f"nats/token"
-    )
+# how each run ended against the SFT policy it started from (step 0), by the summary rule
+pd.DataFrame({r.label: ch06.end_values(r) for r in pair}).T.round(3)
 
 # %% [markdown]
 # **Over seeds.** The same two settings at every seed: mean and 95 % band of the gold reward, the
@@ -204,13 +197,11 @@ fig.update_layout(
     title="Implicit-reward margin and accuracy: training batches (solid), held out (dotted)"
 )
 fig.show()
-s_train = simpo_run.history["margin"].dropna()
-print(
-    f"SimPO margin on training batches: {s_train.iloc[0]:.2f} -> {s_train.iloc[-1]:.2f} "
-    f"(γ = {GAMMA:g}); on held-out pairs {simpo_run.history.heldout_margin.iloc[0]:.2f} -> "
-    f"{s_end.heldout_margin:.2f}; mean per-pair gradient weight σ(γ − margin) on held-out pairs "
-    f"{simpo_run.history.heldout_weight.iloc[0]:.2f} -> {s_end.heldout_weight:.2f}"
-)
+h, f = simpo_run.history, simpo_run.final
+print(f"SimPO margin on training batches: {h.margin.dropna().iloc[0]:.2f} -> {f('margin'):.2f} "
+      f"(γ = {GAMMA:g}); on held-out pairs {h.heldout_margin.iloc[0]:.2f} -> "
+      f"{f('heldout_margin'):.2f}; mean per-pair gradient weight σ(γ − margin) on held-out "
+      f"pairs {h.heldout_weight.iloc[0]:.2f} -> {f('heldout_weight'):.2f}")  # fmt: skip
 
 # %% [markdown]
 # Two things to read off. SimPO's margin does not start at zero: the SFT policy's *average*
@@ -222,7 +213,7 @@ print(
 # $\sigma(\gamma - \text{margin})$ stays where it started, printed above).
 
 # %%
-h0 = simpo_run.history.iloc[0]
+h0 = simpo_run.history.iloc[0]  # step 0: the SFT policy
 print(
     f"SFT policy, held-out pairs: SimPO margin {h0.heldout_margin:.2f}, "
     f"accuracy {h0.heldout_accuracy:.1%} (chance: 50%)"
@@ -399,20 +390,14 @@ print("\n".join(lines))
 # page).
 
 # %%
-gkeys = list(gamma_runs)
-run_plots.sweep_figure(
-    gamma_runs, "kl_k1", param="γ", active=gkeys.index(GAMMA),
-    title=f"SimPO (β = {BETA_SIMPO:g}): KL to SFT for each target margin γ",
-).show()  # fmt: skip
-run_plots.sweep_figure(
-    gamma_runs, "margin", param="γ", active=gkeys.index(GAMMA),
-    title="SimPO: implicit-reward margin on training batches for each γ",
-).show()  # fmt: skip
-bkeys = list(beta_runs)
-run_plots.sweep_figure(
-    beta_runs, "gold", param="β", active=bkeys.index(BETA_SIMPO),
-    title=f"SimPO: gold reward for each β (γ/β = {GAMMA / BETA_SIMPO:g})",
-).show()  # fmt: skip
+for runs_, col, param, at, title in [
+    (gamma_runs, "kl_k1", "γ", GAMMA, f"SimPO (β = {BETA_SIMPO:g}): KL to SFT for each target margin γ"),
+    (gamma_runs, "margin", "γ", GAMMA, "SimPO: implicit-reward margin on training batches for each γ"),
+    (beta_runs, "gold", "β", BETA_SIMPO, f"SimPO: gold reward for each β (γ/β = {GAMMA / BETA_SIMPO:g})"),
+]:  # fmt: skip
+    run_plots.sweep_figure(
+        runs_, col, param=param, active=list(runs_).index(at), title=title
+    ).show()
 
 # %% [markdown]
 # ### 3d. Length normalisation: summed instead of averaged log-probs
