@@ -13,7 +13,10 @@ therefore reads a column through one smoothing window of :data:`WINDOW` optimise
   in (s − WINDOW, s] (a trailing mean in *steps*, not rows: a run that logs every step averages
   WINDOW rows, an offline run that evaluates every 25 steps uses each evaluation as logged);
 * **start** = the first logged row as logged (step 0: the SFT policy, before any update);
-* **peak** = the largest smoothed value, **peak_step** = the step of the row where it ends;
+* **peak** = the largest smoothed value over *full* windows — rows logged at least WINDOW − 1
+  steps after the first one, so that neither the single step-0 batch nor a half-empty early
+  window can be the peak (all rows when the run is shorter than a window) — and
+  **peak_step** = the step of the row where that window ends;
 * **final** = the smoothed value at the last logged row (the mean over the run's last
   WINDOW steps).
 
@@ -76,7 +79,11 @@ def summarize(history: pd.DataFrame, column: str, *, window: int = WINDOW) -> Su
     if s.empty:
         return Summary(math.nan, math.nan, -1, math.nan)
     first = history[["step", column]].dropna()[column].iloc[0]
-    i = int(np.argmax(s.to_numpy()))
+    steps = s.index.to_numpy(dtype=float)
+    full = steps >= steps[0] + window - 1  # windows that lie wholly inside the run
+    if not full.any():
+        full[:] = True
+    i = int(np.flatnonzero(full)[np.argmax(s.to_numpy()[full])])
     return Summary(float(first), float(s.iloc[i]), int(s.index[i]), float(s.iloc[-1]))
 
 

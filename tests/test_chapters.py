@@ -165,3 +165,19 @@ def test_summary_rule_window_is_in_steps_not_rows():
     assert np.isnan(stats.summarize(r1.history, "missing").final)
     with pytest.raises(ValueError, match="window"):
         stats.smoothed(r1.history, "gold", window=0)
+
+
+def test_peak_reads_only_full_windows():
+    """A lucky step-0 batch is the start, never the peak: peaks come from windows that lie
+    wholly inside the run (offline runs: every evaluation after step 0)."""
+    r = _fake_run(0, 300, 1)
+    h = r.history.copy()
+    h.loc[0, "gold"] = 100.0
+    s = stats.summarize(h, "gold")
+    assert s.start == 100.0 and s.peak < 100.0 and s.peak_step >= stats.WINDOW - 1
+    off = _fake_run(0, 300, 25).history.copy()
+    off.loc[0, "gold"] = 100.0
+    so = stats.summarize(off, "gold")
+    assert so.peak_step >= 25 and so.peak == off.gold.iloc[1:].max()
+    short = stats.summarize(h.iloc[:5], "gold")  # shorter than a window: every row counts
+    assert short.peak == 100.0 and short.peak_step == 0

@@ -90,7 +90,7 @@ class SeedRuns:
         """One row per seed (index ``seed``): how the run ended against the SFT policy it
         started from, by the summary rule: ``Δ gold`` (final − start), ``Δ win``, and
         ``KL end``, ``entropy SFT``, ``entropy end``, ``length end``, ``gold end``, ``proxy end``
-        and ``peak step`` (where the smoothed gold peaked; 0 = never above the SFT policy)."""
+        ``peak step`` (where the smoothed gold peaked) and ``peak gain`` (that peak − start)."""
         s = self.summaries(window=window)
         win_start = [r.history["win_rate"].dropna().iloc[0] for r in self.runs]
         return pd.DataFrame({
@@ -98,6 +98,7 @@ class SeedRuns:
             "KL end": s["kl_k1_final"], "entropy SFT": s["entropy_start"],
             "entropy end": s["entropy_final"], "length end": s["length_final"],
             "gold end": s["gold_final"], "proxy end": s["proxy_final"], "peak step": s["peak_step"],
+            "peak gain": s["gold_peak"] - s["gold_start"],
         })  # fmt: skip
 
     def stat(self, column: str, *, window: int = WINDOW, level: float = LEVEL) -> Stat:
