@@ -68,12 +68,23 @@ def test_remedy_options_are_validated(kwargs, message):
         OnlineConfig(**kwargs)
 
 
-def test_runs_without_the_new_options_keep_their_cache_keys():
-    """Keys computed before the options existed (commit eadffd8): the cached book stays valid."""
+def test_every_option_enters_the_cache_key():
+    """Cache version 4: every field is in the key, so a remedy's option (or its default) can
+    never alias another run; version 3's key of the same config is what ``rekey`` recognises."""
+    import dataclasses
+
+    from rlhf_nb.runs import cache
+
     cfg = OnlineConfig(regularizer="entropy", alpha=0.05)
-    assert config_key(cfg, "tiny-seed0-v3") == "1b83d5c60ee1c8df"
-    changed = OnlineConfig(regularizer="kl", beta=0.05, ref_mix=0.5)
-    assert config_key(changed, "x") != config_key(OnlineConfig(regularizer="kl", beta=0.05), "x")
+    assert cache._v3_key("OnlineConfig", dataclasses.asdict(cfg), "tiny-seed0-v3") == (
+        "1b83d5c60ee1c8df"  # the version-3 key pinned before the options existed (eadffd8)
+    )
+    assert config_key(cfg, "tiny-seed0-v3") != "1b83d5c60ee1c8df"
+    base = OnlineConfig(regularizer="kl", beta=0.05)
+    for option in (dict(ref_mix=0.5), dict(ensemble=3), dict(ensemble_penalty=2.0)):
+        assert config_key(dataclasses.replace(base, **option), "x") != config_key(base, "x")
+    length = OnlineConfig(regularizer="length", length_coef=0.1)
+    assert config_key(length, "x") != config_key(dataclasses.replace(length, length_coef=0.2), "x")
 
 
 @pytest.fixture(scope="module")
