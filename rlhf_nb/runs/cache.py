@@ -28,7 +28,7 @@ from rlhf_nb.runs.record import Run
 # Part of every run's cache key: bump it when a change to a training loop alters what it
 # produces for the same config (even by float rounding), so that stale cached runs are not shown.
 # 2: the online loop runs each prompt once per group (shared KV cache) and scores token ids.
-# 3: TRL cross-check runs measure their end-of-run metrics with offline_eval.policy_metrics.
+# 3: TRL cross-check runs measure their end-of-run metrics with evaluate.policy_metrics.
 # 4: every config field enters the key (no more "only when set" fields) and a preference
 #    config's labeller is its name ("gold"/"proxy"), never None. The training loops produce the
 #    same runs as under 3, so :func:`rekey` moves a version-3 cache over instead of retraining.
