@@ -109,7 +109,7 @@ tb = testbed.build(preset, seed=SEED, cache_dir=ctx.cache_dir)
 # online MaxEnt run of part 3a is chapter 05's own (ch06.configs takes it from ch05.configs)
 cfg = ch06.configs(p, tb)
 t0 = time.perf_counter()
-got = ch06.get(p, tb, cache_dir=ctx.cache_dir)
+got = ch06.get(p, tb, configs_=cfg, cache_dir=ctx.cache_dir)
 dpo_seeds, simpo_seeds = got["dpo"], got["simpo"]
 gammas, betas = list(got["gammas"]), list(got["betas"])
 alpha_sum = cfg["sum"].beta  # 3d: summed log-probs on SimPO's scale, α = β / L̄

@@ -268,7 +268,7 @@ display(pd.DataFrame({k: {"config": c.label(), "regularizer": c.regularizer}
 
 # %%
 t0 = time.perf_counter()
-got = ch07.get(p, tb, cache_dir=ctx.cache_dir)
+got = ch07.get(p, tb, configs_=c07, cache_dir=ctx.cache_dir)
 seeded, offline_seeded, remedy_seeded = got["heads"], got["offline"], got["remedies"]
 sweep_runs_hi = got["sweep"]  # chapter 05's α sweep at the higher rate, one seed
 remedy_runs = {k: g.runs[0] for k, g in remedy_seeded.items()}  # seed SEED of each remedy

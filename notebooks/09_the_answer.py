@@ -90,7 +90,7 @@ data = tb.preference_data.select_columns(["prompt", "chosen", "rejected"])
 flipped = relabel(tb, data).info.description
 print(f"{len(data)} fixed pairs; relabelled by the proxy RM: {flipped}")
 t0 = time.perf_counter()  # section 2b's variants and chapter 05's heads train in the same pool
-got = ch09.get(p, tb, cache_dir=ctx.cache_dir)
+got = ch09.get(p, tb, configs_=c09, cache_dir=ctx.cache_dir)
 loaded, explained, h05 = got["cells"], got["explain"], got["heads"]
 variants = list(dict.fromkeys(name for name, _ in explain_cfgs))
 print(f"{len(grid)} cells and {len(explain_cfgs)} variants x {len(run_seeds)} seeds ready in "

@@ -20,6 +20,7 @@ import pandas as pd
 import torch
 
 from rlhf_nb import testbed as tb_mod
+from rlhf_nb.chapters.params import from_globals
 from rlhf_nb.core import check_choice, check_int, check_type, default_cache_dir
 from rlhf_nb.runs.pool import parallel_map, resolve_workers
 from rlhf_nb.testbed.presets import cache_key, resolve_preset
@@ -54,8 +55,7 @@ class Params:
         if self.workers != "auto":
             check_int("WORKERS", self.workers, 1, 256)
 
-    from_globals = classmethod(lambda cls, ns: cls(**{  # the notebook's globals, by name
-        f: ns[f.upper()] for f in cls.__dataclass_fields__ if f.upper() in ns}))  # fmt: skip
+    from_globals = classmethod(from_globals)  # the notebook's globals, by name
 
     @property
     def tb_preset(self) -> str:

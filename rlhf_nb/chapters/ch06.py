@@ -78,12 +78,6 @@ class Params(ChapterParams):
                     n_eval_prompts=64 if s else 256, n_heldout_pairs=128 if s else 512,
                     seed=self.seed, device=self.resolved_device)  # fmt: skip
 
-    def ch05(self) -> ch05.Params:
-        """Chapter 05's parameters at this chapter's SEED and SMOKE (its defaults otherwise):
-        where the online MaxEnt run comes from."""
-        return ch05.Params(smoke=self.smoke, seed=self.seed, device=self.device,
-                           workers=self.workers, n_seeds=self.n_seeds)  # fmt: skip
-
 
 def mean_length(testbed) -> float:
     """Mean length of the testbed's training responses in tokens (words + EOS), L̄ of 3d."""
@@ -105,7 +99,7 @@ def configs(p: Params, testbed=None) -> dict:
     out = {
         "dpo": OfflineConfig(method="dpo", beta=p.beta_dpo, **c),
         "simpo": OfflineConfig(**simpo, gamma=p.gamma, **c),
-        "online": ch05.configs(p.ch05())["headline"]["maxent"],
+        "online": ch05.configs(p.shared(ch05.Params))["headline"]["maxent"],
         "osimpo": OnlineSimPOConfig(**simpo, gamma=p.gamma, **c),
         "gamma_lo": gamma_cfgs[min(gammas)],
         "gamma_hi": gamma_cfgs[max(gammas)],
@@ -122,12 +116,13 @@ def configs(p: Params, testbed=None) -> dict:
     return out
 
 
-def get(p: Params, testbed, *, cache_dir=None, verbose: bool = True) -> dict:
+def get(p: Params, testbed, *, configs_=None, cache_dir=None, verbose: bool = True) -> dict:
     """Chapter 06's runs in one process pool: a :class:`~rlhf_nb.runs.SeedRuns` for each
-    seeded key of :func:`configs`, ``{γ: Run}`` / ``{β: Run}`` for the sweeps."""
+    seeded key of :func:`configs`, ``{γ: Run}`` / ``{β: Run}`` for the sweeps. ``configs_``:
+    the chapter's :func:`configs` when the caller already built them (built once, not twice)."""
     from rlhf_nb.runs import SeedRuns, get_runs, with_seeds
 
-    cfg = configs(p, testbed)
+    cfg = configs_ if configs_ is not None else configs(p, testbed)
     seeds = p.run_seeds
     jobs = {k: with_seeds(cfg[k], seeds) for k in SEEDED}
     jobs.update(gammas=list(cfg["gammas"].values()), betas=list(cfg["betas"].values()))

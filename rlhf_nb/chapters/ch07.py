@@ -102,13 +102,6 @@ class Params(ChapterParams):
         check_range("LENGTH_BONUS", self.length_bonus, 0.0, None)
         check_range("TOKEN_COST", self.token_cost, 0.0, None)
 
-    def upstream(self) -> tuple[ch05.Params, ch06.Params]:
-        """Chapters 05's and 06's parameters at this chapter's SEED, SMOKE, DEVICE and seeds
-        (their defaults otherwise): whose runs this chapter reads."""
-        shared = dict(smoke=self.smoke, seed=self.seed, device=self.device,
-                      workers=self.workers, n_seeds=self.n_seeds)  # fmt: skip
-        return ch05.Params(**shared), ch06.Params(**shared)
-
 
 def configs(p: Params, testbed) -> dict:
     """Every run chapter 07 reads: ``heads`` (chapter 05's headline settings), ``sweep``
@@ -118,7 +111,7 @@ def configs(p: Params, testbed) -> dict:
     ``p.run_seeds`` too. ``sft`` holds those SFT measurements."""
     from rlhf_nb.methods import evaluate
 
-    p05, p06 = p.upstream()
+    p05, p06 = p.shared(ch05.Params), p.shared(ch06.Params)
     c05, c06 = ch05.configs(p05), ch06.configs(p06)
     heads = c05["headline"]
     tb = testbed
@@ -134,12 +127,12 @@ def configs(p: Params, testbed) -> dict:
             "remedies": remedies, "sft": sft}  # fmt: skip
 
 
-def get(p: Params, testbed, *, cache_dir=None, verbose: bool = True) -> dict:
+def get(p: Params, testbed, *, configs_=None, cache_dir=None, verbose: bool = True) -> dict:
     """Chapter 07's runs in one process pool: ``heads``, ``offline`` and ``remedies`` as
     ``{key: SeedRuns}``, ``sweep`` as a list of runs (one seed), plus ``configs``."""
     from rlhf_nb.runs import SeedRuns, get_runs, with_seeds
 
-    c = configs(p, testbed)
+    c = configs_ if configs_ is not None else configs(p, testbed)  # SFT metrics: sampled once
     seeds = p.run_seeds
     seeded = {g: {k: with_seeds(v, seeds) for k, v in c[g].items()}
               for g in ("heads", "offline", "remedies")}  # fmt: skip

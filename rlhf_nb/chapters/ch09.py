@@ -66,17 +66,10 @@ class Params(ChapterParams):
         check_floats("KL_BUDGETS", self.kl_budgets, 0.0, positive=True)
         check_int("LIVE_STEPS", self.live_steps, 1, 500)
 
-    def upstream(self) -> tuple[ch05.Params, ch06.Params]:
-        """Chapters 05's and 06's parameters at this chapter's SEED, SMOKE, DEVICE and seeds."""
-        shared = dict(smoke=self.smoke, seed=self.seed, device=self.device,
-                      workers=self.workers, n_seeds=self.n_seeds)  # fmt: skip
-        return ch05.Params(**shared), ch06.Params(**shared)
 
-
-def variants(p06: ch06.Params, testbed) -> dict[str, OfflineConfig]:
+def variants(p06: ch06.Params, c06: dict) -> dict[str, OfflineConfig]:
     """Section 2b's offline SimPO variants from chapter 06's settings: γ = 0, chapter 06's γ
     (the default), γ = 4, and summed log-probs (chapter 06's ``sum`` run)."""
-    c06 = ch06.configs(p06, testbed)
     simpo = c06["simpo"]
     return {"γ = 0": dataclasses.replace(simpo, gamma=0.0),
             f"γ = {p06.gamma:g} (default)": simpo,
@@ -95,22 +88,22 @@ def configs(p: Params, testbed) -> dict:
     """Every run chapter 09 reads: ``cells`` (:func:`cells` of chapter 06's SimPO and DPO),
     ``explain`` ({(variant, "offline"/"online"): config}, section 2b) and ``heads`` (chapter
     05's headline settings), all at ``p.run_seeds``."""
-    p05, p06 = p.upstream()
+    p05, p06 = p.shared(ch05.Params), p.shared(ch06.Params)
     c06 = ch06.configs(p06, testbed)
     explain = {}
-    for name, cfg in variants(p06, testbed).items():
+    for name, cfg in variants(p06, c06).items():
         explain[(name, "offline")] = cfg
         explain[(name, "online")] = online_twin(cfg)
     return {"cells": cells({"SimPO": c06["simpo"], "DPO": c06["dpo"]}), "explain": explain,
             "heads": ch05.configs(p05)["headline"]}  # fmt: skip
 
 
-def get(p: Params, testbed, *, cache_dir=None, verbose: bool = True) -> dict:
+def get(p: Params, testbed, *, configs_=None, cache_dir=None, verbose: bool = True) -> dict:
     """Chapter 09's runs in one process pool: ``cells`` and ``explain`` as ``{key: [Run per
     seed]}``, ``heads`` as ``{key: SeedRuns}``, plus ``configs``."""
     from rlhf_nb.runs import SeedRuns, get_runs, with_seeds
 
-    c = configs(p, testbed)
+    c = configs_ if configs_ is not None else configs(p, testbed)
     seeds = p.run_seeds
     jobs = {g: {k: with_seeds(v, seeds) for k, v in c[g].items()}
             for g in ("cells", "explain", "heads")}  # fmt: skip

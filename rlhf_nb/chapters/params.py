@@ -49,10 +49,15 @@ class ChapterParams:
 
     @classmethod
     def from_globals(cls, namespace: dict[str, Any]):
-        """The chapter's parameters from a notebook's globals: each field from the variable of
-        the same name in capitals (``alphas`` <- ``ALPHAS``), missing ones at their default."""
-        names = {f.name: f.name.upper() for f in dataclasses.fields(cls)}
-        return cls(**{k: namespace[v] for k, v in names.items() if v in namespace})
+        """The chapter's parameters from a notebook's globals (:func:`from_globals`)."""
+        return from_globals(cls, namespace)
+
+    def shared(self, cls):
+        """Another chapter's parameters (``cls``, e.g. ``ch05.Params``) at this chapter's SMOKE,
+        SEED, DEVICE, WORKERS and N_SEEDS, its own fields at their defaults: whose runs a later
+        chapter reads."""
+        return cls(smoke=self.smoke, seed=self.seed, device=self.device, workers=self.workers,
+                   n_seeds=self.n_seeds)  # fmt: skip
 
     @property
     def run_seeds(self) -> list[int]:
@@ -77,6 +82,13 @@ class ChapterParams:
         """The keyword arguments of :func:`rlhf_nb.runs.get_runs` for this chapter's testbed."""
         return dict(preset=self.preset, testbed_seed=self.seed, workers=self.workers,
                     cache_dir=cache_dir)  # fmt: skip
+
+
+def from_globals(cls, namespace: dict[str, Any]):
+    """A parameters dataclass ``cls`` from a notebook's globals: each field from the variable of
+    the same name in capitals (``alphas`` <- ``ALPHAS``), missing ones at their default."""
+    names = {f.name: f.name.upper() for f in dataclasses.fields(cls)}
+    return cls(**{k: namespace[v] for k, v in names.items() if v in namespace})
 
 
 def check_floats(name: str, values, low: float, *, positive: bool = False) -> tuple[float, ...]:
