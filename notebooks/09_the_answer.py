@@ -408,9 +408,6 @@ assert simpo_check.no_bonus_gap > 0.3 and simpo_check.constant_alpha_gap > 0.1, 
 # at V ≫ L neither a length cost nor a token average removes the cap from the α → ∞ end
 # (0.988, 0.883, 0.826 at V = 84, L = 16)
 assert limit_shares["sequence"] > limit_shares["token_averaged"] > limit_shares["length"] > 0.5
-# the KL bound on a run is the statement that its objective did not fall: the same inequality
-assert ((bounds["final KL (k1, nats)"] <= bounds["proxy gain / β (nats)"])
-        == (bounds["objective gain (reward units)"] >= 0)).all(), bounds  # fmt: skip
 assert set(claims_table.status) <= set(claims.STATUSES)
 assert all(len(v) == len(run_seeds) for v in loaded.values())
 
@@ -446,6 +443,7 @@ if not SMOKE:
     assert online_kl["summed log-probs"].min() > online_kl["γ = 0"].max()
     assert online_kl["summed log-probs"].min() > table.kl_final.max()  # farthest of all cells
     # the KL certificate: every anchored run kept its own objective above the SFT policy's
+    # (the same inequality as final KL ≤ proxy gain / β, the table's two columns)
     assert (bounds["objective gain (reward units)"] >= 0).all(), bounds
     assert me_len.min >= 0.9 * L and me_eos.max < 0.1  # the α → ∞ end: no EOS at the cap
 
