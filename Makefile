@@ -7,8 +7,9 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-# chapters executed side by side by `make book` (they share the cache, whose entries are locked)
-BOOK_JOBS ?= 3
+# chapters executed side by side by `make book` (they share the cache, whose entries are locked);
+# auto = this machine's cores + 1 (3 on the 2-core book machine), at most the number of chapters
+BOOK_JOBS ?= auto
 export RLHF_NB_CACHE ?= $(CURDIR)/.cache
 export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1

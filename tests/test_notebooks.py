@@ -132,3 +132,18 @@ def test_chapters_execute_side_by_side_and_a_failure_stops_the_build(tmp_path, c
     assert execute_side_by_side(two, tmp_path / "bad", 2, True, ["SEED=-1"]) != 0
     out = capsys.readouterr().out
     assert "FAILED" in out and "SEED must be in" in out
+
+
+def test_book_jobs_auto_follows_the_cores_and_bad_values_name_the_option(monkeypatch):
+    from rlhf_nb._site import build
+    from rlhf_nb.runs import pool
+
+    monkeypatch.setattr(pool, "resolve_workers", lambda w="auto": 2)
+    assert build.book_jobs("auto", 10) == 3  # 2 cores + 1
+    assert build.book_jobs("auto", 2) == 2  # never more than the chapters
+    monkeypatch.setattr(pool, "resolve_workers", lambda w="auto": 16)
+    assert build.book_jobs("auto", 10) == 10
+    assert build.book_jobs("4", 10) == 4
+    for bad in ("0", "-1", "many"):
+        with pytest.raises(ValueError, match="--jobs must be an integer >= 1 or 'auto'"):
+            build.book_jobs(bad, 10)

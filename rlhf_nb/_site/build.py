@@ -227,6 +227,24 @@ def build_site(executed: Path, out: Path, *, quiet: bool = True) -> Path:
     return index
 
 
+def book_jobs(jobs: str | int, n_chapters: int) -> int:
+    """``--jobs``: an int >= 1, or ``"auto"`` = the cores this process may use + 1, at most
+    ``n_chapters``. One more chapter than cores keeps every core busy while a chapter loads,
+    plots or waits on a run another chapter holds the lock of (measured on 2 cores: 3 side by
+    side beat 2); each chapter's pool also sizes itself to the cores (``WORKERS="auto"``)."""
+    from rlhf_nb.runs.pool import resolve_workers
+
+    if str(jobs) == "auto":
+        return max(1, min(n_chapters, resolve_workers("auto") + 1))
+    try:
+        n = int(jobs)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise ValueError(f"--jobs must be an integer >= 1 or 'auto', got {jobs!r}")
+    return n
+
+
 def execute_side_by_side(
     sources: list[Path], out: Path, jobs: int, smoke: bool, params: list[str]
 ) -> int:
@@ -295,9 +313,16 @@ def _relay_progress(src: Path, log: Path, seen: int, t0: float) -> int:
         return seen
     end = chunk.rfind(b"\n") + 1  # complete lines only
     for line in chunk[:end].decode(errors="replace").splitlines():
-        if "] trained " in line or " runs trained in " in line:
+        if _is_progress(line):
             print(f"  {src.stem[:2]} +{time.perf_counter() - t0:.0f}s {line.strip()}", flush=True)
     return seen + end
+
+
+def _is_progress(line: str) -> bool:
+    """A training-progress line of ``get_runs``: "training N runs, W at a time ...",
+    "[k/n] trained ..." or "N runs trained in ..."."""
+    return ("] trained " in line or " runs trained in " in line
+            or (line.lstrip().startswith("training ") and " at a time " in line))  # fmt: skip
 
 
 def _show_progress() -> None:
@@ -309,7 +334,7 @@ def _show_progress() -> None:
     class Progress(logging.Filter):
         def filter(self, record) -> bool:
             msg = record.getMessage()
-            return "] trained " in msg or " runs trained in " in msg
+            return _is_progress(msg)
 
     handler = logging.StreamHandler(sys.stdout)
     handler.addFilter(Progress())
@@ -337,10 +362,11 @@ def main(argv: list[str] | None = None) -> int:
     ex.add_argument("--smoke", action="store_true")
     ex.add_argument("--only", default="*", help="glob on the notebook stem, e.g. '05_*'")
     ex.add_argument(
-        "--jobs", type=int, default=1, metavar="N",
-        help="chapters executed side by side, each in its own process (default 1: in order). "
-        "Chapters share testbeds and runs through the cache, whose entries are locked, so a "
-        "chapter that needs what another is building waits for it.",
+        "--jobs", default="1", metavar="N|auto",
+        help="chapters executed side by side, each in its own process (default 1: in order; "
+        "'auto': this machine's cores + 1, at most the number of chapters). Chapters share "
+        "testbeds and runs through the cache, whose entries are locked, so a chapter that needs "
+        "what another is building waits for it.",
     )  # fmt: skip
     ex.add_argument(
         "-p", "--param", action="append", default=[], metavar="NAME=VALUE",
@@ -366,8 +392,11 @@ def main(argv: list[str] | None = None) -> int:
                 params[name] = ast.literal_eval(value)
             except (ValueError, SyntaxError):
                 params[name] = value  # a bare string, e.g. -p PRESET=tiny
-        if args.jobs < 1:
-            ap.error(f"--jobs must be >= 1, got {args.jobs}")
+        try:
+            args.jobs = book_jobs(args.jobs, len(sources))
+        except ValueError as exc:
+            ap.error(str(exc))
+        print(f"executing {len(sources)} chapter(s), {args.jobs} at a time", flush=True)
         if args.jobs > 1 and len(sources) > 1:
             return execute_side_by_side(sources, args.out, args.jobs, args.smoke, args.param)
         _show_progress()

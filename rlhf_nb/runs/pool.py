@@ -120,7 +120,7 @@ def get_runs(
     """
     from rlhf_nb import testbed as tb_mod
 
-    workers = resolve_workers(workers)
+    asked, workers = workers, resolve_workers(workers)
     seeds = None if seeds is None else tuple(int(s) for s in seeds)
     leaves = _flatten(configs)
     for c in leaves:
@@ -140,6 +140,10 @@ def get_runs(
         paths.add(path)
     todo.sort(key=lambda job: -job[1].steps)  # longest first: the pool's tail stays short
     t0 = time.perf_counter()
+    if verbose and todo:
+        print(f"training {len(todo)} runs, {min(workers, len(todo))} at a time "
+              f"(workers={asked!r}; this process may use {resolve_workers('auto')} cores)",
+              flush=True)  # fmt: skip
 
     def done(i: int, sec: float, k: int) -> None:
         if verbose:
