@@ -45,6 +45,7 @@ BETAS = [0.05, 0.2]  # KL coefficients β > 0 of the anchored baseline, at LR_HI
 MAXENT_ALPHA = 0.05  # the headline MaxEnt α, one of ALPHAS (> 0)
 LR_HI, LR_LO = 3e-4, 1e-4  # the "aggressive" and the "conservative" learning rate
 STEPS_HI, STEPS_LO = 200, 600  # run lengths at LR_HI and LR_LO (the slower rate needs longer)
+CAPS = [8, 16, 32]  # token budgets of the length-cap sweep (each 2 to 40; SMOKE keeps the ends)
 
 # %% [markdown]
 # The next cell only does something in Colab: it installs this book's package.
@@ -332,6 +333,47 @@ print(f"final KL of α = {maxent_alpha:g} over β = {beta_s:g}, seed by seed: ×
 # on one build one seed's KL had levelled off), so it is printed here, not asserted. The same goes
 # for whether the weaker anchor's gold falls further from its peak than the stronger one's (the
 # "fall from peak" line of the seed comparison above): its size moves with the testbed build.
+#
+# ### 2b · Is the KL plateau the length cap?
+#
+# The MaxEnt runs end at the generation budget with no EOS, so their KL may level off only
+# because a response cannot get longer. The cap sweep reruns the headline MaxEnt α and the
+# strongest β at budgets `CAPS` (the testbed's own 16-token budget is the headline runs
+# themselves), every run seed, nothing else changed — the gold reward still asks for a summary
+# under 16 words. Per setting, the exponent b fits final value ∝ cap^b seed by seed over the caps:
+# b ≈ 1 grows in proportion to the budget, b ≈ 0 ignores it.
+
+# %%
+caps_runs = got["caps"]
+cap_stats = ch05.cap_table(caps_runs)
+cap_exp = {col: ch05.cap_exponents(caps_runs, col) for col in ("kl_k1_final", "length_final")}
+CAP_NAMES = {"kl_k1_final": "final KL (nats)", "length_final": "final length",
+             "length_share": "length / cap", "kl_per_token": "KL per token",
+             "eos_final": "EOS rate", "gold_final": "gold final", "gold_peak": "gold peak"}  # fmt: skip
+setting_names = {k: headline[k].label().split(",")[0] for k in ch05.CAP_SETTINGS}
+display(Markdown(stats.markdown_table(
+    {f"{setting_names[k]}, cap {cap}": row for (k, cap), row in cap_stats.iterrows()}, CAP_NAMES
+)))  # fmt: skip
+fig_cap = run_plots.summary_figure(
+    cap_stats, ("kl_k1_final", "length_final", "gold_final"), x="cap",
+    names={**CAP_NAMES, **setting_names},
+    title=f"The length cap: mean and 95% band over {len(run_seeds)} seeds (dots: seeds)",
+)  # fmt: skip
+fig_cap.show()
+for k in ch05.CAP_SETTINGS:
+    name = setting_names[k]
+    print(f"{name}: final KL ∝ cap^b with b = {cap_exp['kl_k1_final'][k].fmt(2)}, final length "
+          f"∝ cap^b with b = {cap_exp['length_final'][k].fmt(2)} (seeds: {len(run_seeds)})")  # fmt: skip
+me_share = stats.Stat.of(np.concatenate([cap_stats.loc[("maxent", c), "length_share"].values
+                                         for c in caps_runs]))  # fmt: skip
+print(f"MaxEnt final length / cap over every cap and seed: {me_share.fmt(2)}")
+
+# %% [markdown]
+# Read the exponents with the table: where the MaxEnt run's length is the cap at every budget
+# and its KL exponent is near 1, its KL is set by how many tokens the budget allows (a cap effect:
+# "stops growing" means "ran out of room"), while the KL-anchored run's exponents near 0 mean its
+# KL and length are set by the anchor, not by the budget. The checkpoints assert the parts that
+# held on the testbed builds they were tried on, with the calibration and hold-out builds named.
 #
 # ## 3 · The mechanism: what the policy learned to exploit
 #

@@ -498,6 +498,77 @@ box, _ = live.anchor_widget(
 display(box)
 
 # %% [markdown]
+# ## 5. The objective or the proxy? Optimising the gold reward itself
+#
+# Every run so far optimised the learned proxy, so a MaxEnt failure could be Goodhart's law (the
+# proxy is wrong where the policy goes) or the objective itself (an entropy bonus with no anchor
+# pulls towards the uniform law over responses, chapter 01, whichever reward it is added to). The
+# testbed has the gold reward the proxy imitates, so the policy can be trained on the truth — the
+# *verifiable-reward* setting in which KL-free RL is today's default (TRL's GRPO `beta=0`). Cross
+# the reward optimised (proxy / gold) with the regulariser (none, the MaxEnt α, the strong KL β,
+# both) at the book's headline values, `N_SEEDS` seeds each; the proxy row is the runs above.
+
+# %%
+sources = got["sources"]
+src_table = ch07.source_table(sources)
+SRC_NAMES = {"gold_start": "gold SFT", "gold_final": "gold final", "gold_gain": "gold gain",
+             "gold_fall": "fall from peak", "kl_k1_final": "final KL", "length_final": "length",
+             "eos_final": "EOS rate"}  # fmt: skip
+reg_names = {"none": "α=0", "entropy": f"α={heads['maxent'].alpha:g}",
+             "kl": f"β={heads['kl_strong'].beta:g}",
+             "entropy+kl": f"α={heads['maxent'].alpha:g} + β={heads['kl_strong'].beta:g}"}  # fmt: skip
+display(Markdown(stats.markdown_table(
+    {f"{r} reward, {reg_names[k]}": row for (r, k), row in src_table.iterrows()}, SRC_NAMES
+)))  # fmt: skip
+gold_cells = [sources[("gold", k)] for k in ch07.SOURCE_REGULARIZERS]
+run_plots.band_figure(
+    gold_cells, ("gold", "kl_k1", "length", "eos_rate"),
+    title=f"Optimising the gold reward: mean and 95% band over {len(run_seeds)} seeds",
+).show()  # fmt: skip
+source_points = ch07.frontier_points({f"gold reward, {reg_names[k]}": sources[("gold", k)].runs
+                                      for k in ch07.SOURCE_REGULARIZERS})  # fmt: skip
+frontier_plots.path_slider_figure(
+    head_points, source_points, param="gold-trained",
+    title="Each gold-trained run's path (black) over the proxy-trained headline settings",
+).show()  # fmt: skip
+src_diffs = ch07.source_contrasts(sources)
+for name, d in src_diffs.items():
+    print(f"final gold, {name}: {d}")
+
+# %% [markdown]
+# What the design says, from the numbers above (the checkpoints assert the parts that held on the
+# testbed builds named there):
+
+# %%
+g_me, p_me = src_table.loc[("gold", "entropy")], src_table.loc[("proxy", "entropy")]
+g_none, g_kl = src_table.loc[("gold", "none")], src_table.loc[("gold", "kl")]
+cap = tb.max_new_tokens
+me_collapse = g_me["length_final"].min >= 0.9 * cap and g_me["eos_final"].max < 0.1
+me_loses = g_me["gold_gain"].hi < 0
+kl_vs_none = src_diffs["on gold: kl − none"]
+display(Markdown(
+    f"* **MaxEnt on the truth.** Trained on the gold reward itself, the MaxEnt run "
+    f"(α = {heads['maxent'].alpha:g}) ends at gold gain {g_me['gold_gain'].fmt()} with length "
+    f"{g_me['length_final'].fmt(1)} of the {cap}-token cap and EOS rate {g_me['eos_final'].fmt()}"
+    f" (on the proxy: gain {p_me['gold_gain'].fmt()}, length {p_me['length_final'].fmt(1)}). "
+    + ("So MaxEnt fails **without** a misspecified reward: the entropy bonus alone drives it to the "
+       "cap, below where it started — the objective, not Goodhart. "
+       if me_collapse and me_loses else
+       "It does not collapse at every seed when the reward is the truth, so on this testbed the "
+       "MaxEnt failure needs the proxy's errors (Goodhart), at least in part. ")
+    + f"\n* **No regulariser on the truth** (plain RLOO on gold) ends at gain "
+    f"{g_none['gold_gain'].fmt()}, falling {g_none['gold_fall'].fmt()} from its peak: "
+    + ("with nothing to exploit it keeps what it gains. " if g_none["gold_fall"].max < 0.5 else
+       "even the truth can be over-optimised by the sampler's drift. ")
+    + f"\n* **KL on the truth.** β = {heads['kl_strong'].beta:g} minus no regulariser, final gold: "
+    f"{kl_vs_none} — the anchor "
+    + ("**costs** gold when the reward is verifiable, as current practice holds."
+       if kl_vs_none.hi < 0 else
+       "**helps** even with the true reward." if kl_vs_none.lo > 0 else
+       "makes no difference beyond seed noise when the reward is the truth.")
+))  # fmt: skip
+
+# %% [markdown]
 # ## Checkpoints
 
 # %%

@@ -245,9 +245,11 @@ def holds(
     (:func:`margin`), so that another seed or machine is unlikely to land on the other side
     (for a normal spread, 2 SDs leave ~2.5 % on the wrong side, 3 SDs ~0.1 %).
 
-    ``log=True`` judges the margin on log(value) vs log(threshold): for ratios and for sizes of a
-    drop, positive quantities whose spread is multiplicative (one seed falling 6 reward units
-    where the others fall 2.5 widens a linear SD, though it only makes the claim safer).
+    ``log=True`` judges the margin on log|value| vs log|threshold|: for ratios and for sizes of a
+    drop, quantities of one sign whose spread is multiplicative (one seed falling 6 reward units
+    where the others fall 2.5 widens a linear SD, though it only makes the claim safer). The
+    values and the threshold must share a sign (all > 0, or all < 0 as for a gold change below
+    −0.3).
 
     Prints and returns one line with the mean, the range and the margin; raises
     ``AssertionError`` naming the statement when either condition fails.
@@ -258,10 +260,11 @@ def holds(
     v = np.asarray(stat.values)
     ok = bool((v > threshold).all() if side == ">" else (v < threshold).all())
     if log:
-        if threshold <= 0 or (v <= 0).any():
-            raise ValueError(f"{name}: log=True needs positive values and threshold, got "
-                             f"{v.tolist()} and {threshold}")  # fmt: skip
-        m = margin(Stat.of(np.log(v)), math.log(threshold))
+        sign = 1.0 if threshold > 0 else -1.0
+        if threshold == 0 or (sign * v <= 0).any():
+            raise ValueError(f"{name}: log=True needs values and a threshold of one sign (all > 0 "
+                             f"or all < 0), got {v.tolist()} and {threshold}")  # fmt: skip
+        m = margin(Stat.of(np.log(sign * v)), math.log(sign * threshold))
     else:
         m = margin(stat, threshold)
     line = (f"{name}: {side} {threshold:+.2f} for {'all' if ok else 'NOT all'} {stat.n} seeds "

@@ -181,3 +181,44 @@ def test_peak_reads_only_full_windows():
     assert so.peak_step >= 25 and so.peak == off.gold.iloc[1:].max()
     short = stats.summarize(h.iloc[:5], "gold")  # shorter than a window: every row counts
     assert short.peak == 100.0 and short.peak_step == 0
+
+
+def test_cap_sweep_reuses_the_headline_runs_and_changes_only_the_budget():
+    p = ch05.Params()
+    c = ch05.configs(p)
+    heads, caps = c["headline"], c["caps"]
+    own = ch05.budget(p)
+    assert own == testbed.PRESETS["tiny"].max_new_tokens == 16 and sorted(caps) == [8, 16, 32]
+    for k in ch05.CAP_SETTINGS:
+        assert caps[own][k] is heads[k]  # the headline run itself, not a second run of it
+        assert caps[own][k].max_new_tokens is None  # so its cache key is the headline run's
+        for cap in (8, 32):
+            assert dataclasses.replace(caps[cap][k], max_new_tokens=None) == heads[k]
+            assert caps[cap][k].max_new_tokens == cap and f"cap {cap}" in caps[cap][k].label()
+    assert sorted(ch05.configs(ch05.Params(smoke=True))["caps"]) == [8, 32]
+    for bad, msg in (((4, 41), "CAPS must be in [2, 40]"), ((), "CAPS must be a non-empty")):
+        with pytest.raises(ValueError, match=msg.replace("[", r"\[")):
+            ch05.Params(caps=bad)
+
+
+def test_cap_exponents_recover_a_power_law_and_the_table_divides_by_the_cap():
+    """final KL ∝ cap^b: exactly b = 1 for a KL proportional to the cap, b = 0 for one that
+    ignores it; length / cap and KL per token in the table."""
+
+    def runs(cap, kl_of_cap):
+        out = []
+        for s in (0, 1, 2):
+            r = _fake_run(s)
+            h = r.history.assign(kl_k1=kl_of_cap(cap) * (1 + s), length=float(cap))
+            out.append(Run(r.config, h, "finished"))
+        return SeedRuns(out[0].config, out, (0, 1, 2))
+
+    caps = {c: {"grows": runs(c, lambda c: 2.0 * c), "flat": runs(c, lambda c: 3.0)}
+            for c in (8, 16, 32)}  # fmt: skip
+    b = ch05.cap_exponents(caps)
+    assert np.allclose(b["grows"].values, 1.0) and np.allclose(b["flat"].values, 0.0)
+    t = ch05.cap_table(caps)
+    assert np.allclose(t.loc[("grows", 8), "length_share"].values, 1.0)
+    assert np.allclose(t.loc[("flat", 32), "kl_per_token"].values, [3 / 32, 6 / 32, 9 / 32])
+    with pytest.raises(ValueError, match="at least two caps"):
+        ch05.cap_exponents({8: caps[8]})

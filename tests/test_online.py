@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -223,6 +224,24 @@ def test_kl_shaping_in_the_loop(tb):
     assert h["reward_shaped"].to_numpy() == pytest.approx(
         (h["proxy"] - cfg.beta * h["kl_k1"]).to_numpy(), rel=1e-5, abs=1e-5
     )
+
+
+def test_gold_reward_runs_optimise_the_gold_and_log_the_proxy(tb):
+    """``reward="gold"``: the shaped reward is the gold reward (no regulariser), the ``proxy``
+    column is the proxy RM's score of the same samples, and the config is its own run."""
+    cfg = OnlineConfig(reward="gold", **SMALL)
+    h = online.train(tb, cfg, progress=False).history
+    assert h["reward_shaped"].to_numpy() == pytest.approx(h["gold"].to_numpy(), abs=1e-5)
+    assert not np.allclose(h["proxy"], h["gold"])  # the RM's view, logged beside it
+    proxy_run = online.train(tb, OnlineConfig(**SMALL), progress=False).history
+    assert proxy_run["proxy"].iloc[0] == pytest.approx(h["proxy"].iloc[0], abs=1e-5)  # step 0
+    assert "[gold reward]" in cfg.label() and "[gold" not in OnlineConfig().label()
+    with pytest.raises(ValueError, match="reward must be one of"):
+        OnlineConfig(reward="oracle")
+    with pytest.raises(ValueError, match="ensemble=3 aggregates proxy RMs"):
+        OnlineConfig(reward="gold", ensemble=3)
+    with pytest.raises(ValueError, match="pass reward_fn only with reward='proxy'"):
+        online.train(tb, cfg, reward_fn=tb.gold_reward, progress=False)
 
 
 def test_same_seed_same_history(tb):

@@ -186,3 +186,33 @@ def test_rekey_moves_a_version_3_cache_to_version_4(tmp_path):
         back = cache.load_run(new, type(cfg))
         assert back.config == cfg
     assert cache.rekey(tmp_path, verbose=False) == {"moved": 0, "current": 2, "unknown": 0}
+
+
+def test_rekey_moves_runs_cached_before_a_field_was_added(tmp_path):
+    """OnlineConfig gained ``reward`` (default "proxy", what every earlier run optimised): a run
+    stored without the field, under the key its config had then, moves to its current key; a
+    run that optimised the gold reward is a new config, never confused with it."""
+    import dataclasses
+    import json
+
+    from rlhf_nb.methods.online_config import OnlineConfig
+    from rlhf_nb.runs import cache
+
+    (tmp_path / "testbed" / "tb-abc").mkdir(parents=True)
+    cfg = OnlineConfig(regularizer="entropy", alpha=0.05, steps=5)
+    fields = dataclasses.asdict(cfg)
+    del fields["reward"]  # as stored before the field existed
+    old_key = cache._stored_key("OnlineConfig", fields, "tb-abc")
+    entry = tmp_path / "runs" / "online" / old_key
+    entry.mkdir(parents=True)
+    (entry / "run.json").write_text(json.dumps({"config_type": "OnlineConfig", "config": fields,
+                                                "status": "finished", "message": "",
+                                                "samples": {}}))  # fmt: skip
+    (entry / "history.csv").write_text("step,gold\n0,1.0\n")
+    assert old_key != cache.config_key(cfg, "tb-abc")
+    assert cache.rekey(tmp_path, verbose=False) == {"moved": 1, "current": 0, "unknown": 0}
+    new = tmp_path / "runs" / "online" / cache.config_key(cfg, "tb-abc")
+    assert new.exists() and cache.load_run(new, OnlineConfig).config == cfg
+    gold = dataclasses.replace(cfg, reward="gold")
+    assert cache.config_key(gold, "tb-abc") not in (old_key, new.name)
+    assert cache.rekey(tmp_path, verbose=False) == {"moved": 0, "current": 1, "unknown": 0}

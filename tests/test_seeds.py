@@ -120,5 +120,14 @@ def test_holds_on_a_log_scale_for_ratios_and_drops():
     with pytest.raises(AssertionError, match="inside the seed spread"):
         seeds.holds("fall", values, ">", 0.3)
     assert "of the log" in seeds.holds("fall", values, ">", 0.3, log=True)
-    with pytest.raises(ValueError, match="positive values"):
+    with pytest.raises(ValueError, match="of one sign"):
         seeds.holds("fall", [1.0, -1.0], ">", 0.3, log=True)
+    # a change below a negative threshold, skewed the safe way (issue 26's chapter 06 case:
+    # -3.95, -1.72, -1.50 < -0.3 is 1.5 linear SDs but 3.8 SDs of log|value| from the threshold)
+    drop = [-3.95, -1.72, -1.50]
+    with pytest.raises(AssertionError, match="inside the seed spread"):
+        seeds.holds("Δgold", drop, "<", -0.3)
+    line = seeds.holds("Δgold", drop, "<", -0.3, log=True)
+    assert "margin 3.8 seed SDs of the log" in line, line
+    with pytest.raises(ValueError, match="of one sign"):
+        seeds.holds("Δgold", drop, "<", 0.0, log=True)

@@ -12,12 +12,13 @@ contrast seed by seed; :func:`entropy_correlations` is section 4's measurement.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+import numpy as np
 import pandas as pd
 
 from rlhf_nb.chapters.params import ChapterParams, check_floats
-from rlhf_nb.core import check_int, check_range
+from rlhf_nb.core import check_int, check_range, check_type
 from rlhf_nb.methods.grpo import GRPOCheckConfig
 from rlhf_nb.methods.online_config import OnlineConfig
 from rlhf_nb.stats import WINDOW
@@ -32,6 +33,11 @@ BETAS = (0.05, 0.2)  # KL-regularised baselines (k1 in the reward)
 TOKEN_ALPHA = 0.05  # the per-token entropy loss term (TRL's entropy_coef) at the higher rate
 MAXENT_ALPHA = 0.05  # the headline MaxEnt run: a sequence-level entropy bonus, no anchor
 SMOKE_RUN = dict(steps=8, prompts_per_step=8, eval_interval=4, n_eval_prompts=16)
+# generation budgets (max new tokens) of the length-cap sweep; the testbed's own budget (16 for
+# the tiny preset) is the headline runs themselves. At most 40: a prompt of up to 21 tokens, the
+# response and the RM's EOS must fit the models' 64 positions.
+CAPS = (8, 16, 32)
+CAP_SETTINGS = ("maxent", "kl_strong")  # the headline settings the cap sweep reruns
 
 
 @dataclass(frozen=True)
@@ -47,6 +53,9 @@ class Params(ChapterParams):
         maxent_alpha: MAXENT_ALPHA — the headline MaxEnt α, one of ALPHAS (> 0).
         lr_hi, lr_lo: LR_HI, LR_LO — the "aggressive" and the "conservative" learning rate.
         steps_hi, steps_lo: STEPS_HI, STEPS_LO — run lengths at LR_HI and LR_LO.
+        caps: CAPS — generation budgets in tokens (each in [2, 40]) at which the headline MaxEnt
+            α and the strongest β rerun at every run seed (:func:`cap_configs`; SMOKE keeps the
+            smallest and the largest).
     """
 
     alphas: tuple[float, ...] = ALPHAS
@@ -57,10 +66,16 @@ class Params(ChapterParams):
     lr_lo: float = LR_LO
     steps_hi: int = STEPS_HI
     steps_lo: int = STEPS_LO
+    caps: tuple[int, ...] = CAPS
 
     def __post_init__(self):
         super().__post_init__()
         headline(grid(self), self.maxent_alpha, smoke=self.smoke)  # validates every field
+        check_type("CAPS", self.caps, (list, tuple))
+        if not self.caps:
+            raise ValueError("CAPS must be a non-empty list of token budgets, got []")
+        for c in self.caps:
+            check_int("CAPS", c, 2, 40)
 
 
 def configs(p: Params) -> dict:
@@ -71,22 +86,46 @@ def configs(p: Params) -> dict:
     grpo = [GRPOCheckConfig(beta=b, entropy_coef=e, lr=p.lr_hi, steps=grpo_steps,
                             prompts_per_step=grpo_prompts, seed=p.seed)
             for b, e in ((0.0, 0.05), (0.05, 0.0))]  # fmt: skip
-    return {"grid": groups, "headline": headline(groups, p.maxent_alpha, smoke=p.smoke),
-            "grpo": grpo}  # fmt: skip
+    heads = headline(groups, p.maxent_alpha, smoke=p.smoke)
+    return {"grid": groups, "headline": heads, "grpo": grpo,
+            "caps": cap_configs(heads, p.caps, budget(p), smoke=p.smoke)}  # fmt: skip
+
+
+def budget(p: Params) -> int:
+    """The generation budget of the chapter's testbed preset (``max_new_tokens``, 16)."""
+    from rlhf_nb.testbed import PRESETS
+
+    return PRESETS[p.preset].max_new_tokens
+
+
+def cap_configs(heads: dict, caps, own: int, *, smoke: bool = False) -> dict[int, dict]:
+    """The length-cap sweep: ``{cap: {setting: config}}`` for the settings of
+    :data:`CAP_SETTINGS`, each the headline config with ``max_new_tokens=cap``; at the
+    testbed's ``own`` budget it is the headline config itself (one run, not two). SMOKE keeps the
+    smallest and largest cap."""
+    caps = sorted({min(caps), max(caps)} if smoke else set(caps))
+    return {c: {k: heads[k] if c == own else replace(heads[k], max_new_tokens=c)
+                for k in CAP_SETTINGS} for c in caps}  # fmt: skip
 
 
 def get(p: Params, *, cache_dir=None, verbose: bool = True) -> dict:
     """Chapter 05's runs in one process pool (cached ones load): ``{"grid": {group: [Run]},
-    "seeded": {headline key: SeedRuns}, "grpo": [Run]}``."""
+    "seeded": {headline key: SeedRuns}, "grpo": [Run], "caps": {cap: {setting: SeedRuns}}}``."""
     from rlhf_nb.runs import SeedRuns, get_runs, with_seeds
 
     c = configs(p)
     seeds = p.run_seeds
+    caps = {f"{k}@{cap}": cfg for cap, group in c["caps"].items() for k, cfg in group.items()}
     out = get_runs({"grid": c["grid"], "grpo": c["grpo"],
-                    "seeded": {k: with_seeds(v, seeds) for k, v in c["headline"].items()}},
+                    "seeded": {k: with_seeds(v, seeds) for k, v in c["headline"].items()},
+                    "caps": {k: with_seeds(v, seeds) for k, v in caps.items()}},
                    **p.pool(cache_dir), verbose=verbose)  # fmt: skip
     out["seeded"] = {k: SeedRuns(c["headline"][k], out["seeded"][k], tuple(seeds))
                      for k in c["headline"]}  # fmt: skip
+    out["caps"] = {
+        cap: {k: SeedRuns(cfg, out["caps"][f"{k}@{cap}"], tuple(seeds)) for k, cfg in g.items()}
+        for cap, g in c["caps"].items()
+    }
     return out
 
 
@@ -220,6 +259,47 @@ def central_contrast(
         }  # fmt: skip
         failed += [f"seed {seed}: {k}" for k, ok in facts.items() if not ok]
     return failed
+
+
+CAP_COLUMNS = ("kl_k1_final", "length_final", "eos_final", "gold_final", "gold_peak")
+
+
+def cap_table(caps: dict[int, dict]) -> pd.DataFrame:
+    """The cap sweep by the book's summary rule: one row per (setting, cap) with a
+    :class:`~rlhf_nb.stats.Stat` over seeds of each of :data:`CAP_COLUMNS`, of
+    ``length_share`` (final length / cap) and of ``kl_per_token`` (final KL / final length,
+    nats per response token). ``caps`` is :func:`get`'s ``"caps"``."""
+    from rlhf_nb.stats import Stat
+
+    rows = {}
+    for cap, group in caps.items():
+        for k, runs in group.items():
+            s = runs.summaries()
+            row = {c: Stat.of(s[c]) for c in CAP_COLUMNS}
+            row["length_share"] = Stat.of(s["length_final"] / cap)
+            row["kl_per_token"] = Stat.of(s["kl_k1_final"] / s["length_final"])
+            rows[(k, cap)] = row
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis(["setting", "cap"])
+
+
+def cap_exponents(caps: dict[int, dict], column: str = "kl_k1_final") -> dict[str, object]:
+    """How ``column`` (a :func:`~rlhf_nb.stats.summary_table` column) scales with the cap, seed
+    by seed: the least-squares slope b of log(value) on log(cap) over the caps (value ∝ cap^b;
+    b ≈ 1 doubles with the cap, b ≈ 0 ignores it). Returns ``{setting: Stat of b over seeds}``;
+    needs at least two caps and positive values."""
+    from rlhf_nb.stats import Stat
+
+    ordered = sorted(caps)
+    if len(ordered) < 2:
+        raise ValueError(f"need at least two caps to fit an exponent, got {ordered}")
+    x = np.log(ordered)
+    out = {}
+    for k in caps[ordered[0]]:
+        v = np.array([caps[c][k].summaries()[column].to_numpy() for c in ordered])  # [cap, seed]
+        if (v <= 0).any():
+            raise ValueError(f"{k} {column}: log needs positive values, got {v.tolist()}")
+        out[k] = Stat.of(np.polyfit(x, np.log(v), 1)[0])
+    return out
 
 
 def entropy_correlations(runs) -> dict[tuple[str, str], float]:

@@ -61,6 +61,11 @@ from rlhf_nb.methods.online_config import OnlineConfig
 from rlhf_nb.theory.frontier import GAO_FORMS, fit_gao
 
 REMEDIES = ("entropy_norm", "entropy_kl", "ref_mix", "adaptive", "ensemble", "length")
+# the reward source × regulariser design (§5): the reward optimised, and the regulariser at the
+# book's headline values (none = plain RLOO α = 0, entropy = the MaxEnt α, kl = the strong β,
+# entropy+kl = both, the entropy_kl remedy)
+REWARDS = ("proxy", "gold")
+SOURCE_REGULARIZERS = ("none", "entropy", "kl", "entropy+kl")
 
 
 HEADS = ("rloo", "maxent", "kl_weak", "kl_strong")  # chapter 05's headline runs at LR_HI
@@ -108,7 +113,8 @@ def configs(p: Params, testbed) -> dict:
     (chapter 05's α sweep at the higher rate), ``offline`` (chapter 06's DPO, SimPO and online
     SimPO), all at ``p.run_seeds`` except the sweep, and ``remedies`` (:func:`remedy_configs`
     from the headline MaxEnt run and the SFT policy's length and entropy on the testbed), at
-    ``p.run_seeds`` too. ``sft`` holds those SFT measurements."""
+    ``p.run_seeds`` too, and ``sources`` (:func:`source_configs`). ``sft`` holds those SFT
+    measurements."""
     from rlhf_nb.methods import evaluate
 
     p05, p06 = p.shared(ch05.Params), p.shared(ch06.Params)
@@ -123,22 +129,35 @@ def configs(p: Params, testbed) -> dict:
         ensemble=p.ensemble,
     )  # fmt: skip
     offline = {"DPO": c06["dpo"], "SimPO": c06["simpo"], "online SimPO": c06["osimpo"]}
+    sources = source_configs(heads, remedies)
     return {"heads": heads, "sweep": c05["grid"]["alpha_hi"], "offline": offline,
-            "remedies": remedies, "sft": sft}  # fmt: skip
+            "remedies": remedies, "sources": sources, "sft": sft}  # fmt: skip
+
+
+def source_configs(heads: Mapping, remedies: Mapping) -> dict[tuple[str, str], OnlineConfig]:
+    """The reward source × regulariser design: ``{(reward, regulariser): config}`` over
+    :data:`REWARDS` × :data:`SOURCE_REGULARIZERS`. The proxy row is runs the book already has —
+    chapter 05's α = 0, MaxEnt and strong-KL headline runs and this chapter's ``entropy_kl``
+    remedy — and the gold row is the same four configs with ``reward="gold"``: the policy
+    optimises the gold reward itself, nothing else changed."""
+    proxy = {"none": heads["rloo"], "entropy": heads["maxent"], "kl": heads["kl_strong"],
+             "entropy+kl": remedies["entropy_kl"]}  # fmt: skip
+    return {(r, k): c if r == "proxy" else dataclasses.replace(c, reward="gold")
+            for r in REWARDS for k, c in proxy.items()}  # fmt: skip
 
 
 def get(p: Params, testbed, *, configs_=None, cache_dir=None, verbose: bool = True) -> dict:
-    """Chapter 07's runs in one process pool: ``heads``, ``offline`` and ``remedies`` as
-    ``{key: SeedRuns}``, ``sweep`` as a list of runs (one seed), plus ``configs``."""
+    """Chapter 07's runs in one process pool: ``heads``, ``offline``, ``remedies`` and
+    ``sources`` as ``{key: SeedRuns}``, ``sweep`` as a list of runs (one seed), plus
+    ``configs``."""
     from rlhf_nb.runs import SeedRuns, get_runs, with_seeds
 
     c = configs_ if configs_ is not None else configs(p, testbed)  # SFT metrics: sampled once
     seeds = p.run_seeds
-    seeded = {g: {k: with_seeds(v, seeds) for k, v in c[g].items()}
-              for g in ("heads", "offline", "remedies")}  # fmt: skip
+    groups = ("heads", "offline", "remedies", "sources")
+    seeded = {g: {k: with_seeds(v, seeds) for k, v in c[g].items()} for g in groups}
     got = get_runs({**seeded, "sweep": c["sweep"]}, **p.pool(cache_dir), verbose=verbose)
-    out = {g: {k: SeedRuns(c[g][k], got[g][k], tuple(seeds)) for k in c[g]}
-           for g in ("heads", "offline", "remedies")}  # fmt: skip
+    out = {g: {k: SeedRuns(c[g][k], got[g][k], tuple(seeds)) for k in c[g]} for g in groups}
     return {**out, "sweep": got["sweep"], "configs": c}
 
 
@@ -324,6 +343,41 @@ def ranking_sentence(ranks: pd.DataFrame) -> str:
 
 
 OUTCOMES = ("length collapse", "anchored", "proxy hacked", "stable")
+
+
+SOURCE_COLUMNS = ("gold_start", "gold_peak", "gold_final", "gold_fall", "proxy_final",
+                  "kl_k1_final", "length_final", "eos_final")  # fmt: skip
+
+
+def source_table(sources: Mapping) -> pd.DataFrame:
+    """The reward source × regulariser design by the book's summary rule: one row per
+    (reward, regulariser), a :class:`~rlhf_nb.stats.Stat` over seeds in each of
+    :data:`SOURCE_COLUMNS` and ``gold_gain`` (final − SFT start). ``sources`` is :func:`get`'s
+    ``"sources"``."""
+    rows = {}
+    for key, g in sources.items():
+        s = g.summaries()
+        row = {c: stats.Stat.of(s[c]) for c in SOURCE_COLUMNS}
+        row["gold_gain"] = stats.Stat.of(s["gold_final"] - s["gold_start"])
+        rows[key] = row
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis(["reward", "regularizer"])
+
+
+def source_contrasts(sources: Mapping, column: str = "gold") -> dict[str, stats.Difference]:
+    """The design's questions as bootstrap differences of final ``column`` (seeds paired by
+    nothing, resampled within each cell, :func:`rlhf_nb.stats.differ`): for each regulariser,
+    the gold-trained run minus the proxy-trained one; and on the gold reward, each regulariser
+    minus none (does it help or hurt when the reward is the truth?)."""
+    out = {}
+    for k in SOURCE_REGULARIZERS:
+        out[f"{k}: gold-trained − proxy-trained"] = stats.differ(
+            sources[("gold", k)].final(column), sources[("proxy", k)].final(column)
+        )
+    for k in SOURCE_REGULARIZERS[1:]:
+        out[f"on gold: {k} − none"] = stats.differ(
+            sources[("gold", k)].final(column), sources[("gold", "none")].final(column)
+        )
+    return out
 
 
 def outcome(row, *, cap: int, max_kl: float = 3.0, max_fall: float = 1.0) -> str:

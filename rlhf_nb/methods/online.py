@@ -5,7 +5,8 @@ one function that reads top to bottom (:func:`train`). Each step:
 
 1. draw fresh training prompts x and sample k responses y ~ π(·|x)
    (:func:`rlhf_nb.sampling.rollout`: KV cache, temperature 1, stop at EOS or ``max_new_tokens``);
-2. score them with the proxy RM r(x, y), and the gold reward for the history only (:func:`score`);
+2. score them with the proxy RM r(x, y) (or, with ``reward="gold"``, the gold reward itself), and
+   the gold reward for the history (:func:`score`);
 3. compute log π(y|x) and log π_ref(y|x) token by token (:func:`log_probs`);
 4. apply the regularisers (``rlhf_nb.methods.online_config``; the maths of steps 4-6 is in
    :mod:`rlhf_nb.methods.rloo`, run by :func:`regularised_loss`): shaped reward
@@ -80,6 +81,7 @@ def train(
             f"checkpoint_interval={cfg.checkpoint_interval}: this loop keeps no "
             "checkpoints; the resumable one is rlhf_nb.methods.online_dp.train"
         )
+    reward_fn = reward_function(testbed, cfg, reward_fn)
     s = setup(testbed, cfg)
     rows, samples, status, message = [], {}, "running", ""
     bar = progress_bar(cfg, range(cfg.steps + 1), progress)
@@ -102,6 +104,7 @@ def train(
             loss, terms = regularised_loss(cfg, s, r, logp, ent, ref_logp, batch["response_mask"])
             # the history row of the samples drawn: the policy after `step` updates
             row = history_row(step, r, gold, batch, terms, loss)
+            log_proxy(testbed, cfg, batch, row)  # reward="gold": the proxy RM's view, logged
             evaluate(testbed, cfg, s, step, prompts, batch, row, samples)  # win rate, samples
             adapt_entropy_coef(cfg, s, row)  # target_entropy only: α of the next step
             problem = diverged(row, step)  # a non-finite reward or loss: no update
@@ -166,6 +169,25 @@ def setup(testbed, cfg: OnlineConfig, device: str | None = None, sample_seed: in
     return State(policy, ref, ref_context, opt, coefficients(cfg), random.Random(cfg.seed),
                  set(testbed.eval_prompts), cfg.max_new_tokens or testbed.max_new_tokens,
                  ensemble)  # fmt: skip
+
+
+def reward_function(testbed, cfg: OnlineConfig, reward_fn: Callable | None) -> Callable | None:
+    """The ``reward_fn`` a loop optimises: the caller's, else the testbed's gold reward when
+    ``cfg.reward == "gold"``, else ``None`` (the proxy RM, read from the sampled ids). A caller's
+    ``reward_fn`` with ``reward="gold"`` is ambiguous: ``ValueError``."""
+    if cfg.reward == "gold":
+        if reward_fn is not None:
+            raise ValueError("reward='gold' already names the reward optimised; pass reward_fn "
+                             "only with reward='proxy'")  # fmt: skip
+        return testbed.gold_reward
+    return reward_fn
+
+
+def log_proxy(testbed, cfg: OnlineConfig, batch: dict, row: dict) -> None:
+    """With ``reward="gold"`` the row's ``proxy`` is the proxy RM's mean score of the samples
+    (what a run on the proxy would have seen), not the reward optimised."""
+    if cfg.reward == "gold":
+        row["proxy"] = testbed.proxy_reward_rollout(batch).float().mean().item()
 
 
 def score(testbed, batch: dict, prompts: list[str], reward_fn=None, ensemble=None):

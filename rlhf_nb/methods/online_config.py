@@ -6,7 +6,7 @@ command-line runner (:func:`rlhf_nb.core.field_docs`, ``python -m rlhf_nb.run``)
 Regularisers (notebook 05, "The update"; combine them with ``+``, e.g. ``"entropy+kl"``):
 
 ==================  ==========================================================================
-``none``            plain RLOO on the proxy reward r(x, y)
+``none``            plain RLOO on the reward r(x, y) (the proxy RM, or ``reward="gold"``)
 ``entropy``         MaxEnt RL: shaped reward r - α·log π(y|x) (sequence level, detached); an
                     unbiased estimate of ∇(E[r] + α·H(π)) (notebook 01, the MaxEnt objective)
 ``entropy_token``   loss term -α·(mean per-token entropy of π along the samples), what TRL's
@@ -36,7 +36,10 @@ distribution (notebook 03, §4; ``tests/test_theory_rigour.py``). With
 per-token entropy at the target: α ← max(0, α + ``entropy_rate``·(target - H̄_tok)), starting
 from ``alpha`` (as TRL's ``use_adaptive_entropy``; SAC's temperature tuning).
 
-With ``ensemble`` k > 1 the reward optimised is an ensemble of k proxy RMs (member 0 the
+With ``reward="gold"`` the reward optimised is the testbed's gold reward itself — the truth the
+proxy RM was trained to imitate, a *verifiable* reward with no misspecification to exploit
+(chapter 07 §5 crosses it with the regularisers); the history's ``proxy`` column still logs the
+proxy RM's score of the samples. With ``ensemble`` k > 1 the reward optimised is an ensemble of k proxy RMs (member 0 the
 testbed's; ``rlhf_nb.methods.ensemble``): their mean minus ``ensemble_penalty``·std, or their
 minimum (``ensemble_mode``) — conservative where the members disagree (Coste et al. 2024).
 
@@ -100,6 +103,8 @@ class OnlineConfig:
         ensemble_mode: ``"mean_minus_std"`` or ``"min"`` over the members.
         ensemble_penalty: the std weight of ``"mean_minus_std"`` (>= 0; reward units per unit
             of member std).
+        reward: the reward optimised: ``"proxy"`` (default; the learned proxy RM, as in the
+            paper) or ``"gold"`` (the testbed's gold reward; module docstring).
     """
 
     regularizer: str = "none"
@@ -124,6 +129,7 @@ class OnlineConfig:
     ensemble: int = 1
     ensemble_mode: str = "mean_minus_std"
     ensemble_penalty: float = 1.0
+    reward: str = "proxy"
 
     def __post_init__(self) -> None:
         check_type("regularizer", self.regularizer, str)
@@ -177,6 +183,10 @@ class OnlineConfig:
         check_ints(self, {"ensemble": (1, 16)})
         check_choice("ensemble_mode", self.ensemble_mode, ("mean_minus_std", "min"))
         check_range("ensemble_penalty", self.ensemble_penalty, 0.0, None)
+        check_choice("reward", self.reward, ("proxy", "gold"))
+        if self.reward == "gold" and self.ensemble > 1:
+            raise ValueError(f"ensemble={self.ensemble} aggregates proxy RMs; reward='gold' "
+                             "optimises the gold reward itself: use ensemble=1")  # fmt: skip
         if self.target_entropy is not None:
             check_range("target_entropy", self.target_entropy, 0.0, None)
             if "entropy_token" not in regs:
@@ -189,7 +199,8 @@ class OnlineConfig:
         return () if names == ("none",) else names
 
     def label(self, lr_format: str = ".0e") -> str:
-        """Legend label, e.g. ``α=0.05 (seq), lr=3e-4`` or ``β=0.05 (kl), lr=3e-4``; the
+        """Legend label, e.g. ``α=0.05 (seq), lr=3e-4`` or ``β=0.05 (kl), lr=3e-4`` (``, cap 32``
+        when ``max_new_tokens`` is set); the
         learning rate in ``lr_format`` (one digit for legends; the live widget shows ``.3g``)."""
         parts = []
         for name in self.regularizers:
@@ -205,4 +216,6 @@ class OnlineConfig:
         if self.ensemble > 1:
             mode = "min" if self.ensemble_mode == "min" else f"mean-{self.ensemble_penalty:g}sd"
             parts.append(f"{self.ensemble} RMs ({mode})")
-        return f"{', '.join(parts) or 'no reg.'}, lr={self.lr:{lr_format}}"
+        cap = "" if self.max_new_tokens is None else f", cap {self.max_new_tokens}"
+        gold = " [gold reward]" if self.reward == "gold" else ""
+        return f"{', '.join(parts) or 'no reg.'}, lr={self.lr:{lr_format}}{cap}{gold}"

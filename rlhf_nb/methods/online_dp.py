@@ -67,6 +67,7 @@ def train(
     """
     check_type("config", config, OnlineConfig)
     cfg, par = config, Processes(accelerator)
+    reward_fn = online.reward_function(testbed, cfg, reward_fn)
     s = online.setup(testbed, cfg, par.device, sample_seed=cfg.seed + 1_000_003 * par.rank)
     model = par.prepare(s)  # what the gradient flows through: DDP/FSDP-wrapped when parallel
     folder = Path(checkpoint_dir or run_path("online", testbed, cfg, area="checkpoints"))
@@ -97,6 +98,7 @@ def train(
             mask = batch["response_mask"]
             loss, terms = online.regularised_loss(cfg, s, r, logp, ent, ref_logp, mask)  # 4-6.
             row = online.history_row(step, r, gold, batch, terms, loss)
+            online.log_proxy(testbed, cfg, batch, row)
             online.evaluate(testbed, cfg, s, step, prompts, batch, row, samples,
                             lambda: par.full_parameters(model))  # fmt: skip
             row = par.mean(row)  # the means over every process's samples

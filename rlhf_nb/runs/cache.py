@@ -33,6 +33,9 @@ from rlhf_nb.runs.record import Run
 #    config's labeller is its name ("gold"/"proxy"), never None. The training loops produce the
 #    same runs as under 3, so :func:`rekey` moves a version-3 cache over instead of retraining.
 RUNS_CODE_VERSION = 4
+# A field added to a config class, with a default that reproduces what the loops trained before
+# (e.g. OnlineConfig.reward = "proxy"), changes that class's keys without a version bump;
+# :func:`rekey` moves such entries to their new keys (the stored config lacks the field).
 
 
 def config_key(config: Any, *extra: Any) -> str:
@@ -68,12 +71,22 @@ def _v3_key(config_type: str, fields: dict, testbed: str) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
+def _stored_key(config_type: str, fields: dict, testbed: str) -> str:
+    """:func:`config_key` of a config whose fields are ``fields`` as stored (before fields were
+    added to its class)."""
+    payload = json.dumps([config_type, fields, testbed, RUNS_CODE_VERSION], sort_keys=True,
+                         default=str)  # fmt: skip
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
 def rekey(cache_dir: Path | None = None, *, verbose: bool = True) -> dict[str, int]:
-    """Move a version-3 run cache to version-4 keys, in place: for every finished run under
+    """Move a run cache to the current keys, in place: for every finished run under
     ``<cache>/runs/<area>/<key>`` whose key is the version-3 key of its stored config on one of
-    the cache's testbeds, write its config with the labeller named and move it to
-    :func:`config_key` of that config. Valid because version 4 changed only the key, not what a
-    config trains (the closing note of the change retrained moved runs and found them equal).
+    the cache's testbeds, or the key its stored config had before fields were added to its class
+    (their defaults reproduce what it trained, e.g. ``OnlineConfig.reward="proxy"``), write its
+    config with those fields filled in (and the labeller named) and move it to
+    :func:`config_key` of that config. Valid because neither change altered what a config trains
+    (the closing note of version 4 retrained moved runs and found them equal).
     Entries already at
     version 4, or whose testbed is not a built one in the cache (chapter 08's stand-in runs, a few
     seconds to retrain), are left alone. Returns counts
@@ -101,6 +114,8 @@ def rekey(cache_dir: Path | None = None, *, verbose: bool = True) -> dict[str, i
             counts["current"] += 1
             continue
         match = [tb for tb in testbeds if _v3_key(ctype, fields, tb) == entry.name]
+        if not match and set(dataclasses.asdict(config)) - set(fields):  # fields added since
+            match = [tb for tb in testbeds if _stored_key(ctype, fields, tb) == entry.name]
         if not match:
             counts["unknown"] += 1
             continue

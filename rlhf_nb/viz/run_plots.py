@@ -262,6 +262,49 @@ def band_figure(
     return fig
 
 
+def summary_figure(
+    table: pd.DataFrame,
+    ys: Sequence[str],
+    *,
+    x: str,
+    names: Mapping[str, str] | None = None,
+    title: str = "",
+    log_x: bool = True,
+    height: int = 380,
+) -> go.Figure:
+    """One panel per column of ``ys`` of a table of :class:`rlhf_nb.stats.Stat` cells indexed by
+    (setting, ``x``) — e.g. :func:`rlhf_nb.chapters.ch05.cap_table` — against ``x``: per setting
+    the mean over seeds (line), its 95 % band (error bars) and each seed (dots). ``names`` maps
+    column and setting keys to what the titles and the legend show."""
+    names = dict(names or {})
+    fig = make_subplots(rows=1, cols=len(ys), subplot_titles=[names.get(c, c) for c in ys])
+    settings = list(dict.fromkeys(table.index.get_level_values(0)))
+    for j, col in enumerate(ys):
+        for i, k in enumerate(settings):
+            color = COLORS[i % len(COLORS)]
+            part = table.xs(k, level=0)[col]
+            xs, st = part.index.tolist(), part.tolist()
+            mean = [s.mean for s in st]
+            fig.add_trace(go.Scatter(
+                x=xs, y=mean, mode="lines+markers", name=names.get(k, k), legendgroup=k,
+                line=dict(color=color, width=2.5), showlegend=j == 0,
+                error_y=dict(type="data", symmetric=False, color=color,
+                             array=[s.hi - m for s, m in zip(st, mean)],
+                             arrayminus=[m - s.lo for s, m in zip(st, mean)]),
+            ), row=1, col=j + 1)  # fmt: skip
+            dots_x = [v for v, s in zip(xs, st) for _ in s.values]
+            dots_y = [y for s in st for y in s.values]
+            fig.add_trace(go.Scatter(
+                x=dots_x, y=dots_y, mode="markers", name=f"{names.get(k, k)}, seeds",
+                legendgroup=k, showlegend=False, marker=dict(color=color, size=5, opacity=0.5),
+            ), row=1, col=j + 1)  # fmt: skip
+        ticks = sorted(set(table.index.get_level_values(1)))
+        fig.update_xaxes(title_text=x, type="log" if log_x else "linear", tickvals=ticks,
+                         row=1, col=j + 1)  # fmt: skip
+    fig.update_layout(template=plotting.TEMPLATE, title=title, height=height)
+    return fig
+
+
 def _rgba(hex_color: str, alpha: float) -> str:
     h = hex_color.lstrip("#")
     r, g, b = (int(h[i : i + 2], 16) for i in (0, 2, 4))
