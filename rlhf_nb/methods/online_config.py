@@ -39,9 +39,10 @@ from ``alpha`` (as TRL's ``use_adaptive_entropy``; SAC's temperature tuning).
 With ``reward="gold"`` the reward optimised is the testbed's gold reward itself — the truth the
 proxy RM was trained to imitate, a *verifiable* reward with no misspecification to exploit
 (chapter 07 §5 crosses it with the regularisers); the history's ``proxy`` column still logs the
-proxy RM's score of the samples. With ``ensemble`` k > 1 the reward optimised is an ensemble of k proxy RMs (member 0 the
-testbed's; ``rlhf_nb.methods.ensemble``): their mean minus ``ensemble_penalty``·std, or their
-minimum (``ensemble_mode``) — conservative where the members disagree (Coste et al. 2024).
+proxy RM's score of the samples. With ``ensemble`` k > 1 the reward optimised is an ensemble of
+k proxy RMs (member 0 the testbed's; ``rlhf_nb.methods.ensemble``): their mean minus
+``ensemble_penalty``·std, or their minimum (``ensemble_mode``) — conservative where the members
+disagree (Coste et al. 2024).
 
 Every field enters a run's cache key (:func:`rlhf_nb.runs.cache.config_key`).
 """
