@@ -275,7 +275,8 @@ print("no-EOS share of the α → ∞ optimum: "
 #
 # Each row is assessed by a stated rule that must hold at every seed (`rlhf_nb.chapters.claims`,
 # one function per claim, its threshold in its docstring), from the cached runs of chapters
-# 02–07 and this chapter's 2×2.
+# 02–07 and this chapter's 2×2. The last two rows are not the paper's claims but the book's test
+# of its explanation: chapter 07 §5 trains the policy on the gold reward itself.
 
 # %%
 sft_drop = h05["rloo"].summaries()
@@ -289,13 +290,17 @@ simpo_check = lengthnorm.simpo_maxent_check(  # at the SimPO run's β and γ
 )  # fmt: skip
 assessed = [
     claims.maxent_overoptimises(h05["maxent"]),
-    claims.kl_unstable(h05["maxent"], h05["kl_strong"], cap=L),
+    claims.kl_unstable(h05["maxent"], h05["kl_strong"], cap=L,
+                       cap_exponent=ch05.cap_exponents(got["caps"])["maxent"]),
     claims.even_at_low_lr(h05["rloo"], h05["rloo_slow"]),
     claims.entropy_tracks_hacking(rho[("entropy_term", "gold_drop")],
                                   sft_drop["entropy_start"] - sft_drop["entropy_final"]),
     claims.kl_anchor_stable(h05["kl_strong"], h05["kl_weak"]),
     claims.simpo_offline_stable(simpo_cells),
     claims.simpo_is_maxent(simpo_check),
+    claims.maxent_fails_on_truth(got["sources"][("gold", "entropy")],
+                                 got["sources"][("gold", "none")], h05["maxent"], cap=L),
+    claims.kl_on_truth(got["sources"][("gold", "kl")], got["sources"][("gold", "none")]),
 ]  # fmt: skip
 claims_table = claims.table(assessed)
 with pd.option_context("display.max_colwidth", 200):

@@ -17,6 +17,7 @@ from rlhf_nb.methods.online_config import OnlineConfig
 from rlhf_nb.methods.online_simpo import OnlineSimPOConfig
 from rlhf_nb.runs.record import COLUMNS, Run
 from rlhf_nb.runs.seeds import SeedRuns
+from rlhf_nb.stats import Stat
 from rlhf_nb.theory import lengthnorm
 from rlhf_nb.theory.sequences import SequenceSpace
 
@@ -110,6 +111,34 @@ def test_claims_follow_their_rules():
     assert list(t.columns) == ["claim", "where", "evidence", "seeds", "status"]
     with pytest.raises(ValueError, match="status must be one of"):
         claims.Claim("x", "y", "z", 1, "probably")
+
+
+def test_claims_on_the_truth_and_the_cap_follow_their_rules():
+    """The book's own rows: MaxEnt on the gold reward (collapse and loss at every seed →
+    confirmed; a gain at every seed → contested), the KL anchor on the truth (bootstrap CI
+    below / above / around 0), and the cap exponent's reading of the KL plateau."""
+    cfg = OnlineConfig(regularizer="entropy", alpha=0.05, reward="gold")
+    falling = [np.linspace(1.0, -2.0 - 0.1 * i, 60) for i in range(3)]
+    rising = [np.linspace(1.0, 2.0 + 0.1 * i, 60) for i in range(3)]
+    kls = [np.linspace(0, 50, 60)] * 3
+    collapsed = seed_runs(cfg, falling, kls, length=16.0)
+    for r in collapsed.runs:
+        r.history["eos_rate"] = 0.0
+    none = seed_runs(OnlineConfig(reward="gold"), rising, kls)
+    c = claims.maxent_fails_on_truth(collapsed, none, collapsed, cap=16)
+    assert c.status == "confirmed" and "on the gold reward" in c.evidence
+    assert claims.maxent_fails_on_truth(none, none, none, cap=16).status == "contested"
+    short = seed_runs(cfg, falling, kls, length=5.0)  # loses gold, but not at the cap
+    assert claims.maxent_fails_on_truth(short, none, short, cap=16).status.startswith("not rep")
+    lower = seed_runs(OnlineConfig(regularizer="kl", beta=0.2, reward="gold"),
+                      [g - 3 for g in rising], kls)  # fmt: skip
+    assert claims.kl_on_truth(lower, none).status == "confirmed"
+    assert claims.kl_on_truth(none, lower).status == "contested"
+    assert claims.kl_on_truth(none, none).status == "not reproduced at toy scale"
+    grows = claims.kl_unstable(collapsed, none, cap=16, cap_exponent=Stat.of([0.9, 1.0, 1.1]))
+    assert "the plateau is the budget" in grows.evidence
+    flat = claims.kl_unstable(collapsed, none, cap=16, cap_exponent=Stat.of([0.1, 0.9, 1.0]))
+    assert "does not move with the budget" in flat.evidence
 
 
 def test_cell_widget_builds_without_training():

@@ -86,30 +86,40 @@ def online_twin(cfg: OfflineConfig, labeller: str = "proxy") -> OnlineSimPOConfi
 
 def configs(p: Params, testbed) -> dict:
     """Every run chapter 09 reads: ``cells`` (:func:`cells` of chapter 06's SimPO and DPO),
-    ``explain`` ({(variant, "offline"/"online"): config}, section 2b) and ``heads`` (chapter
-    05's headline settings), all at ``p.run_seeds``."""
+    ``explain`` ({(variant, "offline"/"online"): config}, section 2b), ``heads`` (chapter
+    05's headline settings), ``caps`` ({(setting, cap): config}, chapter 05's length-cap sweep)
+    and ``sources`` (chapter 07's reward source × regulariser design), all at ``p.run_seeds``."""
+    from rlhf_nb.chapters import ch07
+
     p05, p06 = p.shared(ch05.Params), p.shared(ch06.Params)
-    c06 = ch06.configs(p06, testbed)
+    c05, c06 = ch05.configs(p05), ch06.configs(p06, testbed)
     explain = {}
     for name, cfg in variants(p06, c06).items():
         explain[(name, "offline")] = cfg
         explain[(name, "online")] = online_twin(cfg)
+    c07 = ch07.configs(p.shared(ch07.Params), testbed)
+    caps = {(k, cap): cfg for cap, g in c05["caps"].items() for k, cfg in g.items()}
     return {"cells": cells({"SimPO": c06["simpo"], "DPO": c06["dpo"]}), "explain": explain,
-            "heads": ch05.configs(p05)["headline"]}  # fmt: skip
+            "heads": c05["headline"], "caps": caps, "sources": c07["sources"]}  # fmt: skip
 
 
 def get(p: Params, testbed, *, configs_=None, cache_dir=None, verbose: bool = True) -> dict:
     """Chapter 09's runs in one process pool: ``cells`` and ``explain`` as ``{key: [Run per
-    seed]}``, ``heads`` as ``{key: SeedRuns}``, plus ``configs``."""
+    seed]}``, ``heads`` and ``sources`` as ``{key: SeedRuns}``, ``caps`` as ``{cap: {setting:
+    SeedRuns}}`` (as :func:`rlhf_nb.chapters.ch05.get` returns it), plus ``configs``."""
     from rlhf_nb.runs import SeedRuns, get_runs, with_seeds
 
     c = configs_ if configs_ is not None else configs(p, testbed)
     seeds = p.run_seeds
     jobs = {g: {k: with_seeds(v, seeds) for k, v in c[g].items()}
-            for g in ("cells", "explain", "heads")}  # fmt: skip
+            for g in ("cells", "explain", "heads", "caps", "sources")}  # fmt: skip
     got = get_runs(jobs, **p.pool(cache_dir), verbose=verbose)
-    got["heads"] = {k: SeedRuns(c["heads"][k], v, tuple(seeds)) for k, v in got["heads"].items()}
-    return {**got, "configs": c}
+    for g in ("heads", "caps", "sources"):
+        got[g] = {k: SeedRuns(c[g][k], v, tuple(seeds)) for k, v in got[g].items()}
+    caps: dict = {}
+    for (k, cap), runs in got["caps"].items():
+        caps.setdefault(cap, {})[k] = runs
+    return {**got, "caps": caps, "configs": c}
 
 
 def cells(offline: Mapping[str, OfflineConfig]) -> dict[tuple[str, str, str], object]:

@@ -60,10 +60,14 @@ def maxent_overoptimises(maxent, *, min_fall: float = 1.0) -> Claim:
     )  # fmt: skip
 
 
-def kl_unstable(maxent, anchored, *, cap: int, min_ratio: float = 5.0) -> Claim:
+def kl_unstable(maxent, anchored, *, cap: int, min_ratio: float = 5.0,
+                cap_exponent: Stat | None = None) -> Claim:  # fmt: skip
     """MaxEnt's KL to SFT grows without bound, unlike a KL-anchored run. Rule: final KL above
     ``min_ratio`` × the anchored run's at every seed; a caveat when the runs end at the length
-    cap (mean final length ≥ 0.95·cap), where the KL cannot keep growing."""
+    cap (mean final length ≥ 0.95·cap), where the KL cannot keep growing. With
+    ``cap_exponent`` (b of final KL ∝ cap^b over chapter 05's cap sweep, one value per seed,
+    :func:`rlhf_nb.chapters.ch05.cap_exponents`) the evidence says whether the plateau moves
+    with the budget: b > 0.5 at every seed means the KL grows as far as the cap lets it."""
     km, ka = maxent.final("kl_k1"), anchored.final("kl_k1")
     ok = all(m > min_ratio * a for m, a in zip(km.values, ka.values))
     length = maxent.final("length")
@@ -72,9 +76,53 @@ def kl_unstable(maxent, anchored, *, cap: int, min_ratio: float = 5.0) -> Claim:
           f"final length {length.mean:.1f} of a {cap}-token cap")  # fmt: skip
     if capped:
         ev += ": the KL stops growing because the responses stop growing"
+    if cap_exponent is not None:
+        grows = cap_exponent.min > 0.5
+        reading = (
+            ": the plateau is the budget, the KL grows with whatever room it is given"
+            if grows
+            else ": the plateau does not move with the budget at every seed"
+        )
+        ev += (f"; over the cap sweep its final KL scales as cap^b, b = "
+               f"{_rng(cap_exponent.values)}{reading}")  # fmt: skip
     status = ("confirmed with caveats" if capped else "confirmed") if ok else "contested"
     return Claim("KL to the reference is unstable (keeps growing) under MaxEnt", "ch. 05",
                  ev, maxent.n, status)  # fmt: skip
+
+
+def maxent_fails_on_truth(gold_maxent, gold_none, proxy_maxent, *, cap: int) -> Claim:
+    """The book's test of whether MaxEnt's online failure needs a misspecified reward (chapter
+    07, §5): the headline MaxEnt run trained on the gold reward itself. Rule: "confirmed" that
+    it fails without Goodhart when, at every seed, its final gold ends below the SFT start and
+    its length at ≥ 0.9·cap with EOS rate < 0.1 (the entropy attractor); "contested" when at
+    every seed it instead ends above its start; else "not reproduced at toy scale"."""
+    s, n = gold_maxent.summaries(), gold_none.summaries()
+    gain = s["gold_final"] - s["gold_start"]
+    collapse = bool(((s["length_final"] >= 0.9 * cap) & (s["eos_final"] < 0.1)).all())
+    loses = bool((gain < 0).all())
+    pg = proxy_maxent.summaries()
+    ev = (f"on the gold reward, {gold_maxent.config.label()}: gold gain {_rng(gain)}, final "
+          f"length {_rng(s['length_final'], 1)} of a {cap}-token cap, EOS {_rng(s['eos_final'])}; "
+          f"on the proxy: gain {_rng(pg['gold_final'] - pg['gold_start'])}; plain RLOO on the "
+          f"gold reward: gain {_rng(n['gold_final'] - n['gold_start'])}")  # fmt: skip
+    status = ("confirmed" if loses and collapse else
+              "contested" if bool((gain > 0).all()) else "not reproduced at toy scale")  # fmt: skip
+    return Claim("MaxEnt's failure needs no misspecified reward (the objective, not Goodhart)",
+                 "ch. 07 §5", ev, gold_maxent.n, status)  # fmt: skip
+
+
+def kl_on_truth(gold_kl, gold_none) -> Claim:
+    """Current practice's premise: with a verifiable reward the KL anchor costs reward (TRL's
+    GRPO ``beta=0``). Rule, on the gold reward: "confirmed" when the 95 % bootstrap CI of final
+    gold, KL-anchored minus unregularised, lies below 0; "contested" when it lies above 0; else
+    "not reproduced at toy scale" (within seed noise)."""
+    from rlhf_nb.stats import differ
+
+    d = differ(gold_kl.final("gold"), gold_none.final("gold"))
+    status = "confirmed" if d.hi < 0 else "contested" if d.lo > 0 else "not reproduced at toy scale"
+    return Claim("With a verifiable reward, a KL anchor costs reward", "ch. 07 §5",
+                 f"on the gold reward, final gold of {gold_kl.config.label()} minus no "
+                 f"regulariser: {d}", min(gold_kl.n, gold_none.n), status)  # fmt: skip
 
 
 def even_at_low_lr(fast, slow, *, min_fall: float = 1.0) -> Claim:
