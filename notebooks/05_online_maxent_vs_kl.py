@@ -530,11 +530,16 @@ assert (
 
 if not SMOKE:
     b_sl = band["rloo_slow"]
-    # α = 0 over-optimises at both rates: gold ends below its peak, the proxy above its start
+    # α = 0 over-optimises at both rates: gold ends below its peak
     stats.holds("α=0 fall from peak (hi lr)", b_r["gold_fall"], ">", 0.3, log=True)
     stats.holds("α=0 fall from peak (lo lr)", b_sl["gold_fall"], ">", 0.3, log=True)
     proxy_gain = stats.Stat.of(np.subtract(b_r["proxy_final"].values, b_r["proxy_start"].values))
-    stats.holds("α=0 proxy gain", proxy_gain, ">", 0.0)
+    # an observation, not a checkpoint: every seed's proxy ends above its start at SEED 0 and 1,
+    # but at SEED 1 on the 2026-12-02 machine the spread (0.68 to 1.94) left the threshold 0
+    # only 1.8 seed SDs away, under the book's 2 (issue 26: a threshold that fails on a testbed
+    # it was not tuned on becomes a printed observation)
+    print(f"observation, α=0 proxy gain over seeds: {proxy_gain.fmt()}; every seed above 0: "
+          f"{bool(min(proxy_gain.values) > 0)}")  # fmt: skip
     # ... and the lower rate delays the peak: every slow seed peaks after every fast seed
     assert peaks_slow.min > peaks_fast.max, (peaks_slow, peaks_fast)
     # α = 0 sharpens (per-token entropy falls) and keeps emitting EOS
