@@ -334,7 +334,10 @@ def _show_progress() -> None:
     class Progress(logging.Filter):
         def filter(self, record) -> bool:
             msg = record.getMessage()
-            return _is_progress(msg)
+            if not _is_progress(msg):
+                return False
+            record.msg, record.args = msg.strip(), None  # one line each, no blank line after
+            return True
 
     handler = logging.StreamHandler(sys.stdout)
     handler.addFilter(Progress())
