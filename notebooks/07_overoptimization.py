@@ -544,18 +544,28 @@ g_me, p_me = src_table.loc[("gold", "entropy")], src_table.loc[("proxy", "entrop
 g_none, g_kl = src_table.loc[("gold", "none")], src_table.loc[("gold", "kl")]
 cap = tb.max_new_tokens
 me_collapse = g_me["length_final"].min >= 0.9 * cap and g_me["eos_final"].max < 0.1
-me_loses = g_me["gold_gain"].hi < 0
+me_loses, me_gains = g_me["gold_gain"].max < 0, g_me["gold_gain"].min > 0
 kl_vs_none = src_diffs["on gold: kl − none"]
+me_gap = stats.Stat.of(np.subtract(sources[("gold", "entropy")].final("gold").values,
+                                   sources[("proxy", "entropy")].final("gold").values))  # fmt: skip
 display(Markdown(
     f"* **MaxEnt on the truth.** Trained on the gold reward itself, the MaxEnt run "
     f"(α = {heads['maxent'].alpha:g}) ends at gold gain {g_me['gold_gain'].fmt()} with length "
     f"{g_me['length_final'].fmt(1)} of the {cap}-token cap and EOS rate {g_me['eos_final'].fmt()}"
-    f" (on the proxy: gain {p_me['gold_gain'].fmt()}, length {p_me['length_final'].fmt(1)}). "
+    f" (on the proxy: gain {p_me['gold_gain'].fmt()}, length {p_me['length_final'].fmt(1)}; "
+    f"final gold, gold-trained minus proxy-trained, seed by seed: {me_gap.fmt()}). "
     + ("So MaxEnt fails **without** a misspecified reward: the entropy bonus alone drives it to the "
        "cap, below where it started — the objective, not Goodhart. "
        if me_collapse and me_loses else
-       "It does not collapse at every seed when the reward is the truth, so on this testbed the "
-       "MaxEnt failure needs the proxy's errors (Goodhart), at least in part. ")
+       "So at this α MaxEnt does **not** fail when the reward is the truth: it gains gold at every "
+       "seed and keeps emitting EOS. The gold reward charges for a summary cut off at the budget, "
+       "which outweighs what the entropy bonus pays per extra token; the proxy never learned that "
+       "charge (its training pairs were SFT samples, chapter 04), so on the proxy the same bonus "
+       "runs to the cap. The collapse is the entropy bonus *exploiting the proxy's blind spot* — "
+       "Goodhart, enabled by the missing anchor — not the MaxEnt objective on its own. "
+       if me_gains and not me_collapse else
+       "Its seeds disagree (some gain, some lose, or it reaches the cap without losing), so the "
+       "design does not settle, at this α and on this testbed, whether the objective alone fails. ")
     + f"\n* **No regulariser on the truth** (plain RLOO on gold) ends at gain "
     f"{g_none['gold_gain'].fmt()}, falling {g_none['gold_fall'].fmt()} from its peak: "
     + ("with nothing to exploit it keeps what it gains. " if g_none["gold_fall"].max < 0.5 else
@@ -569,6 +579,9 @@ display(Markdown(
 ))  # fmt: skip
 
 # %% [markdown]
+# The checkpoints of this section (below, at the end of the chapter's checkpoints) were set from
+# testbed 0 and validated on testbed 1 before they went in; testbeds 2-4 have not been run.
+#
 # ## Checkpoints
 
 # %%
@@ -644,6 +657,18 @@ if not SMOKE:
     assert fits.loc[unanchored, "rmse"].min() > fits.loc[anchored, "rmse"].max(), fits
     assert fits.loc[NAMES["rloo"], "d_star"] < peak_d.loc[NAMES["rloo"], "min"], (fits, peak_d)
     assert all(np.isinf(f.d_star) or f.b > 2 * f.b_se for f in fits.itertuples())
+
+
+if not SMOKE:
+    # §5, reward source × regulariser (thresholds from testbed 0, held on testbed 1; margins
+    # printed): on the gold reward the MaxEnt run gains gold and keeps emitting EOS, far from
+    # the proxy-trained collapse; with the true reward the KL anchor costs gold
+    stats.holds("MaxEnt on gold: gold gain", g_me["gold_gain"], ">", 0.0)
+    me_share = np.asarray(g_me["length_final"].values) / cap
+    stats.holds("MaxEnt on gold: final length / cap", me_share, "<", 0.5)
+    stats.holds("MaxEnt final gold, gold-trained − proxy-trained", me_gap, ">", 1.0, log=True)
+    stats.holds("plain RLOO on gold: fall from peak", g_none["gold_fall"], "<", 0.5)
+    assert kl_vs_none.hi < 0, kl_vs_none  # the strong anchor costs gold on the truth
 
 # %% [markdown]
 # ## Exercises

@@ -56,7 +56,7 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 import rlhf_nb
-from rlhf_nb import testbed
+from rlhf_nb import stats, testbed
 from rlhf_nb.chapters import ch05, ch07, ch09, claims
 from rlhf_nb.methods.offline import relabel
 from rlhf_nb.runs import SeedRuns
@@ -357,6 +357,27 @@ g0 = online_kl["γ = 0"].mean()
 ratio_sum = online_kl["summed log-probs"].mean() / g0
 print(f"SimPO online, proxy labels: γ = 4 drifts {online_kl['γ = 4'].mean() / g0:.2f}x as far as "
       f"γ = 0; summed log-probs {ratio_sum:.1f}x as far as averaged ones at the same γ = 0")  # fmt: skip
+
+# %%
+# online MaxEnt RL, tested the same way: the reward source × regulariser design of chapter 07 §5
+s_gold = got["sources"][("gold", "entropy")].summaries()
+s_proxy = got["sources"][("proxy", "entropy")].summaries()
+gain_gold, gain_proxy = (
+    stats.Stat.of(x["gold_final"] - x["gold_start"]) for x in (s_gold, s_proxy)
+)
+len_gold, len_proxy = stats.Stat.of(s_gold["length_final"]), stats.Stat.of(s_proxy["length_final"])
+fails_on_truth = gain_gold.max < 0 and len_gold.min >= 0.9 * L
+display(Markdown(
+    f"**Online MaxEnt RL, the same question.** The headline MaxEnt run "
+    f"(α = {h05['maxent'].config.alpha:g}) trained on the gold reward itself ends at gold gain "
+    f"{gain_gold.fmt()} and length {len_gold.fmt(1)} tokens; on the proxy, gain "
+    f"{gain_proxy.fmt()} and length {len_proxy.fmt(1)} of the {L}-token cap. "
+    + ("It fails on the truth too: the objective, not the labeller, breaks it."
+       if fails_on_truth else
+       "On the truth it does not fail, so here too the labeller carries the failure: the entropy "
+       "bonus, with no anchor, is what lets the policy go where the proxy is wrong (long, "
+       "unfinished summaries the proxy never saw), and the true reward charges for going there.")
+))  # fmt: skip
 
 # %% [markdown]
 # **The answer, at toy scale.** Online sampling is not what breaks reference-free preference
