@@ -76,12 +76,19 @@ def test_every_option_enters_the_cache_key():
     from rlhf_nb.runs import cache
 
     cfg = OnlineConfig(regularizer="entropy", alpha=0.05)
-    assert cache._v3_key("OnlineConfig", dataclasses.asdict(cfg), "tiny-seed0-v3") == (
+    v3_fields = dataclasses.asdict(cfg)
+    del v3_fields["reward"]  # added later (its default "proxy" is what version 3 trained)
+    assert cache._v3_key("OnlineConfig", v3_fields, "tiny-seed0-v3") == (
         "1b83d5c60ee1c8df"  # the version-3 key pinned before the options existed (eadffd8)
     )
     assert config_key(cfg, "tiny-seed0-v3") != "1b83d5c60ee1c8df"
     base = OnlineConfig(regularizer="kl", beta=0.05)
-    for option in (dict(ref_mix=0.5), dict(ensemble=3), dict(ensemble_penalty=2.0)):
+    for option in (
+        dict(ref_mix=0.5),
+        dict(ensemble=3),
+        dict(ensemble_penalty=2.0),
+        dict(reward="gold"),
+    ):
         assert config_key(dataclasses.replace(base, **option), "x") != config_key(base, "x")
     length = OnlineConfig(regularizer="length", length_coef=0.1)
     assert config_key(length, "x") != config_key(dataclasses.replace(length, length_coef=0.2), "x")
