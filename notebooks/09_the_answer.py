@@ -383,7 +383,7 @@ display(Markdown(
 # **The answer, at toy scale.** Online sampling is not what breaks reference-free preference
 # optimisation: with gold labels, pairs sampled from the current policy gave at least as much
 # gold as the fixed pairs, for SimPO and for DPO. The labeller is: the proxy reward model lowers
-# gold on fresh pairs by a wide margin and on fixed pairs by less (whether that smaller cost is
+# gold on fresh pairs by a wide margin and on fixed pairs by less, if at all (whether that smaller cost is
 # beyond seed noise is printed above). What online sampling does is *amplify* a bad labeller: for
 # SimPO, only the cell that has both — self-sampled pairs labelled by the proxy — runs far from
 # the SFT policy and loses gold, and it runs much farther than DPO's cell with both (DPO's
@@ -466,7 +466,12 @@ if not SMOKE:
         row = eff_gold[(eff_gold.method == m) & (eff_gold["at"] == "gold labels")].iloc[0]
         assert row.lo > -0.1, row  # observed lower ends +0.007..+0.15
         lab = eff_gold[(eff_gold.method == m) & eff_gold.factor.str.startswith("labeller")]
-        assert (lab["mean"] < 0).all(), lab  # proxy labels lower gold: -0.015..-4.9
+        # proxy labels lower gold on fresh pairs (asserted next); on fixed pairs the sign is not
+        # asserted: SimPO's was −0.015 at SEED 0 on the first machine and +0.10 [−0.02, +0.20]
+        # (within seed noise) at SEED 0 on the 2026-12-02 one — the prose says "by less, if at all"
+        print(
+            f"{m}, labeller effect on fixed pairs: {lab[lab['at'] == 'offline pairs'].iloc[0]['mean']:+.3f}"
+        )
         on = lab[lab["at"] == "online pairs"].iloc[0]
         assert on.hi < 0, on  # on fresh pairs beyond seed noise (upper ends -0.34..-4.7)
     means = summary.loc["SimPO"]  # DPO: no order claimed, it changed between testbed seeds
