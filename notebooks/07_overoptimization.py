@@ -65,7 +65,7 @@ from IPython.display import Markdown, display
 
 import rlhf_nb
 from rlhf_nb import stats, testbed
-from rlhf_nb.chapters import ch07
+from rlhf_nb.chapters import ch07, claims
 from rlhf_nb.methods import best_of_n
 from rlhf_nb.theory import exact, frontier, heavy_tails, sequences
 from rlhf_nb.viz import frontier_plots, live, run_plots
@@ -543,8 +543,9 @@ for name, d in src_diffs.items():
 g_me, p_me = src_table.loc[("gold", "entropy")], src_table.loc[("proxy", "entropy")]
 g_none, g_kl = src_table.loc[("gold", "none")], src_table.loc[("gold", "kl")]
 cap = tb.max_new_tokens
-me_collapse = g_me["length_final"].min >= 0.9 * cap and g_me["eos_final"].max < 0.1
-me_loses, me_gains = g_me["gold_gain"].max < 0, g_me["gold_gain"].min > 0
+# the verdict by the claims table's stated rule (chapter 09 reads the same function)
+truth = claims.maxent_fails_on_truth(sources[("gold", "entropy")], sources[("gold", "none")],
+                                     sources[("proxy", "entropy")], cap=cap).status  # fmt: skip
 kl_vs_none = src_diffs["on gold: kl − none"]
 me_gap = stats.Stat.of(np.subtract(sources[("gold", "entropy")].final("gold").values,
                                    sources[("proxy", "entropy")].final("gold").values))  # fmt: skip
@@ -556,14 +557,14 @@ display(Markdown(
     f"final gold, gold-trained minus proxy-trained, seed by seed: {me_gap.fmt()}). "
     + ("So MaxEnt fails **without** a misspecified reward: the entropy bonus alone drives it to the "
        "cap, below where it started — the objective, not Goodhart. "
-       if me_collapse and me_loses else
+       if truth == "confirmed" else
        "So at this α MaxEnt does **not** fail when the reward is the truth: it gains gold at every "
        "seed and keeps emitting EOS. The gold reward charges for a summary cut off at the budget, "
        "which outweighs what the entropy bonus pays per extra token; the proxy never learned that "
        "charge (its training pairs were SFT samples, chapter 04), so on the proxy the same bonus "
        "runs to the cap. The collapse is the entropy bonus *exploiting the proxy's blind spot* — "
        "Goodhart, enabled by the missing anchor — not the MaxEnt objective on its own. "
-       if me_gains and not me_collapse else
+       if truth == "contested" else
        "Its seeds disagree (some gain, some lose, or it reaches the cap without losing), so the "
        "design does not settle, at this α and on this testbed, whether the objective alone fails. ")
     + f"\n* **No regulariser on the truth** (plain RLOO on gold) ends at gain "

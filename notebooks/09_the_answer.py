@@ -301,6 +301,9 @@ simpo_check = lengthnorm.simpo_maxent_check(  # at the SimPO run's β and γ
     np.random.default_rng(SEED).standard_normal(toy.size), toy.lengths,
     simpo_cells.config.beta, gamma=simpo_cells.config.gamma,
 )  # fmt: skip
+truth = claims.maxent_fails_on_truth(
+    got["sources"][("gold", "entropy")], got["sources"][("gold", "none")], h05["maxent"], cap=L
+)
 assessed = [
     claims.maxent_overoptimises(h05["maxent"]),
     claims.kl_unstable(h05["maxent"], h05["kl_strong"], cap=L,
@@ -311,8 +314,7 @@ assessed = [
     claims.kl_anchor_stable(h05["kl_strong"], h05["kl_weak"]),
     claims.simpo_offline_stable(simpo_cells),
     claims.simpo_is_maxent(simpo_check),
-    claims.maxent_fails_on_truth(got["sources"][("gold", "entropy")],
-                                 got["sources"][("gold", "none")], h05["maxent"], cap=L),
+    truth,
     claims.kl_on_truth(got["sources"][("gold", "kl")], got["sources"][("gold", "none")]),
 ]  # fmt: skip
 claims_table = claims.table(assessed)
@@ -366,7 +368,7 @@ gain_gold, gain_proxy = (
     stats.Stat.of(x["gold_final"] - x["gold_start"]) for x in (s_gold, s_proxy)
 )
 len_gold, len_proxy = stats.Stat.of(s_gold["length_final"]), stats.Stat.of(s_proxy["length_final"])
-fails_on_truth = gain_gold.max < 0 and len_gold.min >= 0.9 * L
+fails_on_truth = truth.status == "confirmed"  # the claims table's rule, not a second copy
 display(Markdown(
     f"**Online MaxEnt RL, the same question.** The headline MaxEnt run "
     f"(α = {h05['maxent'].config.alpha:g}) trained on the gold reward itself ends at gold gain "
