@@ -452,7 +452,10 @@ else:
         "sft_win_rate": (0.5, "<"),  # SFT loses to the references
         "gold_sft": (band["gold_oracle"].mean - 1.0, "<"),  # SFT well below the oracle
         "rm_heldout_accuracy": (0.53, ">"),  # proxy better than chance on held-out pairs
-        "rm_heldout_gold_accuracy": (0.53, ">"),
+        # ... and against gold: better than chance, the statement's own null. First set at 0.53
+        # (testbeds 0-2, 2026-11); on the 2026-12-03 machine (AMD EPYC) the same builds gave
+        # 0.58 to 0.66, 2.0 seed SDs from 0.53, so the threshold is now the null itself
+        "rm_heldout_gold_accuracy": (0.5, ">"),
         "proxy_gold_pearson": (0.05, ">"),  # proxy and gold correlate, loosely ...
         "beats": (0.05, ">"),  # ... and repetition outscores the oracle on some documents
         "rep_gold_minus_sft": (-3.0, "<"),  # where the gold is far below the SFT policy's

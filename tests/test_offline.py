@@ -86,7 +86,10 @@ def test_trainer_runs_and_history_has_the_documented_columns(tb, method, tmp_pat
     assert h["step"].tolist() == [0, 3, 6]
     first, last = h.iloc[0], h.iloc[-1]
     assert first["kl_k1"] == 0 and first["kl_k3"] == 0  # step 0 is the SFT policy itself
-    assert last["kl_k1"] > 0 and last["kl_k3"] > 0
+    # the policy moved: k3 is >= 0 sample by sample, so its mean is > 0 once the policy differs;
+    # k1's sampled mean may be of either sign after a few steps (-0.017 on one machine), so only
+    # its departure from the exact 0 of step 0 is asserted
+    assert last["kl_k3"] > 0 and last["kl_k1"] != 0
     assert h[["rewards_chosen", "margin", "accuracy", "loss"]].iloc[1:].notna().all().all()
     assert ((h["win_rate"] >= 0) & (h["win_rate"] <= 1)).all() and (h["length"] >= 1).all()
     # TRL's margin is its rewards_chosen - rewards_rejected (interval means of the same batches)
