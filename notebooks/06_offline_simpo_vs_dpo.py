@@ -334,13 +334,15 @@ print(
 # %% [markdown]
 # **What the runs found** (asserted for every seed below): the same loss with the same β, γ and
 # learning rate over-optimises once its pairs come from the policy itself and the proxy labels
-# them (direct alignment algorithms over-optimise too, {cite:t}`rafailov2024scaling`): the proxy
-# reward rises, the gold reward peaks early and ends below the SFT policy's, and
+# them (direct alignment algorithms over-optimise too, {cite:t}`rafailov2024scaling`): the gold
+# reward peaks early and ends below the SFT policy's, and
 # the KL ends above the offline run's in every seed (by the factor printed above). So the reference-free loss alone is not what
 # keeps offline SimPO stable; fixed data labelled by the gold preferences does, and this
 # experiment does not separate the data from the labeller. Online SimPO still drifts far less
 # than online MaxEnt RL: each pair's push is bounded by the sigmoid (next section), whereas a
-# policy-gradient step on an unbounded proxy reward is not.
+# policy-gradient step on an unbounded proxy reward is not. Whether it also ends with more proxy
+# reward than offline SimPO is printed as an observation with the checkpoints: it did in every
+# seed of three testbed builds, once by only +0.01.
 
 # %% [markdown]
 # ### 3c. The target margin γ (and β)
@@ -489,7 +491,6 @@ if not SMOKE:
         # 3a/3b: online MaxEnt runs far; online SimPO over-optimises, but less
         ("online MaxEnt KL / offline KL", kl_ratio_online, ">", 10, True),
         ("online SimPO KL / offline SimPO KL", kl_ratio_osimpo, ">", 1, True),
-        ("online SimPO proxy − offline SimPO proxy", d["osimpo"]["proxy end"] - d["simpo"]["proxy end"], ">", 0.0, False),
         # on log|Δgold| (issue 26): a linear seed SD punished a spread skewed the safe way
         # (SEED 0 on the 2026-12-02 machine: −2.35 to −0.84, 1.5 linear SDs; 2.9 of the log)
         ("online SimPO Δgold", d["osimpo"]["Δ gold"], "<", -0.3, True),
@@ -506,6 +507,12 @@ if not SMOKE:
     ]  # fmt: skip
     for name, values, side, threshold, log in checks:
         stats.holds(name, values, side, threshold, log=log)
+    # an observation, not a checkpoint: online SimPO ends with more proxy than offline SimPO in
+    # every seed at SEED 0 and 1, but on hold-out testbed 2 one seed by only +0.01 (+0.01 to
+    # +0.55, 1.2 seed SDs from 0): it pushes the proxy up, by how much depends on the build
+    proxy_gap = stats.Stat.of(d["osimpo"]["proxy end"] - d["simpo"]["proxy end"])
+    print(f"observation, online minus offline SimPO final proxy: {proxy_gap.fmt()}; every seed "
+          f"above 0: {bool(min(proxy_gap.values) > 0)}")  # fmt: skip
     # 2: (one seed per bias) lengths follow the labels, by MIN_MARGIN seed SDs of the length
     k = stats.MIN_MARGIN
     for m_ in ("dpo", "simpo"):

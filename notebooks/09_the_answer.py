@@ -288,8 +288,9 @@ print("no-EOS share of the α → ∞ optimum: "
 #
 # Each row is assessed by a stated rule that must hold at every seed (`rlhf_nb.chapters.claims`,
 # one function per claim, its threshold in its docstring), from the cached runs of chapters
-# 02–07 and this chapter's 2×2. The last two rows are not the paper's claims but the book's test
-# of its explanation: chapter 07 §5 trains the policy on the gold reward itself.
+# 02–07 and this chapter's 2×2. Two rows are not the paper's claims but the book's test of its
+# explanation: chapter 07 §5 trains the policy on the gold reward itself. The last row reruns
+# chapter 05's central contrast on testbeds of three model sizes (chapter 05 §2c).
 
 # %%
 sft_drop = h05["rloo"].summaries()
@@ -301,6 +302,9 @@ simpo_check = lengthnorm.simpo_maxent_check(  # at the SimPO run's β and γ
     np.random.default_rng(SEED).standard_normal(toy.size), toy.lengths,
     simpo_cells.config.beta, gamma=simpo_cells.config.gamma,
 )  # fmt: skip
+p05 = p.shared(ch05.Params)  # chapter 05's scale ladder (section 2c), trained there
+ladder = ch05.get_ladder(p05, cache_dir=ctx.cache_dir, verbose=False)
+ladder_sizes = ch05.ladder_testbeds(p05, cache_dir=ctx.cache_dir)["policy_params"].to_dict()
 truth = claims.maxent_fails_on_truth(
     got["sources"][("gold", "entropy")], got["sources"][("gold", "none")], h05["maxent"], cap=L
 )
@@ -316,6 +320,7 @@ assessed = [
     claims.simpo_is_maxent(simpo_check),
     truth,
     claims.kl_on_truth(got["sources"][("gold", "kl")], got["sources"][("gold", "none")]),
+    claims.across_scales(ch05.ladder_contrasts(ladder), ladder_sizes),
 ]  # fmt: skip
 claims_table = claims.table(assessed)
 with pd.option_context("display.max_colwidth", 200):

@@ -34,12 +34,13 @@ from pathlib import Path
 from typing import Literal
 
 from rlhf_nb.core import field_docs
+from rlhf_nb.testbed.presets import PRESETS as TOY_PRESETS
 from rlhf_nb.testbed.tldr import TLDR_PRESETS
 
 ONLINE = {"maxent": "entropy", "kl": "kl", "rloo": "none"}  # method -> default regularizer
 OFFLINE = ("dpo", "simpo")
 METHODS = (*ONLINE, *OFFLINE)
-TOY = ("tiny", "smoke")  # the book's toy testbed presets
+TOY = tuple(TOY_PRESETS)  # the book's toy testbed presets (tiny, smoke and the scale ladder's)
 OVERRIDES = ("policy", "proxy_rm", "gold_rm", "prompts", "preferences", "lora_r", "dtype")
 Preset = Literal[(*TLDR_PRESETS, "standin", *TOY)]
 Method = Literal[METHODS]
@@ -64,7 +65,7 @@ class RunnerArgs:
     Attributes:
         preset: required. ``pythia-*-tldr``: real checkpoints (Hub names, see
             :mod:`rlhf_nb.testbed.tldr`); ``standin``: tiny random local models; ``tiny`` /
-            ``smoke``: the toy testbed.
+            ``smoke``: the toy testbed (``mini`` / ``small``: its scale ladder's other rungs).
         method: required. ``maxent``: RLOO + entropy bonus α, no anchor (``--regularizer
             entropy``, or ``entropy_token``: TRL's per-token form); ``kl``: RLOO + β·KL to the
             SFT policy in the reward (``--regularizer kl``); ``rloo``: plain RLOO (or any

@@ -24,6 +24,10 @@ therefore reads a column through one smoothing window of :data:`WINDOW` optimise
 mean, min, max); :func:`differ` a bootstrap CI of a difference of two settings' means;
 :func:`margin` and :func:`holds` the checkpoint over seeds; :func:`markdown_table` the
 ``results`` tables ``make book`` copies into the README. Used by chapters 04–09.
+
+**Matched KL** (:func:`at_kl`, :func:`matched_kl`). Two settings compared on final gold may
+differ only in how far they moved: the matched reading takes each run's gold where its
+(smoothed) KL to SFT first reaches a budget, so settings are compared at equal distance.
 """
 
 from __future__ import annotations
@@ -291,3 +295,52 @@ def markdown_table(rows: dict[str, dict[str, Stat]], columns: dict[str, str], di
         n = {row[c].n for c in columns}
         lines.append("| " + " | ".join([name, *cells, "/".join(map(str, sorted(n)))]) + " |")
     return "\n".join(lines)
+
+
+def at_kl(
+    run, budgets: Sequence[float], column: str = "gold", *, window: int = WINDOW
+) -> np.ndarray:
+    """``column`` of ``run`` where its KL to SFT (``kl_k1``, nats) first reaches each budget,
+    linearly interpolated between the two logged rows around the crossing; NaN where the run
+    never got that far. Both columns are read through the summary rule's window first
+    (:func:`smoothed`). Float array ``[len(budgets)]``."""
+    kl = smoothed(run.history, "kl_k1", window=window)
+    val = smoothed(run.history, column, window=window).reindex(kl.index)
+    kl, val = kl.to_numpy(), val.to_numpy()
+    out = []
+    for b in budgets:
+        above = np.nonzero(kl >= b)[0]
+        if above.size == 0:
+            out.append(np.nan)
+            continue
+        i = int(above[0])
+        if i == 0:
+            out.append(float(val[0]))
+            continue
+        w = (b - kl[i - 1]) / (kl[i] - kl[i - 1])
+        out.append(float(val[i - 1] + w * (val[i] - val[i - 1])))
+    return np.array(out)
+
+
+def shared_budgets(settings, fractions: Sequence[float] = (0.25, 0.5, 1.0)) -> list[float]:
+    """KL budgets every run of ``settings`` (``{name: SeedRuns}``) reaches: ``fractions`` of
+    the smallest, over runs, of the largest smoothed KL a run attains (nats, 3 significant
+    digits). Raises ``ValueError`` when some run never leaves the SFT policy (KL <= 0)."""
+    reach = min(float(smoothed(r.history, "kl_k1").max()) for g in settings.values()
+                for r in g.runs)  # fmt: skip
+    if not reach > 0:
+        raise ValueError(f"a run never moves from the SFT policy (largest KL {reach}): no budget")
+    return [float(f"{f * reach:.3g}") for f in fractions]
+
+
+def matched_kl(settings, budgets: Sequence[float], column: str = "gold") -> pd.DataFrame:
+    """The matched-KL table: one row per (setting, budget) of ``settings`` (``{name:
+    SeedRuns}``) with ``gain`` — a :class:`Stat` over the seeds that reached the budget of
+    ``column`` there minus at step 0 — and ``reached``, how many of the setting's seeds did."""
+    rows = {}
+    for name, g in settings.items():
+        vals = np.array([at_kl(r, budgets, column) - r.history[column].iloc[0] for r in g.runs])
+        for j, b in enumerate(budgets):
+            ok = vals[:, j][np.isfinite(vals[:, j])]
+            rows[(name, b)] = {"gain": Stat.of(ok) if ok.size else None, "reached": int(ok.size)}
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis(["setting", "kl budget"])

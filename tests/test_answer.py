@@ -169,3 +169,45 @@ def test_anchor_widget_button_trains_and_draws_the_live_run():
     assert not button.disabled and button.description == "train 2 steps"
     assert bar.value == 2 and bar.bar_style == "success"
     assert status.value.startswith("β=0.2 λ=0.5 (kl)") and "finished after" in status.value
+
+
+def test_matched_kl_compares_settings_at_budgets_every_run_reaches():
+    """Two settings with the same gold per nat but one moving twice as far: equal at every
+    shared budget, unequal at the end."""
+    from rlhf_nb import stats
+    from rlhf_nb.runs import SeedRuns
+
+    def setting(speed):
+        kls = [np.arange(20) * speed * (1 + 0.1 * s) for s in range(3)]
+        runs = [run_of(1.0 + kl, kl, s) for s, kl in enumerate(kls)]
+        return SeedRuns(runs[0].config, runs, (0, 1, 2))
+
+    settings = {"slow": setting(0.1), "fast": setting(0.2)}
+    budgets = stats.shared_budgets(settings, (0.5, 1.0))
+    slow_reach = float(stats.smoothed(settings["slow"].runs[0].history, "kl_k1").max())
+    assert budgets == pytest.approx([0.5 * slow_reach, slow_reach], rel=1e-2)
+    m = stats.matched_kl(settings, budgets)
+    assert (m["reached"] == 3).all()
+    for b in budgets:  # gold = 1 + KL in both: the gain at a budget is the budget
+        for k in settings:
+            np.testing.assert_allclose(m.loc[(k, b), "gain"].values, b, rtol=1e-2)
+    assert settings["fast"].final("gold").mean > settings["slow"].final("gold").mean + 1
+    flat = {
+        "flat": SeedRuns(run_of([1.0] * 5, [0.0] * 5).config, [run_of([1.0] * 5, [0.0] * 5)], (0,))
+    }
+    with pytest.raises(ValueError, match="never moves"):
+        stats.shared_budgets(flat)
+
+
+def test_across_scales_claim_follows_its_rule():
+    from rlhf_nb.chapters import claims
+    from rlhf_nb.stats import Stat
+
+    ok = {"mini": {"failed": [], "kl_ratio": Stat.of([20.0, 25.0, 30.0])},
+          "tiny": {"failed": [], "kl_ratio": Stat.of([40.0, 50.0, 60.0])}}  # fmt: skip
+    sizes = {"mini": 70_000, "tiny": 240_000}
+    c = claims.across_scales(ok, sizes)
+    assert c.status == "confirmed" and c.seeds == 3 and "0.24M" in c.evidence
+    bad = {**ok, "tiny": {"failed": ["seed 1: MaxEnt KL > 5x"], "kl_ratio": Stat.of([4.0, 6, 7])}}
+    c = claims.across_scales(bad, sizes)
+    assert c.status == "not reproduced at toy scale" and "tiny seed 1" in c.evidence

@@ -201,6 +201,42 @@ def test_cap_sweep_reuses_the_headline_runs_and_changes_only_the_budget():
             ch05.Params(caps=bad)
 
 
+def test_scale_ladder_reruns_the_headline_configs_on_wider_presets():
+    p = ch05.Params()
+    heads, lad = ch05.configs(p)["headline"], ch05.ladder_configs(p)
+    assert list(lad) == list(ch05.LADDER_SETTINGS) and all(lad[k] == heads[k] for k in lad)
+    assert ch05.ladder_presets(p) == ("mini", "tiny", "small")
+    assert ch05.ladder_presets(ch05.Params(smoke=True)) == ch05.SMOKE_SCALES
+    widths = [testbed.PRESETS[n].hidden_size for n in p.scales]
+    assert widths == [48, 96, 192]  # the tiny recipe at 1/2, 1 and 2 times the width
+    for n in p.scales:  # nothing but the width (and the name) differs from tiny
+        other = dataclasses.replace(testbed.PRESETS[n], name="tiny", hidden_size=96)
+        assert other == testbed.PRESETS["tiny"], n
+    for bad, msg in ((["tiny"], "at least two distinct"), (["tiny", "tiny"], "at least two"),
+                     (["tiny", "huge"], "'huge' is not a preset")):  # fmt: skip
+        with pytest.raises(ValueError, match=msg):
+            ch05.Params(scales=bad)
+
+
+def test_ladder_table_and_contrasts_by_the_summary_rule():
+    def runs(kl, gold):
+        out = []
+        for s in (0, 1, 2):
+            r = _fake_run(s)
+            out.append(Run(r.config, r.history.assign(kl_k1=kl * (1 + s), gold=gold), "finished"))
+        return SeedRuns(out[0].config, out, (0, 1, 2))
+
+    lad = {n: {"rloo": runs(5.0, 0.0), "maxent": runs(50.0, -5.0), "kl_strong": runs(2.0, 2.0)}
+           for n in ("a", "b")}  # fmt: skip
+    t = ch05.ladder_table(lad, {"a": 1000, "b": 4000})
+    assert set(t.index) == {(k, n) for k in ("rloo", "maxent", "kl_strong") for n in (1000, 4000)}
+    assert np.allclose(t.loc[("maxent", 4000), "kl_k1_final"].values, [50, 100, 150])
+    con = ch05.ladder_contrasts(lad)
+    assert np.allclose(con["a"]["kl_ratio"].values, 25.0)
+    # a flat gold has no fall from its peak, so the MaxEnt "falls > 2" statement fails per seed
+    assert len(con["a"]["failed"]) == 3 and all("falls" in f for f in con["a"]["failed"])
+
+
 def test_cap_exponents_recover_a_power_law_and_the_table_divides_by_the_cap():
     """final KL ∝ cap^b: exactly b = 1 for a KL proportional to the cap, b = 0 for one that
     ignores it; length / cap and KL per token in the table."""

@@ -6,7 +6,8 @@ runs — the α/β grid (:func:`grid`), the five headline settings run at severa
 (:func:`headline`) and the TRL cross-check — and :func:`get` trains or loads all of them in one
 process pool (:func:`rlhf_nb.runs.get_runs`). Chapters 06, 07 and 09 get chapter 05's runs from
 :func:`configs` too, so they analyse the same runs. :func:`central_contrast` checks the paper's
-contrast seed by seed; :func:`entropy_correlations` is section 4's measurement.
+contrast seed by seed; :func:`get_ladder` reruns it on testbeds of growing model size (section
+2c, :func:`ladder_table`); :func:`entropy_correlations` is section 4's measurement.
 """
 
 from __future__ import annotations
@@ -38,6 +39,11 @@ SMOKE_RUN = dict(steps=8, prompts_per_step=8, eval_interval=4, n_eval_prompts=16
 # response and the RM's EOS must fit the models' 64 positions.
 CAPS = (8, 16, 32)
 CAP_SETTINGS = ("maxent", "kl_strong")  # the headline settings the cap sweep reruns
+# the scale ladder (section 2c): testbed presets of growing width (rlhf_nb.testbed.PRESETS), the
+# chapter's own in the middle; SMOKE runs the smoke preset and its twice-as-wide rung instead
+SCALES = ("mini", "tiny", "small")
+SMOKE_SCALES = ("smoke", "smoke-wide")
+LADDER_SETTINGS = ("rloo", "maxent", "kl_strong")  # the central contrast, rerun at every size
 
 
 @dataclass(frozen=True)
@@ -56,6 +62,10 @@ class Params(ChapterParams):
         caps: CAPS — generation budgets in tokens (each in [2, 40]) at which the headline MaxEnt
             α and the strongest β rerun at every run seed (:func:`cap_configs`; SMOKE keeps the
             smallest and the largest).
+        scales: SCALES — the scale ladder: testbed presets (names in
+            ``rlhf_nb.testbed.PRESETS``, at least two, the same generation budget as the
+            chapter's testbed) on which α = 0, the headline MaxEnt α and the strongest β rerun
+            at every run seed (:func:`get_ladder`; SMOKE runs :data:`SMOKE_SCALES`).
     """
 
     alphas: tuple[float, ...] = ALPHAS
@@ -67,6 +77,7 @@ class Params(ChapterParams):
     steps_hi: int = STEPS_HI
     steps_lo: int = STEPS_LO
     caps: tuple[int, ...] = CAPS
+    scales: tuple[str, ...] = SCALES
 
     def __post_init__(self):
         super().__post_init__()
@@ -76,6 +87,23 @@ class Params(ChapterParams):
             raise ValueError("CAPS must be a non-empty list of token budgets, got []")
         for c in self.caps:
             check_int("CAPS", c, 2, 40)
+        check_scales(self.scales)
+
+
+def check_scales(scales) -> tuple[str, ...]:
+    """SCALES: at least two distinct preset names of ``rlhf_nb.testbed.PRESETS``, all with the
+    tiny preset's generation budget (the same task at every size); ``ValueError`` naming them."""
+    from rlhf_nb.testbed import PRESETS
+
+    check_type("SCALES", scales, (list, tuple))
+    if len(scales) < 2 or len(set(scales)) != len(scales):
+        raise ValueError(f"SCALES must be at least two distinct preset names, got {scales!r}")
+    for name in scales:
+        if name not in PRESETS:
+            raise ValueError(f"SCALES: {name!r} is not a preset; valid: {sorted(PRESETS)}")
+        if PRESETS[name].max_new_tokens != PRESETS["tiny"].max_new_tokens:
+            raise ValueError(f"SCALES: {name!r} has another generation budget than 'tiny'")
+    return tuple(scales)
 
 
 def configs(p: Params) -> dict:
@@ -299,6 +327,94 @@ def cap_exponents(caps: dict[int, dict], column: str = "kl_k1_final") -> dict[st
         if (v <= 0).any():
             raise ValueError(f"{k} {column}: log needs positive values, got {v.tolist()}")
         out[k] = Stat.of(np.polyfit(x, np.log(v), 1)[0])
+    return out
+
+
+def ladder_presets(p: Params) -> tuple[str, ...]:
+    """The testbed presets of the scale ladder: ``p.scales``, or :data:`SMOKE_SCALES` in SMOKE."""
+    return SMOKE_SCALES if p.smoke else p.scales
+
+
+def ladder_configs(p: Params) -> dict[str, OnlineConfig]:
+    """The settings the ladder reruns at every size (:data:`LADDER_SETTINGS`): the headline
+    configs themselves, so on the chapter's own testbed they are the headline runs."""
+    heads = headline(grid(p), p.maxent_alpha, smoke=p.smoke)
+    return {k: heads[k] for k in LADDER_SETTINGS}
+
+
+def get_ladder(p: Params, *, cache_dir=None, verbose: bool = True) -> dict[str, dict]:
+    """The scale ladder's runs, ``{preset: {setting: SeedRuns}}``, one process pool per rung
+    (:func:`rlhf_nb.runs.get_runs`; each rung's testbed is built or loaded at ``p.seed``)."""
+    from rlhf_nb.runs import SeedRuns, get_runs, with_seeds
+
+    cfgs = ladder_configs(p)
+    out = {}
+    for name in ladder_presets(p):
+        if verbose:
+            print(f"scale ladder, testbed {name!r}:", flush=True)
+        runs = get_runs({k: with_seeds(c, p.run_seeds) for k, c in cfgs.items()},
+                        preset=name, testbed_seed=p.seed, workers=p.workers,
+                        cache_dir=cache_dir, verbose=verbose)  # fmt: skip
+        out[name] = {k: SeedRuns(cfgs[k], runs[k], tuple(p.run_seeds)) for k in cfgs}
+    return out
+
+
+def ladder_testbeds(p: Params, *, cache_dir=None) -> pd.DataFrame:
+    """One row per ladder preset: its width and depth, the parameters of the SFT policy and of
+    the proxy RM (counted from the built models), and the build figures that validate a preset
+    (RM held-out accuracy against the labels and against gold, proxy–gold Pearson r on held-out
+    pairs, the SFT policy's gold and win rate). Builds (or loads) each testbed at ``p.seed``."""
+    from rlhf_nb import testbed
+
+    rows = {}
+    for name in ladder_presets(p):
+        tb = testbed.build(name, seed=p.seed, cache_dir=cache_dir)
+        rows[name] = {
+            "hidden_size": tb.preset.hidden_size,
+            "num_layers": tb.preset.num_layers,
+            "policy_params": sum(x.numel() for x in tb.sft_policy.parameters()),
+            "rm_params": sum(x.numel() for x in tb.proxy_rm.parameters()),
+            **{k: tb.stats[k] for k in ("rm_heldout_accuracy", "rm_heldout_gold_accuracy",
+                                        "proxy_gold_pearson", "gold_sft", "sft_win_rate")},
+        }  # fmt: skip
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("preset")
+
+
+LADDER_COLUMNS = ("gold_final", "gold_peak", "gold_fall", "kl_k1_final", "length_final",
+                  "eos_final")  # fmt: skip
+
+
+def ladder_table(ladder: dict[str, dict], sizes: dict[str, int]) -> pd.DataFrame:
+    """The ladder by the book's summary rule: one row per (setting, parameters) — ``sizes``
+    maps each preset to its policy's parameter count (:func:`ladder_testbeds`) — with a
+    :class:`~rlhf_nb.stats.Stat` over seeds of each of :data:`LADDER_COLUMNS` and of
+    ``proxy_gain`` (final minus start proxy)."""
+    from rlhf_nb.stats import Stat
+
+    rows = {}
+    for name, group in ladder.items():
+        for k, runs in group.items():
+            s = runs.summaries()
+            row = {c: Stat.of(s[c]) for c in LADDER_COLUMNS}
+            row["proxy_gain"] = Stat.of(s["proxy_final"] - s["proxy_start"])
+            rows[(k, sizes[name])] = row
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis(["setting", "parameters"])
+
+
+def ladder_contrasts(ladder: dict[str, dict]) -> dict[str, dict]:
+    """Per rung: ``failed`` — the statements of :func:`central_contrast` (MaxEnt against the
+    strongest β, at the chapter's thresholds, which were set on the tiny preset) that fail, and
+    ``kl_ratio`` — the final KL of the MaxEnt run over the anchored run's, seed by seed (a
+    :class:`~rlhf_nb.stats.Stat`)."""
+    from rlhf_nb.stats import Stat
+
+    out = {}
+    for name, g in ladder.items():
+        m, a = g["maxent"].summaries(), g["kl_strong"].summaries()
+        out[name] = {
+            "failed": central_contrast(g["maxent"], g["kl_strong"]),
+            "kl_ratio": Stat.of(m["kl_k1_final"].to_numpy() / a["kl_k1_final"].to_numpy()),
+        }
     return out
 
 

@@ -142,24 +142,8 @@ def cells(offline: Mapping[str, OfflineConfig]) -> dict[tuple[str, str, str], ob
 def gold_at_kl(run, budgets: Sequence[float], *, window: int = stats.WINDOW) -> np.ndarray:
     """The run's gold where its KL to SFT (k1, nats) first reaches each budget, linearly
     interpolated between the two logged rows around the crossing; NaN where the run never
-    got that far. Both columns are read through the book's smoothing window first
-    (:func:`rlhf_nb.stats.smoothed`)."""
-    kl = stats.smoothed(run.history, "kl_k1", window=window)
-    gold = stats.smoothed(run.history, "gold", window=window).reindex(kl.index)
-    kl, gold = kl.to_numpy(), gold.to_numpy()
-    out = []
-    for b in budgets:
-        above = np.nonzero(kl >= b)[0]
-        if above.size == 0:
-            out.append(np.nan)
-            continue
-        i = int(above[0])
-        if i == 0:
-            out.append(float(gold[0]))
-            continue
-        w = (b - kl[i - 1]) / (kl[i] - kl[i - 1])
-        out.append(float(gold[i - 1] + w * (gold[i] - gold[i - 1])))
-    return np.array(out)
+    got that far (:func:`rlhf_nb.stats.at_kl`, which chapters 05 and 07 read too)."""
+    return stats.at_kl(run, budgets, "gold", window=window)
 
 
 def cell_table(runs: Mapping[tuple, object]) -> pd.DataFrame:

@@ -111,6 +111,28 @@ def maxent_fails_on_truth(gold_maxent, gold_none, proxy_maxent, *, cap: int) -> 
                  "ch. 07 §5", ev, gold_maxent.n, status)  # fmt: skip
 
 
+def across_scales(contrasts: dict, sizes: dict) -> Claim:
+    """The paper's pattern "across multiple Pythia scales", on the book's scale ladder (chapter
+    05, §2c). ``contrasts``: :func:`rlhf_nb.chapters.ch05.ladder_contrasts` (per preset, the
+    failed statements of the central contrast at the chapter's thresholds, and the MaxEnt /
+    anchored final-KL ratio); ``sizes``: preset -> policy parameters. Rule: "confirmed" when the
+    central contrast holds at every seed of every rung; "not reproduced at toy scale" when it
+    fails at some rung (the evidence names where)."""
+    parts, failed = [], []
+    for name, con in contrasts.items():
+        r = con["kl_ratio"]
+        parts.append(f"{sizes[name] / 1e6:.2f}M: KL ratio ×{r.mean:.1f} (seeds {r.min:.1f} to "
+                     f"{r.max:.1f})")  # fmt: skip
+        failed += [f"{name} {f}" for f in con["failed"]]
+    ev = ("central contrast (MaxEnt vs the strongest β) at " + "; ".join(parts) + ". "
+          + ("Every statement held at every rung and seed." if not failed
+             else f"Failed: {'; '.join(failed)}."))  # fmt: skip
+    n = min(con["kl_ratio"].n for con in contrasts.values())
+    return Claim("The pattern holds across model scales (the paper: several Pythia sizes)",
+                 "ch. 05 §2c", ev, n,
+                 "confirmed" if not failed else "not reproduced at toy scale")  # fmt: skip
+
+
 def kl_on_truth(gold_kl, gold_none) -> Claim:
     """Current practice's premise: with a verifiable reward the KL anchor costs reward (TRL's
     GRPO ``beta=0``). Rule, on the gold reward: "confirmed" when the 95 % bootstrap CI of final

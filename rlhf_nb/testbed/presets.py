@@ -79,19 +79,21 @@ class Preset:
         check_choice("length_bias", self.length_bias, LENGTH_BIASES)
 
 
+_SMOKE = dict(
+    n_sft_docs=2000, n_pref_prompts=1500, n_eval_prompts=64, hidden_size=48, num_layers=2,
+    num_heads=4, sft_steps=600, rm_steps=150,
+)  # fmt: skip
+
 PRESETS: dict[str, Preset] = {
     "tiny": Preset(),
-    "smoke": Preset(
-        name="smoke",
-        n_sft_docs=2000,
-        n_pref_prompts=1500,
-        n_eval_prompts=64,
-        hidden_size=48,
-        num_layers=2,
-        num_heads=4,
-        sft_steps=600,
-        rm_steps=150,
-    ),
+    # the scale ladder (chapter 05, section 2c): the tiny recipe — same data, steps, rates and
+    # depth — at half and twice the width, so ~0.3x and ~4x the tiny policy's 0.24M parameters
+    # (the proxy RM scales alike: it is built from the same config)
+    "mini": Preset(name="mini", hidden_size=48),
+    "small": Preset(name="small", hidden_size=192),
+    "smoke": Preset(name="smoke", **_SMOKE),
+    # the smoke-sized ladder rung (CI): the smoke recipe at twice the width
+    "smoke-wide": Preset(name="smoke-wide", **{**_SMOKE, "hidden_size": 96}),
 }
 
 
