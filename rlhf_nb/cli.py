@@ -65,7 +65,7 @@ class RunnerArgs:
     Attributes:
         preset: required. ``pythia-*-tldr``: real checkpoints (Hub names, see
             :mod:`rlhf_nb.testbed.tldr`); ``standin``: tiny random local models; ``tiny`` /
-            ``smoke``: the toy testbed (``mini`` / ``small``: its scale ladder's other rungs).
+            ``smoke``: the toy testbed (``micro`` / ``mini`` / ``small``: scale-ladder rungs).
         method: required. ``maxent``: RLOO + entropy bonus α, no anchor (``--regularizer
             entropy``, or ``entropy_token``: TRL's per-token form); ``kl``: RLOO + β·KL to the
             SFT policy in the reward (``--regularizer kl``); ``rloo``: plain RLOO (or any

@@ -324,13 +324,20 @@ def at_kl(
 
 def shared_budgets(settings, fractions: Sequence[float] = (0.25, 0.5, 1.0)) -> list[float]:
     """KL budgets every run of ``settings`` (``{name: SeedRuns}``) reaches: ``fractions`` of
-    the smallest, over runs, of the largest smoothed KL a run attains (nats, 3 significant
-    digits). Raises ``ValueError`` when some run never leaves the SFT policy (KL <= 0)."""
+    the smallest, over runs, of the largest smoothed KL a run attains (nats, rounded *down* to 3
+    significant digits, so the run that sets the reach still reaches its budget). Raises
+    ``ValueError`` when some run never leaves the SFT policy (KL <= 0)."""
     reach = min(float(smoothed(r.history, "kl_k1").max()) for g in settings.values()
                 for r in g.runs)  # fmt: skip
     if not reach > 0:
         raise ValueError(f"a run never moves from the SFT policy (largest KL {reach}): no budget")
-    return [float(f"{f * reach:.3g}") for f in fractions]
+    return [_floor_sig(f * reach) for f in fractions]
+
+
+def _floor_sig(x: float, digits: int = 3) -> float:
+    """``x > 0`` rounded down to ``digits`` significant digits (1.8385 -> 1.83)."""
+    q = 10.0 ** (math.floor(math.log10(x)) - digits + 1)
+    return float(f"{math.floor(x / q * (1 + 1e-12)) * q:.{digits}g}")
 
 
 def matched_kl(settings, budgets: Sequence[float], column: str = "gold") -> pd.DataFrame:

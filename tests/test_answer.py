@@ -186,6 +186,9 @@ def test_matched_kl_compares_settings_at_budgets_every_run_reaches():
     budgets = stats.shared_budgets(settings, (0.5, 1.0))
     slow_reach = float(stats.smoothed(settings["slow"].runs[0].history, "kl_k1").max())
     assert budgets == pytest.approx([0.5 * slow_reach, slow_reach], rel=1e-2)
+    assert budgets[-1] <= slow_reach  # rounded down: the run that sets the reach reaches it
+    assert stats._floor_sig(1.8385) == 1.83 and stats._floor_sig(0.4599) == 0.459
+    assert stats._floor_sig(2.0) == 2.0 and stats._floor_sig(65.05) == 65.0
     m = stats.matched_kl(settings, budgets)
     assert (m["reached"] == 3).all()
     for b in budgets:  # gold = 1 + KL in both: the gain at a budget is the budget

@@ -201,14 +201,14 @@ def test_cap_sweep_reuses_the_headline_runs_and_changes_only_the_budget():
             ch05.Params(caps=bad)
 
 
-def test_scale_ladder_reruns_the_headline_configs_on_wider_presets():
+def test_scale_ladder_reruns_the_headline_configs_on_other_widths():
     p = ch05.Params()
     heads, lad = ch05.configs(p)["headline"], ch05.ladder_configs(p)
     assert list(lad) == list(ch05.LADDER_SETTINGS) and all(lad[k] == heads[k] for k in lad)
-    assert ch05.ladder_presets(p) == ("mini", "tiny", "small")
+    assert ch05.ladder_presets(p) == ("micro", "mini", "tiny")
     assert ch05.ladder_presets(ch05.Params(smoke=True)) == ch05.SMOKE_SCALES
     widths = [testbed.PRESETS[n].hidden_size for n in p.scales]
-    assert widths == [48, 96, 192]  # the tiny recipe at 1/2, 1 and 2 times the width
+    assert widths == [24, 48, 96]  # the tiny recipe at 1/4, 1/2 and 1 times the width
     for n in p.scales:  # nothing but the width (and the name) differs from tiny
         other = dataclasses.replace(testbed.PRESETS[n], name="tiny", hidden_size=96)
         assert other == testbed.PRESETS["tiny"], n

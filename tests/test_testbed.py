@@ -186,11 +186,13 @@ def test_models_save_and_load_round_trip(smoke, tmp_path):
 
 
 def test_presets_are_valid_and_smoke_is_smaller():
-    assert set(PRESETS) == {"tiny", "mini", "small", "smoke", "smoke-wide"}
+    assert set(PRESETS) == {"tiny", "micro", "mini", "small", "smoke", "smoke-wide"}
     tiny, smoke = PRESETS["tiny"], PRESETS["smoke"]
     for f in ("n_sft_docs", "n_pref_prompts", "sft_steps", "hidden_size"):
         assert getattr(smoke, f) <= getattr(tiny, f)
     # the ladder rungs change only the width: the smoke ladder's too
+    for rung in ("micro", "mini", "small"):
+        assert dataclasses.replace(PRESETS[rung], name="tiny", hidden_size=96) == tiny
     wide = dataclasses.replace(PRESETS["smoke-wide"], name="smoke", hidden_size=smoke.hidden_size)
     assert wide == smoke and PRESETS["smoke-wide"].hidden_size == 2 * smoke.hidden_size
     for name in PRESETS:
@@ -200,7 +202,7 @@ def test_presets_are_valid_and_smoke_is_smaller():
 @pytest.mark.parametrize(
     "kwargs,error,match",
     [
-        (dict(preset="huge"), ValueError, r"preset must be one of \('tiny', 'mini', 'small',"),
+        (dict(preset="huge"), ValueError, r"preset must be one of \('tiny', 'micro', 'mini',"),
         (dict(preset="tiny", hidden=3), ValueError, r"unknown preset field 'hidden'.*hidden_size"),
         (dict(preset="tiny", hidden_size=-1), ValueError, r"hidden_size must be in \[8, inf\)"),
         (dict(preset="tiny", hidden_size=30), ValueError, "divisible by num_heads"),
