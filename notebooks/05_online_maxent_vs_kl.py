@@ -353,8 +353,7 @@ display(Markdown(stats.markdown_table(
     {"gain": "gold gain at the budget"},
 )))  # fmt: skip
 me_label, ks_label = seeded["maxent"].label, seeded["kl_strong"].label
-matched_diffs = {b: stats.differ(matched.loc[(me_label, b), "gain"], matched.loc[(ks_label, b), "gain"])
-                 for b in kl_budgets}  # fmt: skip
+matched_diffs = stats.matched_difference(matched, me_label, ks_label)
 display(Markdown(
     f"At equal KL to SFT, the MaxEnt run (α = {maxent_alpha:g}) minus the strongly anchored run "
     f"(β = {beta_s:g}), gold gain: "
@@ -380,16 +379,11 @@ display(Markdown(
 caps_runs = got["caps"]
 cap_stats = ch05.cap_table(caps_runs)
 cap_exp = {col: ch05.cap_exponents(caps_runs, col) for col in ("kl_k1_final", "length_final")}
-CAP_NAMES = {"kl_k1_final": "final KL (nats)", "length_final": "final length",
-             "length_share": "length / cap", "kl_per_token": "KL per token",
-             "eos_final": "EOS rate", "gold_final": "gold final", "gold_peak": "gold peak"}  # fmt: skip
-setting_names = {k: headline[k].label().split(",")[0] for k in ch05.CAP_SETTINGS}
-display(Markdown(stats.markdown_table(
-    {f"{setting_names[k]}, cap {cap}": row for (k, cap), row in cap_stats.iterrows()}, CAP_NAMES
-)))  # fmt: skip
+cap_md, cap_names = ch05.sweep_view(cap_stats, headline, x_label=lambda c: f"cap {c}")
+setting_names = ch05.setting_names(headline, ch05.CAP_SETTINGS)
+display(Markdown(cap_md))
 fig_cap = run_plots.summary_figure(
-    cap_stats, ("kl_k1_final", "length_final", "gold_final"), x="cap",
-    names={**CAP_NAMES, **setting_names},
+    cap_stats, ("kl_k1_final", "length_final", "gold_final"), x="cap", names=cap_names,
     title=f"The length cap: mean and 95% band over {len(run_seeds)} seeds (dots: seeds)",
 )  # fmt: skip
 fig_cap.show()
@@ -456,17 +450,14 @@ ladder_tbs.round(3)
 # %%
 ladder_stats = ch05.ladder_table(ladder, sizes)
 ladder_con = ch05.ladder_contrasts(ladder)
-LADDER_NAMES = {"gold_final": "gold final", "gold_peak": "gold peak", "gold_fall": "fall from peak",
-                "kl_k1_final": "final KL (nats)", "length_final": "final length",
-                "eos_final": "EOS rate", "proxy_gain": "proxy gain"}  # fmt: skip
-ladder_names = {k: headline[k].label().split(",")[0] for k in ch05.LADDER_SETTINGS}
-display(Markdown(stats.markdown_table(
-    {f"{ladder_names[k]}, {n / 1e6:.2f}M": row for (k, n), row in ladder_stats.iterrows()},
-    LADDER_NAMES,
-)))  # fmt: skip
+ladder_md, ladder_legend = ch05.sweep_view(
+    ladder_stats, headline, x_label=lambda n: f"{n / 1e6:.2f}M"
+)
+ladder_names = ch05.setting_names(headline, ch05.LADDER_SETTINGS)
+display(Markdown(ladder_md))
 fig_ladder = run_plots.summary_figure(
     ladder_stats, ("gold_final", "kl_k1_final", "length_final"), x="parameters",
-    names={**LADDER_NAMES, **ladder_names},
+    names=ladder_legend,
     title=f"The scale ladder: mean and 95% band over {len(run_seeds)} seeds (dots: seeds)",
 )  # fmt: skip
 fig_ladder.show()
@@ -482,7 +473,7 @@ ladder_diffs = {
     for k in ch05.LADDER_SETTINGS for col in ("gold_final", "kl_k1_final")
 }  # fmt: skip
 display(Markdown(" ".join(
-    f"{ladder_names[k]}: {LADDER_NAMES[col]} at {large_end} minus at {small_end} "
+    f"{ladder_names[k]}: {ch05.SWEEP_NAMES[col]} at {large_end} minus at {small_end} "
     f"{d.mean:+.2f} [{d.lo:+.2f}, {d.hi:+.2f}] — "
     + ("beyond seed noise." if d.differs else "within seed noise.")
     for (k, col), d in ladder_diffs.items()

@@ -442,7 +442,7 @@ remedy_at_top = {k: remedy_matched.loc[(k, top), "gain"] for k in settings}
 best_at_top = max(
     (k for k in settings if k.startswith("remedy: ")), key=lambda k: remedy_at_top[k].mean
 )
-d_top = stats.differ(remedy_at_top[best_at_top], remedy_at_top[NAMES["kl_strong"]])
+d_top = stats.matched_difference(remedy_matched, best_at_top, NAMES["kl_strong"])[top]
 print(
     f"at KL {top:g} nats the best remedy is {best_at_top.removeprefix('remedy: ')} "
     f"(gold gain {remedy_at_top[best_at_top].fmt()}); minus {NAMES['kl_strong']}: {d_top}"

@@ -334,6 +334,13 @@ def shared_budgets(settings, fractions: Sequence[float] = (0.25, 0.5, 1.0)) -> l
     return [_floor_sig(f * reach) for f in fractions]
 
 
+def matched_difference(matched: pd.DataFrame, a: str, b: str) -> dict:
+    """Per budget of a :func:`matched_kl` table, setting ``a``'s gain minus setting ``b``'s as a
+    bootstrap :func:`differ` over their seeds: ``{budget: Diff}``."""
+    budgets = matched.index.unique("kl budget")
+    return {k: differ(matched.loc[(a, k), "gain"], matched.loc[(b, k), "gain"]) for k in budgets}
+
+
 def _floor_sig(x: float, digits: int = 3) -> float:
     """``x > 0`` rounded down to ``digits`` significant digits (1.8385 -> 1.83)."""
     q = 10.0 ** (math.floor(math.log10(x)) - digits + 1)

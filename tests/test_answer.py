@@ -195,6 +195,9 @@ def test_matched_kl_compares_settings_at_budgets_every_run_reaches():
         for k in settings:
             np.testing.assert_allclose(m.loc[(k, b), "gain"].values, b, rtol=1e-2)
     assert settings["fast"].final("gold").mean > settings["slow"].final("gold").mean + 1
+    diffs = stats.matched_difference(m, "fast", "slow")  # same gold per nat: no difference
+    assert list(diffs) == budgets
+    assert all(abs(d.mean) < 1e-2 * b and not d.differs for b, d in diffs.items())
     flat = {
         "flat": SeedRuns(run_of([1.0] * 5, [0.0] * 5).config, [run_of([1.0] * 5, [0.0] * 5)], (0,))
     }

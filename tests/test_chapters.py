@@ -235,6 +235,13 @@ def test_ladder_table_and_contrasts_by_the_summary_rule():
     assert np.allclose(con["a"]["kl_ratio"].values, 25.0)
     # a flat gold has no fall from its peak, so the MaxEnt "falls > 2" statement fails per seed
     assert len(con["a"]["failed"]) == 3 and all("falls" in f for f in con["a"]["failed"])
+    heads = ch05.headline(ch05.grid(ch05.Params()), ch05.MAXENT_ALPHA)
+    md, names = ch05.sweep_view(t, heads, x_label=lambda n: f"{n}p")
+    lines = md.splitlines()
+    assert lines[0].startswith("| setting | final KL (nats) |") and len(lines) == 2 + len(t)
+    assert f"| {names['maxent']}, 4000p | 100.00 (50.00 to 150.00) |" in md
+    assert names["maxent"] == heads["maxent"].label().split(",")[0]
+    assert names["kl_k1_final"] == "final KL (nats)" and names["proxy_gain"] == "proxy gain"
 
 
 def test_cap_exponents_recover_a_power_law_and_the_table_divides_by_the_cap():

@@ -419,6 +419,34 @@ def ladder_contrasts(ladder: dict[str, dict]) -> dict[str, dict]:
     return out
 
 
+# headers of the sweep tables' columns (cap_table, ladder_table), in the order they are shown
+SWEEP_NAMES = {"kl_k1_final": "final KL (nats)", "length_final": "final length",
+               "length_share": "length / cap", "kl_per_token": "KL per token",
+               "eos_final": "EOS rate", "gold_final": "gold final", "gold_peak": "gold peak",
+               "gold_fall": "fall from peak", "proxy_gain": "proxy gain"}  # fmt: skip
+
+
+def setting_names(headline: dict, keys) -> dict[str, str]:
+    """Short names of headline settings for tables and legends: the label up to its first comma
+    (e.g. ``"α=0.05 (seq)"``)."""
+    return {k: headline[k].label().split(",")[0] for k in keys}
+
+
+def sweep_view(table: pd.DataFrame, headline: dict, *, x_label) -> tuple[str, dict[str, str]]:
+    """A sweep table indexed (setting, x) — :func:`cap_table` or :func:`ladder_table` — as the
+    chapter shows it: ``(markdown, names)``, the markdown table of every column (headers from
+    :data:`SWEEP_NAMES`, rows named ``"<setting>, <x_label(x)>"``) and the legend names of its
+    settings and columns for :func:`rlhf_nb.viz.run_plots.summary_figure` (the chapters do not
+    draw: the notebook passes them on)."""
+    from rlhf_nb.stats import markdown_table
+
+    short = setting_names(headline, table.index.unique(0))
+    columns = {c: h for c, h in SWEEP_NAMES.items() if c in table.columns}
+    md = markdown_table({f"{short[k]}, {x_label(v)}": row for (k, v), row in table.iterrows()},
+                        columns)  # fmt: skip
+    return md, {**columns, **short}
+
+
 def entropy_correlations(runs) -> dict[tuple[str, str], float]:
     """Spearman ρ over the pooled steps of ``runs`` (e.g. one seed's unanchored runs) between
     the entropy measures and the damage: ``entropy_term`` = α·(−log π(y|x)) (what the MaxEnt
