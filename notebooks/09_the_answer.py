@@ -412,7 +412,8 @@ display(Markdown(
 # cells use. The online MaxEnt RL runs of chapter 05 differ from online SimPO in a third way — a
 # scalar reward with an entropy bonus rather than pairwise preferences; of the cells here, the
 # online summed-log-prob one (the preference form of the same constant-α MaxEnt objective)
-# drifts farthest, which the checkpoints assert. Nor do the stable offline cells say that fixed
+# drifts farther than its length-averaged twin at every seed (asserted), and usually farthest of
+# all (printed: at some seeds an online proxy-labelled SimPO seed drifts as far). Nor do the stable offline cells say that fixed
 # pairs always suffice: with larger models direct alignment over-optimises offline too
 # {cite:p}`rafailov2024scaling`.
 #
@@ -490,9 +491,14 @@ if not SMOKE:
     # a larger margin does not reduce the drift: γ = 4 / γ = 0, observed 1.17-1.45 (means)
     assert online_kl["γ = 4"].mean() > 0.8 * online_kl["γ = 0"].mean()
     # summed log-probs drift farther than averaged ones at the same γ = 0 (observed 1.2x-6x
-    # seed by seed) and farther than any cell of the 2x2 (observed 1.2x-4.9x)
+    # seed by seed; at SEED 0 on the 2026-12-03 machine only 1.07x: 23.0 against 21.4 nats)
     assert online_kl["summed log-probs"].min() > online_kl["γ = 0"].max()
-    assert online_kl["summed log-probs"].min() > table.kl_final.max()  # farthest of all cells
+    # an observation, not a checkpoint: "farther than any cell of the 2x2" (every summed seed
+    # above every 2x2 seed, observed 1.2x-4.9x on the first machines) failed at SEED 0 on the
+    # 2026-12-03 machine: summed 23.0-27.9 nats, the online proxy-labelled SimPO cell 11.8-28.1
+    print(f"observation: summed log-probs' least final KL {online_kl['summed log-probs'].min():.1f}"
+          f" nats, the 2x2's largest {table.kl_final.max():.1f} (farther than every 2x2 seed: "
+          f"{bool(online_kl['summed log-probs'].min() > table.kl_final.max())})")  # fmt: skip
     # the KL certificate (every anchored run kept its own objective above the SFT policy's) is
     # printed above, not asserted: it held at SEED 0, and at SEED 1 on the 2026-12-02 machine
     # two β = 0.2 runs ended 0.19-0.20 reward units below (a hold-out failure, issue 26)
