@@ -339,31 +339,15 @@ print(f"final KL of α = {maxent_alpha:g} over β = {beta_s:g}, seed by seed: ×
 # ### 2a · At equal distance from the SFT policy
 #
 # A final-gold comparison mixes two things: how good a setting's policy is for the distance it
-# moved, and how far it moved. The matched reading (`rlhf_nb.stats.matched_kl`) takes each run's
+# moved, and how far it moved. The matched reading (`rlhf_nb.chapters.ch05.matched_reading`, on `rlhf_nb.stats.matched_kl`) takes each run's
 # gold gain where its KL to SFT first reaches a budget — a quarter, half and all of the largest
 # KL that every run of these settings reaches (`stats.shared_budgets`) — so that a setting that
 # moves farther is not mistaken for one that does worse per nat.
 
 # %%
-matched_settings = {seeded[k].label: seeded[k] for k in ("rloo", "maxent", "kl_weak", "kl_strong")}
-kl_budgets = stats.shared_budgets(matched_settings)
-matched = stats.matched_kl(matched_settings, kl_budgets)
-display(Markdown(stats.markdown_table(
-    {f"{k}, KL {b:g}": {"gain": row.gain} for (k, b), row in matched.iterrows()},
-    {"gain": "gold gain at the budget"},
-)))  # fmt: skip
-me_label, ks_label = seeded["maxent"].label, seeded["kl_strong"].label
-matched_diffs = stats.matched_difference(matched, me_label, ks_label)
-display(Markdown(
-    f"At equal KL to SFT, the MaxEnt run (α = {maxent_alpha:g}) minus the strongly anchored run "
-    f"(β = {beta_s:g}), gold gain: "
-    + "; ".join(f"at {b:g} nats {d.mean:+.2f} [{d.lo:+.2f}, {d.hi:+.2f}]"
-                + (" (beyond seed noise)" if d.differs else " (within seed noise)")
-                for b, d in matched_diffs.items())
-    + f". At the end of the runs the same difference is "
-    f"{stats.differ(b_m['gold_final'], b_s['gold_final']).mean:+.2f} gold, at final KLs of "
-    f"{b_m['kl_k1_final'].mean:.1f} and {b_s['kl_k1_final'].mean:.1f} nats."
-))  # fmt: skip
+matched_table, matched_sentence = ch05.matched_reading(seeded, a="maxent", b="kl_strong")
+display(Markdown(matched_table))
+display(Markdown(matched_sentence))
 
 # %% [markdown]
 # ### 2b · Is the KL plateau the length cap?

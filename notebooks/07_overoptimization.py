@@ -426,28 +426,14 @@ ranks.round(3)
 # %% [markdown]
 # The same settings at equal distance: each remedy's (and each headline setting's) gold gain
 # where its KL to SFT first reaches a quarter, half and all of the largest KL that every one of
-# these runs reaches (`rlhf_nb.stats.matched_kl`, `stats.shared_budgets`). A remedy that ends
+# these runs reaches (`rlhf_nb.chapters.ch07.matched_remedies`, on `rlhf_nb.stats.matched_kl`). A remedy that ends
 # with little gold only because it moved far shows here as a good policy per nat; one that is
 # worse at every budget is worse, not merely farther.
 
 # %%
-remedy_budgets = stats.shared_budgets(settings)
-remedy_matched = stats.matched_kl(settings, remedy_budgets)
-per_budget = remedy_matched["gain"].map(lambda g: g.mean).unstack("kl budget")
-per_budget.columns = [f"gold gain at KL {b:g}" for b in remedy_budgets]
-per_budget["gold gain, final"] = [settings[k].final("gold").mean - settings[k].summaries()["gold_start"].mean()
-                                  for k in per_budget.index]  # fmt: skip
-top = remedy_budgets[-1]
-remedy_at_top = {k: remedy_matched.loc[(k, top), "gain"] for k in settings}
-best_at_top = max(
-    (k for k in settings if k.startswith("remedy: ")), key=lambda k: remedy_at_top[k].mean
-)
-d_top = stats.matched_difference(remedy_matched, best_at_top, NAMES["kl_strong"])[top]
-print(
-    f"at KL {top:g} nats the best remedy is {best_at_top.removeprefix('remedy: ')} "
-    f"(gold gain {remedy_at_top[best_at_top].fmt()}); minus {NAMES['kl_strong']}: {d_top}"
-)
-per_budget.round(2)
+remedy_matched = ch07.matched_remedies(settings, NAMES["kl_strong"])
+print(remedy_matched.sentence())
+remedy_matched.table.round(2)
 
 # %% tags=["results"]
 # fitted frontiers and remedy outcomes for the README and the site's Results page (make book)

@@ -205,6 +205,45 @@ def test_matched_kl_compares_settings_at_budgets_every_run_reaches():
         stats.shared_budgets(flat)
 
 
+def test_matched_readings_of_chapters_05_and_07():
+    """ch07.matched_remedies picks the remedy with the most gold per nat at the top budget;
+    ch05.matched_reading says a setting with less gold per nat is worse beyond noise."""
+    from rlhf_nb.chapters import ch05, ch07
+    from rlhf_nb.runs import SeedRuns
+
+    def setting(per_nat, cfg):
+        kls = [np.arange(40) * 0.1 * (1 + 0.05 * s) for s in range(3)]
+        runs = [run_of(1.0 + per_nat * kl, kl, s, cfg=cfg) for s, kl in enumerate(kls)]
+        return SeedRuns(cfg, runs, (0, 1, 2))
+
+    ent = {"regularizer": "entropy"}
+    settings = {"anchor": setting(1.0, OnlineConfig(regularizer="kl", beta=0.2)),
+                "remedy: good": setting(2.0, OnlineConfig(**ent, alpha=0.05)),
+                "remedy: poor": setting(0.5, OnlineConfig(**ent, alpha=0.1))}  # fmt: skip
+    m = ch07.matched_remedies(settings, "anchor")
+    assert m.best == "remedy: good" and m.anchor == "anchor"
+    top = m.budgets[-1]
+    assert m.best_gain.mean == pytest.approx(2.0 * top, rel=2e-2)
+    assert m.minus_anchor.mean == pytest.approx(top, rel=5e-2) and m.minus_anchor.differs
+    assert list(m.table.columns) == [f"gold gain at KL {b:g}" for b in m.budgets] + [
+        "gold gain, final"
+    ]
+    assert m.sentence().startswith(f"at KL {top:g} nats the best remedy is good (gold gain ")
+    with pytest.raises(ValueError, match="anchor="):
+        ch07.matched_remedies(settings, "missing")
+
+    seeded = {"rloo": setting(1.0, OnlineConfig(alpha=0.0)),
+              "maxent": setting(0.5, OnlineConfig(**ent, alpha=0.05)),
+              "kl_weak": setting(1.0, OnlineConfig(regularizer="kl", beta=0.05)),
+              "kl_strong": setting(1.0, OnlineConfig(regularizer="kl", beta=0.2))}  # fmt: skip
+    table, sentence = ch05.matched_reading(seeded)
+    assert len(table.splitlines()) == 2 + 4 * 3  # header, rule, 4 settings x 3 budgets
+    assert sentence.startswith(f"At equal KL to SFT, {seeded['maxent'].label} minus ")
+    assert sentence.count("(beyond seed noise)") == 3
+    with pytest.raises(ValueError, match="a and b must be in"):
+        ch05.matched_reading(seeded, a="ref_mix")
+
+
 def test_across_scales_claim_follows_its_rule():
     from rlhf_nb.chapters import claims
     from rlhf_nb.stats import Stat

@@ -419,6 +419,44 @@ def ladder_contrasts(ladder: dict[str, dict]) -> dict[str, dict]:
     return out
 
 
+MATCHED_SETTINGS = ("rloo", "maxent", "kl_weak", "kl_strong")  # section 2a's settings
+
+
+def matched_reading(seeded: dict, *, a: str = "maxent", b: str = "kl_strong") -> tuple[str, str]:
+    """Section 2a, the headline settings at equal KL to SFT: ``(table, sentence)`` in markdown.
+
+    ``table`` holds each of :data:`MATCHED_SETTINGS` (``seeded``: ``{key: SeedRuns}``) at the
+    budgets every one of their runs reaches (:func:`rlhf_nb.stats.shared_budgets`): the gold gain
+    where a run's KL first reaches the budget (:func:`rlhf_nb.stats.matched_kl`). ``sentence``
+    gives setting ``a`` minus setting ``b`` at each budget (bootstrap CI over seeds, and whether
+    it is beyond seed noise) and the same difference at the end of the runs, at their final KLs.
+    """
+    from rlhf_nb import stats
+
+    for k in (a, b):
+        if k not in MATCHED_SETTINGS:
+            raise ValueError(f"a and b must be in {MATCHED_SETTINGS}, got {k!r}")
+    settings = {seeded[k].label: seeded[k] for k in MATCHED_SETTINGS}
+    budgets = stats.shared_budgets(settings)
+    matched = stats.matched_kl(settings, budgets)
+    table = stats.markdown_table(
+        {f"{k}, KL {x:g}": {"gain": row.gain} for (k, x), row in matched.iterrows()},
+        {"gain": "gold gain at the budget"},
+    )
+    diffs = stats.matched_difference(matched, seeded[a].label, seeded[b].label)
+    fa, fb = seeded[a].summaries(), seeded[b].summaries()
+    final = stats.differ(fa["gold_final"].to_numpy(), fb["gold_final"].to_numpy())
+    sentence = (
+        f"At equal KL to SFT, {seeded[a].label} minus {seeded[b].label}, gold gain: "
+        + "; ".join(f"at {x:g} nats {d.mean:+.2f} [{d.lo:+.2f}, {d.hi:+.2f}]"
+                    + (" (beyond seed noise)" if d.differs else " (within seed noise)")
+                    for x, d in diffs.items())
+        + f". At the end of the runs the same difference is {final.mean:+.2f} gold, at final KLs "
+        f"of {fa['kl_k1_final'].mean():.1f} and {fb['kl_k1_final'].mean():.1f} nats."
+    )  # fmt: skip
+    return table, sentence
+
+
 # headers of the sweep tables' columns (cap_table, ladder_table), in the order they are shown
 SWEEP_NAMES = {"kl_k1_final": "final KL (nats)", "length_final": "final length",
                "length_share": "length / cap", "kl_per_token": "KL per token",

@@ -342,6 +342,59 @@ def ranking_sentence(ranks: pd.DataFrame) -> str:
     return f"final gold, best first ('>' separated by a 95% bootstrap CI, '≈' not): {out}"
 
 
+@dataclass(frozen=True)
+class MatchedRemedies:
+    """The remedies read at equal KL to SFT (:func:`matched_remedies`).
+
+    Fields:
+        table: one row per setting; a column ``gold gain at KL b`` per budget ``b`` (the mean
+            over the seeds that reached it, gold units) and ``gold gain, final`` (final gold
+            minus step-0 gold, mean over seeds, the summary rule).
+        budgets: the shared KL budgets, nats, smallest first (:func:`rlhf_nb.stats.shared_budgets`).
+        best: the remedy with the largest mean gain at the top budget.
+        best_gain: its gain there over its seeds.
+        anchor: the setting it is compared with.
+        minus_anchor: ``best``'s gain minus ``anchor``'s at the top budget, bootstrap CI.
+    """
+
+    table: pd.DataFrame
+    budgets: list
+    best: str
+    best_gain: stats.Stat
+    anchor: str
+    minus_anchor: stats.Difference
+
+    def sentence(self, prefix: str = "remedy: ") -> str:
+        return (f"at KL {self.budgets[-1]:g} nats the best remedy is "
+                f"{self.best.removeprefix(prefix)} (gold gain {self.best_gain.fmt()}); "
+                f"minus {self.anchor}: {self.minus_anchor}")  # fmt: skip
+
+
+def matched_remedies(
+    settings: Mapping[str, object], anchor: str, *, prefix: str = "remedy: "
+) -> MatchedRemedies:
+    """Every setting of ``settings`` (``{name: SeedRuns}``; remedies are the names starting
+    with ``prefix``) at the KL budgets all their runs reach (:func:`rlhf_nb.stats.matched_kl`),
+    the best remedy at the top budget, and its difference there to the setting ``anchor``."""
+    remedies = [k for k in settings if k.startswith(prefix)]
+    if anchor not in settings or not remedies:
+        raise ValueError(f"anchor={anchor!r} must be one of {list(settings)} and some setting "
+                         f"must start with prefix={prefix!r}")  # fmt: skip
+    budgets = stats.shared_budgets(settings)
+    matched = stats.matched_kl(settings, budgets)
+    table = matched["gain"].map(lambda g: g.mean).unstack("kl budget")
+    table.columns = [f"gold gain at KL {b:g}" for b in budgets]
+    table["gold gain, final"] = [settings[k].final("gold").mean
+                                 - settings[k].summaries()["gold_start"].mean()
+                                 for k in table.index]  # fmt: skip
+    top = budgets[-1]
+    best = max(remedies, key=lambda k: matched.loc[(k, top), "gain"].mean)
+    return MatchedRemedies(
+        table, budgets, best, matched.loc[(best, top), "gain"], anchor,
+        stats.matched_difference(matched, best, anchor)[top],
+    )  # fmt: skip
+
+
 OUTCOMES = ("length collapse", "anchored", "proxy hacked", "stable")
 
 
