@@ -362,8 +362,11 @@ print(f"DPO, proxy labels: final KL {off_p:.2f} nats with fixed pairs, {on_p:.2f
       f"more (the book asserts no order for DPO: it differs between testbed seeds)")  # fmt: skip
 g0 = online_kl["γ = 0"].mean()
 ratio_sum = online_kl["summed log-probs"].mean() / g0
-print(f"SimPO online, proxy labels: γ = 4 drifts {online_kl['γ = 4'].mean() / g0:.2f}x as far as "
-      f"γ = 0; summed log-probs {ratio_sum:.1f}x as far as averaged ones at the same γ = 0")  # fmt: skip
+ratio_g4 = online_kl["γ = 4"].mean() / g0
+print(f"SimPO online, proxy labels: γ = 4 drifts {ratio_g4:.2f}x as far as γ = 0 (so here the "
+      f"larger margin {'did not reduce' if ratio_g4 >= 0.8 else 'reduced'} the drift; the book "
+      f"claims neither: it was >= 0.8 at SEED 0 and 1, 0.27 at SEED 2); summed "
+      f"log-probs {ratio_sum:.1f}x as far as averaged ones at the same γ = 0")  # fmt: skip
 
 # %%
 # online MaxEnt RL, tested the same way: the reward source × regulariser design of chapter 07 §5
@@ -398,8 +401,10 @@ display(Markdown(
 # proxy-labelled cells drifts more — fixed or self-sampled pairs — changed between the testbed
 # seeds the book was run at (SEED 0, 1, 2), so no order is claimed for DPO (this SEED's is
 # printed above). Of the paper's two explanations, the target margin γ does not prevent the
-# online drift — every γ tried drifts more than twice as far as any offline run, and the largest
-# margin at least as far as none (the ratio is printed above) — and the length normalisation
+# online drift — every γ tried drifts more than twice as far as any offline run; whether a larger
+# margin at least *shrinks* it changed with the testbed (γ = 4 drifted at least 0.8x as far as
+# γ = 0 at SEED 0 and 1, a quarter as far at SEED 2; this SEED's ratio is printed above) — and
+# the length normalisation
 # mitigates without preventing: online, the summed loss — the constant-α MaxEnt loss — drifts
 # farther than the averaged one at the same γ = 0 (by the factor printed above, which varies
 # several-fold with the testbed), yet the averaged one still drifts far beyond any offline run.
@@ -488,8 +493,10 @@ if not SMOKE:
     for name, v in online_kl.items():  # no variant removes the online drift (observed >= 2.5x)
         off = ex_table[(ex_table.labeller == name) & (ex_table.source == "offline")].kl_final
         assert v.min() > 2 * off.max(), (name, v.tolist(), off.tolist())
-    # a larger margin does not reduce the drift: γ = 4 / γ = 0, observed 1.17-1.45 (means)
-    assert online_kl["γ = 4"].mean() > 0.8 * online_kl["γ = 0"].mean()
+    # an observation, not a checkpoint: "a larger margin does not reduce the drift" (γ = 4 / γ = 0
+    # at least 0.8 in means; 1.17-1.45 on the first machines) failed at hold-out SEED 2 on the
+    # 2026-12-03 machine: 0.27 (γ = 4 8.6 nats, γ = 0 31.8, γ = 1 9.7). What holds at every seed
+    # is the loop above: no γ removes the online drift. The ratio is printed in the cell of 2b.
     # summed log-probs drift farther than averaged ones at the same γ = 0 (observed 1.2x-6x
     # seed by seed; at SEED 0 on the 2026-12-03 machine only 1.07x: 23.0 against 21.4 nats)
     assert online_kl["summed log-probs"].min() > online_kl["γ = 0"].max()
