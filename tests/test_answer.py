@@ -228,6 +228,9 @@ def test_matched_readings_of_chapters_05_and_07():
     assert list(m.table.columns) == [f"gold gain at KL {b:g}" for b in m.budgets] + [
         "gold gain, final"
     ]
+    for k, g in settings.items():  # final gain by the summary rule = final() minus step 0
+        want = g.final("gold").mean - g.summaries()["gold_start"].mean()
+        assert m.table.loc[k, "gold gain, final"] == pytest.approx(want, abs=1e-12)
     assert m.sentence().startswith(f"at KL {top:g} nats the best remedy is good (gold gain ")
     with pytest.raises(ValueError, match="anchor="):
         ch07.matched_remedies(settings, "missing")

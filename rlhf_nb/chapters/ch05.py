@@ -18,11 +18,12 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
+from rlhf_nb import stats
 from rlhf_nb.chapters.params import ChapterParams, check_floats
 from rlhf_nb.core import check_int, check_range, check_type
 from rlhf_nb.methods.grpo import GRPOCheckConfig
 from rlhf_nb.methods.online_config import OnlineConfig
-from rlhf_nb.stats import WINDOW
+from rlhf_nb.stats import WINDOW, Stat, markdown_table
 
 LR_HI, LR_LO = 3e-4, 1e-4  # "aggressive" and "conservative" for the tiny policy
 STEPS_HI, STEPS_LO = 200, 600  # the conservative rate needs a 3x longer run to collapse
@@ -298,8 +299,6 @@ def cap_table(caps: dict[int, dict]) -> pd.DataFrame:
     :class:`~rlhf_nb.stats.Stat` over seeds of each of :data:`CAP_COLUMNS`, of
     ``length_share`` (final length / cap) and of ``kl_per_token`` (final KL / final length,
     nats per response token). ``caps`` is :func:`get`'s ``"caps"``."""
-    from rlhf_nb.stats import Stat
-
     rows = {}
     for cap, group in caps.items():
         for k, runs in group.items():
@@ -316,8 +315,6 @@ def cap_exponents(caps: dict[int, dict], column: str = "kl_k1_final") -> dict[st
     by seed: the least-squares slope b of log(value) on log(cap) over the caps (value ∝ cap^b;
     b ≈ 1 doubles with the cap, b ≈ 0 ignores it). Returns ``{setting: Stat of b over seeds}``;
     needs at least two caps and positive values."""
-    from rlhf_nb.stats import Stat
-
     ordered = sorted(caps)
     if len(ordered) < 2:
         raise ValueError(f"need at least two caps to fit an exponent, got {ordered}")
@@ -390,8 +387,6 @@ def ladder_table(ladder: dict[str, dict], sizes: dict[str, int]) -> pd.DataFrame
     maps each preset to its policy's parameter count (:func:`ladder_testbeds`) — with a
     :class:`~rlhf_nb.stats.Stat` over seeds of each of :data:`LADDER_COLUMNS` and of
     ``proxy_gain`` (final minus start proxy)."""
-    from rlhf_nb.stats import Stat
-
     rows = {}
     for name, group in ladder.items():
         for k, runs in group.items():
@@ -407,8 +402,6 @@ def ladder_contrasts(ladder: dict[str, dict]) -> dict[str, dict]:
     strongest β, at the chapter's thresholds, which were set on the tiny preset) that fail, and
     ``kl_ratio`` — the final KL of the MaxEnt run over the anchored run's, seed by seed (a
     :class:`~rlhf_nb.stats.Stat`)."""
-    from rlhf_nb.stats import Stat
-
     out = {}
     for name, g in ladder.items():
         m, a = g["maxent"].summaries(), g["kl_strong"].summaries()
@@ -431,8 +424,6 @@ def matched_reading(seeded: dict, *, a: str = "maxent", b: str = "kl_strong") ->
     gives setting ``a`` minus setting ``b`` at each budget (bootstrap CI over seeds, and whether
     it is beyond seed noise) and the same difference at the end of the runs, at their final KLs.
     """
-    from rlhf_nb import stats
-
     for k in (a, b):
         if k not in MATCHED_SETTINGS:
             raise ValueError(f"a and b must be in {MATCHED_SETTINGS}, got {k!r}")
@@ -476,8 +467,6 @@ def sweep_view(table: pd.DataFrame, headline: dict, *, x_label) -> tuple[str, di
     :data:`SWEEP_NAMES`, rows named ``"<setting>, <x_label(x)>"``) and the legend names of its
     settings and columns for :func:`rlhf_nb.viz.run_plots.summary_figure` (the chapters do not
     draw: the notebook passes them on)."""
-    from rlhf_nb.stats import markdown_table
-
     short = setting_names(headline, table.index.unique(0))
     columns = {c: h for c, h in SWEEP_NAMES.items() if c in table.columns}
     md = markdown_table({f"{short[k]}, {x_label(v)}": row for (k, v), row in table.iterrows()},
