@@ -364,7 +364,6 @@ caps_runs = got["caps"]
 cap_stats = ch05.cap_table(caps_runs)
 cap_exp = {col: ch05.cap_exponents(caps_runs, col) for col in ("kl_k1_final", "length_final")}
 cap_md, cap_names = ch05.sweep_view(cap_stats, headline, x_label=lambda c: f"cap {c}")
-cap_names_short = ch05.setting_names(headline, ch05.CAP_SETTINGS)
 display(Markdown(cap_md))
 fig_cap = run_plots.summary_figure(
     cap_stats, ("kl_k1_final", "length_final", "gold_final"), x="cap", names=cap_names,
@@ -372,7 +371,7 @@ fig_cap = run_plots.summary_figure(
 )  # fmt: skip
 fig_cap.show()
 for k in ch05.CAP_SETTINGS:
-    name = cap_names_short[k]
+    name = cap_names[k]
     print(f"{name}: final KL ∝ cap^b with b = {cap_exp['kl_k1_final'][k].fmt(2)}, final length "
           f"∝ cap^b with b = {cap_exp['length_final'][k].fmt(2)} (seeds: {len(run_seeds)})")  # fmt: skip
 me_share = stats.Stat.of(np.concatenate([cap_stats.loc[("maxent", c), "length_share"].values
@@ -388,7 +387,7 @@ print(
     + ", ".join(f"cap {c}: {'yes' if v else 'no'}" for c, v in at_cap.items())
 )
 display(Markdown(" ".join(
-    f"{cap_names_short[k]}: final KL {scales[(k, 'kl_k1_final')]} (b = "
+    f"{cap_names[k]}: final KL {scales[(k, 'kl_k1_final')]} (b = "
     f"{cap_exp['kl_k1_final'][k].mean:.2f}), final length {scales[(k, 'length_final')]} (b = "
     f"{cap_exp['length_final'][k].mean:.2f})." for k in ch05.CAP_SETTINGS
 )))  # fmt: skip
@@ -437,7 +436,6 @@ ladder_con = ch05.ladder_contrasts(ladder)
 ladder_md, ladder_legend = ch05.sweep_view(
     ladder_stats, headline, x_label=lambda n: f"{n / 1e6:.2f}M"
 )
-ladder_names = ch05.setting_names(headline, ch05.LADDER_SETTINGS)
 display(Markdown(ladder_md))
 fig_ladder = run_plots.summary_figure(
     ladder_stats, ("gold_final", "kl_k1_final", "length_final"), x="parameters",
@@ -457,7 +455,7 @@ ladder_diffs = {
     for k in ch05.LADDER_SETTINGS for col in ("gold_final", "kl_k1_final")
 }  # fmt: skip
 display(Markdown(" ".join(
-    f"{ladder_names[k]}: {ch05.SWEEP_NAMES[col]} at {large_end} minus at {small_end} "
+    f"{ladder_legend[k]}: {ch05.SWEEP_NAMES[col]} at {large_end} minus at {small_end} "
     f"{d.mean:+.2f} [{d.lo:+.2f}, {d.hi:+.2f}] — "
     + ("beyond seed noise." if d.differs else "within seed noise.")
     for (k, col), d in ladder_diffs.items()

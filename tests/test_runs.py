@@ -81,7 +81,7 @@ def _train_slowly(counter: str) -> Run:
 def _ask_for_shared_run(cache: str, counter: str, out: str) -> None:
     run = cached_run("test", "shared", functools.partial(_train_slowly, counter),
                      config_cls=Cfg, cache_dir=cache)  # fmt: skip
-    Path(out).write_text(run.status)
+    Path(out).write_text(f"{run.status} {runs.last_use(Path(cache) / 'runs' / 'test' / 'shared')}")
 
 
 def test_two_processes_asking_for_one_run_train_it_once(tmp_path):
@@ -97,7 +97,8 @@ def test_two_processes_asking_for_one_run_train_it_once(tmp_path):
         p.join(timeout=120)
     assert [p.exitcode for p in procs] == [0, 0]
     assert counter.read_text() == "x", "the run was trained more than once"
-    assert [(tmp_path / f"out{i}").read_text() for i in range(2)] == ["finished", "finished"]
+    outs = sorted((tmp_path / f"out{i}").read_text() for i in range(2))
+    assert outs == ["finished loaded", "finished trained"], outs  # the pool says which, per run
     assert (tmp_path / "cache" / "locks" / "runs-test-shared.lock").exists()
 
 
@@ -216,3 +217,14 @@ def test_rekey_moves_runs_cached_before_a_field_was_added(tmp_path):
     gold = dataclasses.replace(cfg, reward="gold")
     assert cache.config_key(gold, "tb-abc") not in (old_key, new.name)
     assert cache.rekey(tmp_path, verbose=False) == {"moved": 0, "current": 1, "unknown": 0}
+
+
+def test_the_book_relays_trained_and_loaded_progress_lines():
+    """``make book`` echoes each chapter's progress: a run trained there, and one it loaded after
+    a chapter beside it trained it under the lock, both count as done."""
+    from rlhf_nb._site.build import _is_progress
+
+    assert _is_progress("  [3/9] trained online alpha=0.05 seed 1 in 120 s (400 s elapsed)")
+    assert _is_progress("  [4/9] loaded (another process trained it) after online seed 1 in 9 s")
+    assert _is_progress("7 runs trained in 900 s, 2 at a time; 2 more loaded after another ...")
+    assert not _is_progress("the run was loaded from the cache")

@@ -320,8 +320,8 @@ def _relay_progress(src: Path, log: Path, seen: int, t0: float) -> int:
 
 def _is_progress(line: str) -> bool:
     """A training-progress line of ``get_runs``: "training N runs, W at a time ...",
-    "[k/n] trained ..." or "N runs trained in ..."."""
-    return ("] trained " in line or " runs trained in " in line
+    "[k/n] trained ...", "[k/n] loaded ..." or "N runs trained in ..."."""
+    return ("] trained " in line or "] loaded " in line or " runs trained in " in line
             or (line.lstrip().startswith("training ") and " at a time " in line))  # fmt: skip
 
 

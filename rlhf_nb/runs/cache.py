@@ -230,6 +230,15 @@ def cached_run(
 
 
 CACHE_LOG_ENV = "RLHF_NB_CACHE_LOG"  # a file: every run-cache lookup appends "path<TAB>how"
+_LAST_USE: dict[str, str] = {}  # this process's last lookup of each entry: "loaded" / "trained"
+
+
+def last_use(path: Path) -> str | None:
+    """How this process last got the run cached at ``path``: ``"trained"`` (it trained it),
+    ``"loaded"`` (it was in the cache, or another process trained it while this one waited for
+    its lock), or ``None`` (not asked for here). The pool uses it to say "trained" only for runs
+    a worker really trained."""
+    return _LAST_USE.get(str(path))
 
 
 def _log_use(path: Path, how: str) -> None:
@@ -238,6 +247,7 @@ def _log_use(path: Path, how: str) -> None:
     ``make book`` sets it per chapter (``build/executed/logs/STEM.runs.tsv``), so that
     ``benchmarks/book_cost.py --executed`` can say which runs each chapter trains and loads.
     """
+    _LAST_USE[str(path)] = how
     log = os.environ.get(CACHE_LOG_ENV)
     if log:
         try:

@@ -19,7 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from rlhf_nb.core import check_int
-from rlhf_nb.runs.cache import run_path
+from rlhf_nb.runs.cache import last_use, run_path
 from rlhf_nb.runs.contract import method_of, run
 from rlhf_nb.runs.seeds import SeedRuns, with_seeds
 
@@ -55,14 +55,21 @@ def parallel_map(fn: Callable, jobs: Sequence, *, workers: int | str = "auto") -
     return [fn(j) for j in jobs]
 
 
-def _worker(args) -> tuple[int, float]:
+def _run_once(tb, config, cache_dir, refresh) -> str:
+    """Train (or load) one run; ``"trained"`` or ``"loaded"`` (another chapter's process trained
+    it while this one waited for the entry's lock)."""
+    run(tb, config, cache_dir=cache_dir, refresh=refresh)
+    return last_use(run_path(method_of(config)[1], tb, config, cache_dir)) or "trained"
+
+
+def _worker(args) -> tuple[int, float, str]:
     i, config, spec, cache_dir, refresh = args
     from rlhf_nb import testbed as tb_mod
 
     t0 = time.perf_counter()
     tb = tb_mod.build(spec["preset"], seed=spec["seed"], cache_dir=cache_dir, **spec["overrides"])
-    run(tb, config, cache_dir=cache_dir, refresh=refresh)
-    return i, time.perf_counter() - t0  # testbed load included
+    how = _run_once(tb, config, cache_dir, refresh)
+    return i, time.perf_counter() - t0, how  # testbed load included
 
 
 def _is_leaf(x) -> bool:
@@ -145,25 +152,31 @@ def get_runs(
               f"(workers={asked!r}; this process may use {resolve_workers('auto')} cores)",
               flush=True)  # fmt: skip
 
-    def done(i: int, sec: float, k: int) -> None:
+    waited = 0  # runs another process (a chapter beside this one) trained under the lock
+
+    def done(i: int, sec: float, k: int, how: str) -> None:
+        nonlocal waited
+        waited += how == "loaded"
         if verbose:
             elapsed = time.perf_counter() - t0
-            print(f"  [{k}/{len(todo)}] trained {flat[i].label()} seed {flat[i].seed} in "
+            what = "trained" if how == "trained" else "loaded (another process trained it) after"
+            print(f"  [{k}/{len(todo)}] {what} {flat[i].label()} seed {flat[i].seed} in "
                   f"{sec:.0f} s ({elapsed:.0f} s elapsed)", flush=True)  # fmt: skip
 
     if todo and workers > 1 and len(todo) > 1:
         ctx = mp.get_context("spawn")
         with ctx.Pool(min(workers, len(todo)), initializer=_init_worker) as pool:
-            for k, (i, sec) in enumerate(pool.imap_unordered(_worker, todo), 1):
-                done(i, sec, k)
+            for k, (i, sec, how) in enumerate(pool.imap_unordered(_worker, todo), 1):
+                done(i, sec, k, how)
     else:
         for k, (i, c, _, _, _) in enumerate(todo, 1):
             t1 = time.perf_counter()
-            run(tb, c, cache_dir=cache_dir, refresh=refresh)
-            done(i, time.perf_counter() - t1, k)
+            how = _run_once(tb, c, cache_dir, refresh)
+            done(i, time.perf_counter() - t1, k, how)
     if verbose and todo:
-        print(f"{len(todo)} runs trained in {time.perf_counter() - t0:.0f} s, "
-              f"{min(workers, len(todo))} at a time", flush=True)  # fmt: skip
+        extra = f"; {waited} more loaded after another process trained them" if waited else ""
+        print(f"{len(todo) - waited} runs trained in {time.perf_counter() - t0:.0f} s, "
+              f"{min(workers, len(todo))} at a time{extra}", flush=True)  # fmt: skip
     runs = [run(tb, c, cache_dir=cache_dir) for c in flat]
     if seeds:
         n = len(seeds)
