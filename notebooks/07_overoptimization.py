@@ -318,8 +318,10 @@ for m, f in fits.iterrows():
 # %% [markdown]
 # How to read the fits. Best-of-$n$ follows its form closely; the unanchored RL runs fit worse
 # than the anchored ones (larger RMSE) because they fall faster than $d(a-b\log d)$ allows, which
-# pulls their fitted $d^*$ before the measured peaks — the printout above gives both, and the
-# checkpoints assert these two comparisons, so the reading does not rest on the fit alone. A fit whose $b$ is
+# tends to pull their fitted $d^*$ before the measured peaks — the printout above gives both. The
+# checkpoints assert the RMSE comparison; where $d^*$ falls against the seeds' peaks is printed
+# with them, not asserted (it moved past one seed's peak at a hold-out testbed), so the reading
+# does not rest on the fit alone. A fit whose $b$ is
 # not clearly positive (two standard errors) has no peak within reach: the run never turned over.
 # The standard errors treat every point as independent; successive smoothed steps of one run are
 # not, so they understate the uncertainty — compare methods by the seed bands of part 4, not by
@@ -664,11 +666,17 @@ if not SMOKE:
     # the Gao best-of-n form fits its points closely; a fit only ever claims a peak it can back
     assert fits.loc["best-of-n", "rmse"] < 0.05, fits
     # the unanchored runs fit Gao's RL form worse than the anchored ones (observed RMSE
-    # 0.13-0.31 vs 0.055-0.084), and α = 0's fitted peak sits before its measured peaks
+    # 0.13-0.31 vs 0.055-0.084)
     unanchored = [NAMES["rloo"], NAMES["maxent"]]
     anchored = [NAMES["kl_weak"], NAMES["kl_strong"]]
     assert fits.loc[unanchored, "rmse"].min() > fits.loc[anchored, "rmse"].max(), fits
-    assert fits.loc[NAMES["rloo"], "d_star"] < peak_d.loc[NAMES["rloo"], "min"], (fits, peak_d)
+    # an observation, not a checkpoint: "α = 0's fitted peak d* sits before every seed's measured
+    # peak" held at SEED 0-2 (where it was set) but failed at a hold-out testbed seed (issue 26's
+    # report: d* 0.887 against one seed's peak at d = 0.818): where the fit turns over moves with
+    # the seeds that make it
+    d_star, d_first = fits.loc[NAMES["rloo"], "d_star"], peak_d.loc[NAMES["rloo"], "min"]
+    print(f"observation: α = 0's fitted d* {d_star:.3f}, its seeds' earliest measured peak at "
+          f"d = {d_first:.3f} (d* before every seed's peak: {bool(d_star < d_first)})")  # fmt: skip
     assert all(np.isinf(f.d_star) or f.b > 2 * f.b_se for f in fits.itertuples())
 
 

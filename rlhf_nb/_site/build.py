@@ -357,6 +357,21 @@ def _record_time(out: Path, stem: str, seconds: float, params: list[str]) -> Non
         results.write_timings(out, {stem: seconds}, params)
 
 
+def parse_params(items: list[str]) -> dict:
+    """``["SEED=3", "PRESET=tiny"]`` -> ``{"SEED": 3, "PRESET": "tiny"}``: each value parsed as a
+    Python literal, else kept as a bare string; ``ValueError`` for an item not ``NAME=VALUE``."""
+    params = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.isidentifier():
+            raise ValueError(f"--param must look like NAME=VALUE, got {item!r}")
+        try:
+            params[name] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            params[name] = value  # a bare string, e.g. -p PRESET=tiny
+    return params
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m rlhf_nb._site.build", description=__doc__)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -386,15 +401,10 @@ def main(argv: list[str] | None = None) -> int:
         sources = notebook_sources(args.only)
         if not sources:
             ap.error(f"no notebook matches --only {args.only!r}")
-        params = {}
-        for item in args.param:
-            name, sep, value = item.partition("=")
-            if not sep or not name.isidentifier():
-                ap.error(f"--param must look like NAME=VALUE, got {item!r}")
-            try:
-                params[name] = ast.literal_eval(value)
-            except (ValueError, SyntaxError):
-                params[name] = value  # a bare string, e.g. -p PRESET=tiny
+        try:
+            params = parse_params(args.param)
+        except ValueError as exc:
+            ap.error(str(exc))
         try:
             args.jobs = book_jobs(args.jobs, len(sources))
         except ValueError as exc:
