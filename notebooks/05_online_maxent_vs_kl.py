@@ -233,6 +233,10 @@ contrasts = {
 }  # fmt: skip
 for name, d in contrasts.items():
     print(f"{name}: {d}")
+# the MaxEnt runs' end, seed by seed: the run to the cap is a transition whose onset step moves
+# with the seed (ch05.runaway), so a short run can end before it
+maxent_runaway = ch05.runaway(seeded["maxent"], tb.max_new_tokens)
+print(maxent_runaway.sentence())
 
 # %% [markdown]
 # ## 1 · Proxy up, gold down?
@@ -305,8 +309,9 @@ print(
 # ## 2 · KL: how far the policy moves
 #
 # KL to the SFT policy (k1, nats per sequence) for the headline settings, mean and band over
-# seeds. What "without bound" can mean here: the MaxEnt runs' responses hit the length cap
-# (`max_new_tokens`) in every seed, which limits how many tokens add to the KL of a response; the
+# seeds. What "without bound" can mean here: a MaxEnt run whose responses ran to the length cap
+# (`max_new_tokens`; the sentence at the end of the seed comparison above counts those seeds and
+# says when each left the SFT length) has no more tokens to add to the KL of a response; the
 # slope over the last quarter of each run says whether a KL was still rising when the run ended,
 # for the MaxEnt runs and for the KL-anchored ones.
 
@@ -514,7 +519,9 @@ print(
 # the proxy overrates (chapter 04's blind spot) — which may be a short response or a long
 # repetitive one: the line below the figure says what these seeds did. With a large enough
 # sequence-level bonus the policy runs
-# to the length cap and stops emitting EOS: every extra token adds about $\alpha\log V$ reward
+# to the length cap and stops emitting EOS once its responses start to lengthen — a transition
+# whose onset step moves with the seed, so a run can end before it (the sentence at the end of
+# section 0's seed comparison counts the seeds): every extra token adds about $\alpha\log V$ reward
 # units of bonus (chapter 03), so the maximal-length, no-EOS response is the attractor, and the
 # gold's truncation and filler penalties take it far below zero.
 #
@@ -656,16 +663,24 @@ if not SMOKE:
         np.subtract(b_r["entropy_final"].values, b_r["entropy_start"].values)
     )
     stats.holds("α=0 per-token entropy change", ent_drop_r, "<", 0.0)
-    # the MaxEnt run (α > 0) collapses: gold far below the SFT start, maximal length, no EOS
-    stats.holds(
-        f"α={maxent_alpha:g} final gold", b_m["gold_final"], "<", b_m["gold_start"].mean - 3
-    )
-    stats.holds(
-        f"α={maxent_alpha:g} final length", b_m["length_final"], ">", tb.max_new_tokens - 1.5
-    )
-    stats.holds(f"α={maxent_alpha:g} final EOS rate", b_m["eos_final"], "<", 0.2)
-    # its KL ends several times the strongly anchored run's, seed by seed
-    stats.holds(f"final KL ratio α={maxent_alpha:g} / β={beta_s:g}", ratio, ">", 5.0, log=True)
+    # the MaxEnt run (α > 0) collapses: runs to the cap, no EOS, gold far below its SFT start.
+    # Set on testbeds 0-2 as three statements for every seed (final gold < SFT − 3, length >
+    # cap − 1.5, EOS < 0.2), they failed at hold-out testbed 3 (2026-12-04 machine): seeds 3 and
+    # 5 ran to the cap (from steps 152 and 95), seed 4 had not left the SFT length by step 200
+    # (length 5.0, EOS 1.00, gold +1.21 from +1.86). Continued to 600 steps (a diagnostic run,
+    # not in the book) it never did (length 5.0, EOS 1.00 at step 600) but its gold still fell,
+    # to −0.68 from a peak of +2.03, at 21 nats of KL: it over-optimised the way α = 0 does.
+    # Printed as an observation, seed by seed (ch05.runaway); restated after testbed 3 as "most
+    # seeds collapse" (3 of 3 at testbeds 0-2, 2 of 3 at 3; testbed 4 is its hold-out)
+    print(f"observation: {maxent_runaway.sentence()}")
+    assert 2 * maxent_runaway.n_collapsed > maxent_runaway.n, maxent_runaway.table
+    # its KL ends several times the strongly anchored run's, seed by seed. Set on testbeds 0-2
+    # at ×5 (log margin); at hold-out testbed 3 the seed that had not run away ended at ×4.9
+    # (×4.9 to ×33), so ×5 is printed and "farther than the anchored run" (ratio > 1, log: 2.7
+    # log-SDs at testbed 3) is asserted, to be validated on testbed 4
+    print(f"observation, final KL ratio α={maxent_alpha:g} / β={beta_s:g} above ×5 at every "
+          f"seed: {bool(ratio.min > 5)} (×{ratio.fmt(1)})")  # fmt: skip
+    stats.holds(f"final KL ratio α={maxent_alpha:g} / β={beta_s:g}", ratio, ">", 1.0, log=True)
     assert contrasts[f"final KL, α = {maxent_alpha:g} minus β = {beta_s:g}"].differs
     # the KL-anchored runs end near their best and far above the unanchored α = 0 run
     stats.holds(f"β={beta_s:g} fall from peak", b_s["gold_fall"], "<", 0.5)
@@ -688,9 +703,19 @@ if not SMOKE:
     for name, con in ladder_con.items():
         assert not con["failed"], (name, con["failed"])
 
-    # the central contrast, statement by statement and seed by seed (the same check CI runs)
+    # the central contrast, statement by statement and seed by seed (the check CI runs at
+    # reduced size). Every statement held at every seed of testbeds 0-2; at hold-out testbed 3
+    # the seed whose MaxEnt run had not run away by step 200 failed three of the four (gold fell
+    # 0.84 from its peak, KL ×4.9 the anchored run's, final gold 1.0 below it, not 3), so it is
+    # printed, and what held at every seed of testbeds 0-3 is asserted: the anchored run ends
+    # with more gold than the MaxEnt run (restated after testbed 3 at > 0.1 on the log scale,
+    # +1.0 to +7.7 there; testbed 4 is its hold-out)
     failed = ch05.central_contrast(seeded["maxent"], seeded["kl_strong"])
-    assert not failed, failed
+    print("observation, the central contrast seed by seed: "
+          + ("every statement held at every seed" if not failed else "; ".join(failed)))  # fmt: skip
+    anchor_gain = stats.Stat.of(np.subtract(b_s["gold_final"].values, b_m["gold_final"].values))
+    stats.holds(f"final gold β={beta_s:g} minus α={maxent_alpha:g}", anchor_gain, ">", 0.1,
+                log=True)  # fmt: skip
     # TRL agrees in direction (one seed each, so only directions whose size in our own loop is
     # far beyond its seed spread are asserted: KL 10-22 vs 3.3-3.5 nats, fall 1.4-2.8 vs 0.2-0.4)
     assert g0.kl_k1_final > g1.kl_k1_final, grpo_table

@@ -265,3 +265,36 @@ def test_cap_exponents_recover_a_power_law_and_the_table_divides_by_the_cap():
     assert np.allclose(t.loc[("flat", 32), "kl_per_token"].values, [3 / 32, 6 / 32, 9 / 32])
     with pytest.raises(ValueError, match="at least two caps"):
         ch05.cap_exponents({8: caps[8]})
+
+
+def test_runaway_reads_each_seed_end_and_when_it_left_the_sft_length():
+    """Two seeds run to the cap (length 5 -> 16 from step 20 and 40) and lose gold; the third
+    stays at the SFT length: it is counted apart, with its numbers, and has no escape step."""
+
+    def run(seed, start):
+        r = _fake_run(seed, steps=100)
+        step = r.history["step"].to_numpy()
+        ran = start is not None
+        up = np.clip((step - (start or 0)) / 10, 0, 1) if ran else np.zeros(step.size)
+        h = r.history.assign(length=5 + 11 * up, eos_rate=1 - up, gold=2.0 - 7 * up,
+                             kl_k1=1 + 30 * up)  # fmt: skip
+        return Run(r.config, h, "finished")
+
+    sr = SeedRuns(run(0, 0).config, [run(0, 20), run(1, 40), run(2, None)], (0, 1, 2))
+    ra = ch05.runaway(sr, cap=16)
+    t = ra.table
+    assert list(t.ran) == [True, True, False] and list(t.collapsed) == [True, True, False]
+    # halfway from 5 to 16 tokens is 10.5: reached 5 steps after the onset, then smoothed over
+    # the window of 10 steps, about 5 steps later again
+    assert 20 < t.escape_step[0] < 35 and 40 < t.escape_step[1] < 55
+    assert np.isnan(t.escape_step[2]) and ra.n_collapsed == 2 and ra.steps == 100
+    text = ra.sentence()
+    assert "at 2 of 3 seeds" in text and "seed 2 had not run to the cap by its last step" in text
+    assert "final length 5.0, EOS 1.00, gold +2.00 from +2.00" in text
+    # a run at the cap whose gold did not fall counts as ran, not collapsed
+    flat = SeedRuns(sr.config, [Run(r.config, r.history.assign(gold=2.0), "finished")
+                                for r in sr.runs], (0, 1, 2))  # fmt: skip
+    assert ch05.runaway(flat, cap=16).n_collapsed == 0
+    assert "ran to the cap without that fall" in ch05.runaway(flat, cap=16).sentence()
+    with pytest.raises(ValueError, match="cap"):
+        ch05.runaway(sr, cap=0)

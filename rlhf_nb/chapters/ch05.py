@@ -267,8 +267,10 @@ def central_contrast(
     4. the anchored run's final gold is more than ``min_gold_gap`` above the MaxEnt run's.
 
     Gold peak and final come from the book's one summary rule (:mod:`rlhf_nb.stats`).
-    Used by chapter 05's checkpoints and by ``tests/test_science.py`` (CI), which also shows that
-    the check fails once the anchor is removed (β = 0).
+    Asserted by ``tests/test_science.py`` (CI), which also shows that the check fails once the
+    anchor is removed (β = 0); chapter 05 prints it seed by seed (every statement held at every
+    seed of testbeds 0-2; at hold-out testbed 3 one seed, whose MaxEnt run had not run to the
+    cap by its last step, failed three of them: :func:`runaway`).
     """
     if maxent.n != anchored.n:
         raise ValueError(f"need the same seeds for both settings, got {maxent.n} and {anchored.n}")
@@ -289,6 +291,95 @@ def central_contrast(
         }  # fmt: skip
         failed += [f"seed {seed}: {k}" for k, ok in facts.items() if not ok]
     return failed
+
+
+RAN_LENGTH = 1.5  # tokens: a run "ran to the cap" when its final length is above cap − this
+RAN_EOS = 0.2  # ... and its final EOS rate below this
+COLLAPSE_DROP = 3.0  # gold units: a run that ran to the cap "collapsed" when its final gold is
+# this far below its own SFT start (the first checkpoint's statement, set on testbeds 0-2)
+
+
+@dataclass(frozen=True)
+class Runaway:
+    """How an unanchored setting's runs ended, seed by seed (:func:`runaway`).
+
+    ``table`` (index ``seed``): ``escape_step`` (the first step whose smoothed length reached
+    halfway from the run's start length to the cap; NaN: not within the run), ``length_final``
+    (tokens), ``eos_final``, ``gold_start``, ``gold_final`` (reward units), ``kl_k1_final``
+    (nats), ``ran`` (ran to the cap: final length > cap − :data:`RAN_LENGTH` and EOS <
+    :data:`RAN_EOS`) and ``collapsed`` (ran, and final gold more than ``drop`` below its start).
+    """
+
+    label: str
+    cap: int
+    steps: int
+    drop: float
+    table: pd.DataFrame
+
+    @property
+    def n(self) -> int:
+        return len(self.table)
+
+    @property
+    def n_collapsed(self) -> int:
+        return int(self.table["collapsed"].sum())
+
+    def sentence(self) -> str:
+        """What the runs did, from the numbers: how many seeds ran to the cap and collapsed within
+        the run, when they left the SFT length, and how each other seed ended."""
+        t = self.table
+        done = t[t.collapsed]
+        out = (f"{self.label}: within its {self.steps} steps the responses ran to the "
+               f"{self.cap}-token cap (final length > {self.cap - RAN_LENGTH:g}, EOS < "
+               f"{RAN_EOS:g}) and gold ended more than {self.drop:g} below its SFT start at "
+               f"{len(done)} of {self.n} seeds")  # fmt: skip
+        if len(done):
+            out += (
+                " (left the SFT length at step "
+                + ", ".join(f"{s:.0f}" for s in done.escape_step)
+                + ")"
+            )
+        rest = []
+        for seed, r in t[~t.collapsed].iterrows():
+            how = ("ran to the cap without that fall" if r.ran
+                   else "had not run to the cap by its last step")  # fmt: skip
+            left = (f", left the SFT length at step {r.escape_step:.0f}"
+                    if np.isfinite(r.escape_step) else "")  # fmt: skip
+            rest.append(f"seed {seed} {how} (final length {r.length_final:.1f}, EOS "
+                        f"{r.eos_final:.2f}, gold {r.gold_final:+.2f} from {r.gold_start:+.2f}, "
+                        f"KL {r.kl_k1_final:.1f} nats{left})")  # fmt: skip
+        return out + ("; " + "; ".join(rest) if rest else "") + "."
+
+
+def escape_step(run, cap: int, *, window: int = WINDOW) -> float:
+    """The step at which ``run``'s responses leave the SFT length for the cap: the first logged
+    step whose smoothed length (the summary rule's window) reaches halfway from its start length
+    to ``cap`` tokens; NaN when it never does within the run."""
+    length = stats.smoothed(run.history, "length", window=window)
+    if length.empty:
+        return float("nan")
+    half = (length.iloc[0] + cap) / 2
+    hit = length.index[length.to_numpy() >= half]
+    return float(hit[0]) if len(hit) else float("nan")
+
+
+def runaway(seed_runs, cap: int, *, drop: float = COLLAPSE_DROP, window: int = WINDOW) -> Runaway:
+    """Seed by seed, whether an unanchored setting (``seed_runs``, a
+    :class:`rlhf_nb.runs.seeds.SeedRuns`) ran to the ``cap`` and collapsed within its run
+    (:class:`Runaway`). The length runaway is a transition whose onset step moves with the seed:
+    a run that has not left the SFT length by its last step has not (yet) collapsed."""
+    check_int("cap", cap, 1)
+    check_range("drop", drop, 0.0, None)
+    s = seed_runs.summaries(window=window)
+    t = pd.DataFrame({
+        "escape_step": [escape_step(r, cap, window=window) for r in seed_runs.runs],
+        **{c: s[c].to_numpy() for c in ("length_final", "eos_final", "gold_start", "gold_final",
+                                         "kl_k1_final")},
+    }, index=s.index)  # fmt: skip
+    t["ran"] = (t.length_final > cap - RAN_LENGTH) & (t.eos_final < RAN_EOS)
+    t["collapsed"] = t.ran & (t.gold_final < t.gold_start - drop)
+    steps = max(int(r.history["step"].max()) for r in seed_runs.runs)
+    return Runaway(seed_runs.label, cap, steps, drop, t)
 
 
 CAP_COLUMNS = ("kl_k1_final", "length_final", "eos_final", "gold_final", "gold_peak")
