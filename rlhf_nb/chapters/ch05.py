@@ -490,8 +490,9 @@ def ladder_table(ladder: dict[str, dict], sizes: dict[str, int]) -> pd.DataFrame
 
 def ladder_contrasts(ladder: dict[str, dict]) -> dict[str, dict]:
     """Per rung: ``failed`` — the statements of :func:`central_contrast` (MaxEnt against the
-    strongest β, at the chapter's thresholds, which were set on the tiny preset) that fail, and
-    ``kl_ratio`` — the final KL of the MaxEnt run over the anchored run's, seed by seed (a
+    strongest β, at the chapter's thresholds, which were set on the tiny preset) that fail,
+    ``kl_ratio`` — the final KL of the MaxEnt run over the anchored run's, seed by seed, and
+    ``gold_gap`` — the anchored run's final gold minus the MaxEnt run's, seed by seed (each a
     :class:`~rlhf_nb.stats.Stat`)."""
     out = {}
     for name, g in ladder.items():
@@ -499,6 +500,7 @@ def ladder_contrasts(ladder: dict[str, dict]) -> dict[str, dict]:
         out[name] = {
             "failed": central_contrast(g["maxent"], g["kl_strong"]),
             "kl_ratio": Stat.of(m["kl_k1_final"].to_numpy() / a["kl_k1_final"].to_numpy()),
+            "gold_gap": Stat.of(a["gold_final"].to_numpy() - m["gold_final"].to_numpy()),
         }
     return out
 
