@@ -288,13 +288,17 @@ def test_runaway_reads_each_seed_end_and_when_it_left_the_sft_length():
     # the window of 10 steps, about 5 steps later again
     assert 20 < t.escape_step[0] < 35 and 40 < t.escape_step[1] < 55
     assert np.isnan(t.escape_step[2]) and ra.n_collapsed == 2 and ra.steps == 100
+    assert ra.most_collapsed  # 2 of 3
     text = ra.sentence()
     assert "at 2 of 3 seeds" in text and "seed 2 had not run to the cap by its last step" in text
     assert "final length 5.0, EOS 1.00, gold +2.00 from +2.00" in text
     # a run at the cap whose gold did not fall counts as ran, not collapsed
     flat = SeedRuns(sr.config, [Run(r.config, r.history.assign(gold=2.0), "finished")
                                 for r in sr.runs], (0, 1, 2))  # fmt: skip
-    assert ch05.runaway(flat, cap=16).n_collapsed == 0
+    assert (
+        ch05.runaway(flat, cap=16).n_collapsed == 0
+        and not ch05.runaway(flat, cap=16).most_collapsed
+    )
     assert "ran to the cap without that fall" in ch05.runaway(flat, cap=16).sentence()
     with pytest.raises(ValueError, match="cap"):
         ch05.runaway(sr, cap=0)

@@ -324,6 +324,11 @@ class Runaway:
     def n_collapsed(self) -> int:
         return int(self.table["collapsed"].sum())
 
+    @property
+    def most_collapsed(self) -> bool:
+        """More than half of the seeds collapsed within the run (the chapters' checkpoint)."""
+        return 2 * self.n_collapsed > self.n
+
     def sentence(self) -> str:
         """What the runs did, from the numbers: how many seeds ran to the cap and collapsed within
         the run, when they left the SFT length, and how each other seed ended."""
